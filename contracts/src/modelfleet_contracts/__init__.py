@@ -1,0 +1,73 @@
+"""modelfleet event contracts, v1.
+
+Every event is a frozen pydantic v2 model with the envelope of `Event`. `topics` says which topic
+carries which event and how it is keyed; `snapshots` guards the contracts against breaking changes.
+"""
+
+from .data import (
+    ColumnInfo,
+    DataBatchSubmitted,
+    DataProblem,
+    DatasetVersionCreated,
+    DatasetVersionRejected,
+)
+from .envelope import Contract, Event
+from .evaluation import GateResult, ModelEvaluated
+from .monitoring import (
+    DriftDetected,
+    FeatureDrift,
+    ModelHealthReported,
+    PerformanceDegraded,
+    SloBreached,
+)
+from .registry import ModelArchived, ModelPromoted, ModelRegistered, ModelRolledBack
+from .rollout import (
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    DeploymentChanged,
+    RollbackRequested,
+    RouteTarget,
+)
+from .serving import GroundTruthObserved, PredictionLogged, PredictionRecord
+from .specs import ModelSpec, ModelSpecRetired, ModelSpecSubmitted, RiskClass, SpecEvent
+from .training import RetrainRequested, TrainingFailed, TrainingFinished, TrainingStarted
+
+__all__ = [
+    "ApprovalGranted",
+    "ApprovalRejected",
+    "ApprovalRequested",
+    "ColumnInfo",
+    "Contract",
+    "DataBatchSubmitted",
+    "DataProblem",
+    "DatasetVersionCreated",
+    "DatasetVersionRejected",
+    "DeploymentChanged",
+    "DriftDetected",
+    "Event",
+    "FeatureDrift",
+    "GateResult",
+    "GroundTruthObserved",
+    "ModelArchived",
+    "ModelEvaluated",
+    "ModelHealthReported",
+    "ModelPromoted",
+    "ModelRegistered",
+    "ModelRolledBack",
+    "ModelSpec",
+    "ModelSpecRetired",
+    "ModelSpecSubmitted",
+    "PerformanceDegraded",
+    "PredictionLogged",
+    "PredictionRecord",
+    "RetrainRequested",
+    "RiskClass",
+    "RollbackRequested",
+    "RouteTarget",
+    "SloBreached",
+    "SpecEvent",
+    "TrainingFailed",
+    "TrainingFinished",
+    "TrainingStarted",
+]

@@ -1,0 +1,62 @@
+"""Model versions in the registry and the moves of their aliases."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .envelope import Event
+from .specs import MODEL_NAME_PATTERN
+
+
+class ModelRegistered(Event):
+    """A candidate became a registry version, with its lineage, digest and signature."""
+
+    event_type: Literal["model.registered"] = "model.registered"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="Registry version.")
+    run_id: str = Field(description="MLflow run id it was trained in.")
+    model_uri: str = Field(description="MLflow URI of the artifact (`models:/name/version`).")
+    digest: str = Field(description="sha256 hex digest of the artifact.")
+    signature: str = Field(description="Base64 Ed25519 signature of the digest.")
+    signing_key_id: str = Field(description="Id of the key that signed it.")
+    passed_evaluation: bool = Field(description="Whether it passed every gate.")
+    lineage: dict[str, str] = Field(
+        default_factory=dict, description="Dataset version, template, spec revision, code, environment."
+    )
+
+
+class ModelPromoted(Event):
+    """A version became the champion."""
+
+    event_type: Literal["model.promoted"] = "model.promoted"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="New champion version.")
+    previous_version: str | None = Field(default=None, description="Former champion, now last known good.")
+    decided_by: str = Field(description="Service or person that decided.")
+    reason: str = Field(description="Why, with the numbers.")
+
+
+class ModelRolledBack(Event):
+    """Traffic went back to the last known good version."""
+
+    event_type: Literal["model.rolled_back"] = "model.rolled_back"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    from_version: str = Field(description="Version taken out of traffic.")
+    to_version: str | None = Field(description="Version now serving; empty if none is left.")
+    decided_by: str = Field(description="Service or person that decided.")
+    reason: str = Field(description="Why, with the numbers.")
+
+
+class ModelArchived(Event):
+    """A version was archived and will not serve again."""
+
+    event_type: Literal["model.archived"] = "model.archived"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="Archived version.")
+    reason: str = Field(description="Why it was archived.")

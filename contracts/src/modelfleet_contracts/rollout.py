@@ -1,0 +1,86 @@
+"""Rollout: routing tables, approvals and rollback requests."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .envelope import Contract, Event
+from .specs import MODEL_NAME_PATTERN
+
+Stage = Literal["candidate", "shadow", "awaiting_approval", "canary", "promoted", "rolled_back", "retired"]
+
+
+class RouteTarget(Contract):
+    """One model version that serving may load, with what is needed to verify it first."""
+
+    version: str = Field(description="Registry version.")
+    model_uri: str = Field(description="MLflow URI of the artifact.")
+    digest: str = Field(description="sha256 hex digest the artifact must have.")
+    signature: str = Field(description="Base64 Ed25519 signature of the digest.")
+    signing_key_id: str = Field(description="Id of the signing key.")
+
+
+class DeploymentChanged(Event):
+    """The routing table of a model. Compacted by model: the latest one is what serving does."""
+
+    event_type: Literal["deployment.changed"] = "deployment.changed"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    revision: int = Field(ge=0, description="Increases with every change of this model's table.")
+    stage: Stage = Field(description="Rollout stage of the challenger (or of the model).")
+    champion: RouteTarget | None = Field(default=None, description="Version answering by default.")
+    challenger: RouteTarget | None = Field(default=None, description="Canary version, if any.")
+    challenger_weight: float = Field(
+        default=0.0, ge=0, le=1, description="Share of request keys routed to the challenger."
+    )
+    shadows: list[RouteTarget] = Field(
+        default_factory=list, description="Versions that get a mirrored copy and never answer."
+    )
+    reason: str = Field(default="", description="Why the table changed.")
+
+
+class ApprovalRequested(Event):
+    """A high-risk version waits for a listed approver before taking live traffic."""
+
+    event_type: Literal["approval.requested"] = "approval.requested"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="Version awaiting approval.")
+    risk_class: str = Field(description="Risk class that requires the approval.")
+    approvers: list[str] = Field(description="Who may approve, per policy.")
+    evidence: str = Field(default="", description="Evaluation and shadow results to review.")
+
+
+class ApprovalGranted(Event):
+    """An approver signed off a version."""
+
+    event_type: Literal["approval.granted"] = "approval.granted"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="Approved version.")
+    approver: str = Field(description="Approver identity, as listed in the policy.")
+    signature: str = Field(description="Base64 Ed25519 signature by the approver of `model:version`.")
+    comment: str = Field(default="", description="Approver's note.")
+
+
+class ApprovalRejected(Event):
+    """An approval was refused by a person, or an approval was invalid (unknown approver, bad signature)."""
+
+    event_type: Literal["approval.rejected"] = "approval.rejected"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="Version concerned.")
+    rejected_by: str = Field(description="Person who refused, or the service that found it invalid.")
+    reason: str = Field(description="Why.")
+
+
+class RollbackRequested(Event):
+    """A person asks to roll a model back (to a given version, or the last known good one)."""
+
+    event_type: Literal["model.rollback.requested"] = "model.rollback.requested"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    to_version: str | None = Field(default=None, description="Target version; empty = last known good.")
+    reason: str = Field(min_length=1, description="Why.")

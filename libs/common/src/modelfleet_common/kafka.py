@@ -1,0 +1,127 @@
+"""The one Kafka client set-up of modelfleet: broker factory, topic provisioning, event publishing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.publisher import DefaultPublisher
+
+from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.topics import Topic, topic_of
+
+from .naming import TopicNamer
+from .settings import KafkaSettings
+
+logger = logging.getLogger("modelfleet.kafka")
+
+
+def make_broker(
+    settings: KafkaSettings, *, client_id: str, middlewares: Sequence[Any] = (), **options: Any
+) -> KafkaBroker:
+    """A broker whose producer is idempotent with `acks=all` (no loss, no duplicates on retry)."""
+    return KafkaBroker(
+        settings.bootstrap,
+        security=settings.security(),
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        middlewares=middlewares,
+        # Give in-flight handlers time to finish (and commit) on SIGTERM.
+        graceful_timeout=30.0,
+        **options,
+    )
+
+
+def _admin_options(settings: KafkaSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "security_protocol": settings.security_protocol,
+        "ssl_context": settings.ssl_context(),
+    }
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # checked by KafkaSettings
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": settings.sasl_password.get_secret_value(),
+        }
+    return options
+
+
+async def ensure_topics(settings: KafkaSettings, names: Iterable[tuple[str, bool]]) -> list[str]:
+    """Create missing topics (`(name, compacted)` pairs); returns the names it created."""
+    wanted = dict(names)
+    admin = AIOKafkaAdminClient(**_admin_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if compacted else {},
+            )
+            for name, compacted in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created them in between: fine
+            logger.info("created topics", extra={"topics": [t.name for t in missing]})
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+def fleet_topics(namer: TopicNamer, topics: Iterable[Topic]) -> list[tuple[str, bool]]:
+    """Physical names (and compaction) of the given topics plus the dead-letter topic."""
+    return [(namer.topic(t), t.compacted) for t in topics] + [(namer.dead_letter(), False)]
+
+
+class EventPublisher:
+    """Publishes events to their catalog topic, keyed, with the envelope mirrored in headers."""
+
+    def __init__(self, broker: KafkaBroker, namer: TopicNamer, topics: Iterable[Topic]) -> None:
+        self._publishers: dict[type[Event], DefaultPublisher] = {}
+        for topic in topics:
+            publisher = broker.publisher(
+                namer.topic(topic),
+                title=f"{namer.topic(topic)}:publish",
+                description=topic.description,
+                schema=topic.payload_type,
+            )
+            for contract in topic.contracts:
+                self._publishers[contract] = publisher
+
+    async def __call__(self, event: Event) -> None:
+        """Publish one event; waits for the broker's acknowledgement (acks=all)."""
+        publisher = self._publishers.get(type(event))
+        if publisher is None:
+            raise KeyError(
+                f"{type(event).__name__} goes to {topic_of(type(event)).name!r}, "
+                "which this service did not declare as a publisher"
+            )
+        await publisher.publish(
+            event.model_dump_json().encode(),
+            key=event.key.encode(),
+            correlation_id=event.correlation_id,
+            headers=event_headers(event),
+        )
+
+
+def event_headers(event: Event) -> dict[str, str]:
+    """Headers that let consumers route, log and deduplicate without parsing the body."""
+    return {
+        "content-type": "application/json",
+        "event_type": event.event_type,
+        "event_id": str(event.event_id),
+        "schema_version": str(event.schema_version),
+    }

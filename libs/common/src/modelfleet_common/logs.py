@@ -1,0 +1,63 @@
+"""Structured JSON logs that carry the correlation id of the event being handled."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+#: Correlation id of the lifecycle the current handler works for ("" outside a handler).
+correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
+#: Id of the event the current handler works on.
+event_id: ContextVar[str] = ContextVar("event_id", default="")
+
+
+class _EventContext(logging.Filter):
+    """Stamps every record with the service name and the ids of the event in hand."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        record.correlation_id = correlation_id.get()
+        record.event_id = event_id.get()
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every log record (ours, faststream's, uvicorn's) to stdout as one JSON object per line."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_EventContext(service))
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s %(event_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("faststream", "uvicorn", "uvicorn.error", "uvicorn.access", "aiokafka"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # aiokafka is chatty about routine group coordination at INFO.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+def log_event(logger: logging.Logger, message: str, event: Any) -> None:
+    """Log `message` about an event with its type, key and ids as structured fields."""
+    logger.info(
+        message,
+        extra={
+            "event_type": event.event_type,
+            "key": event.key,
+            "event_id": str(event.event_id),
+            "causation_id": str(event.causation_id or ""),
+        },
+    )

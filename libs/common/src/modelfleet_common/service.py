@@ -1,0 +1,145 @@
+"""`FleetService`: the wiring every modelfleet service shares.
+
+A service's `app.py` creates one, declares subscribers (one per consumed topic) and publishers
+with it, and exposes `service.app()`; `run()` serves it with /healthz, /readyz and /metrics.
+
+    service = FleetService("trainer", TrainerSettings())
+    publish = service.publisher(TRAINING_STARTED, TRAINING_FINISHED)
+
+    @service.subscriber(RETRAIN_REQUESTS)
+    async def on_retrain_requested(event: RetrainRequested) -> None:
+        await handlers.retrain_model(event, deps)
+
+    app = service.app()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import make_asgi_app
+
+from modelfleet_contracts.topics import ALL_TOPICS, Topic
+
+from .consumer import ConsumerPolicy
+from .kafka import EventPublisher, ensure_topics, fleet_topics, make_broker
+from .logs import configure_logging
+from .metrics import ServiceMetrics
+from .naming import TopicNamer
+from .settings import ServiceSettings
+from .telemetry import configure_tracing
+
+logger = logging.getLogger("modelfleet.service")
+
+
+class FleetService:
+    """Broker, names, telemetry, metrics and health of one service."""
+
+    def __init__(self, name: str, settings: ServiceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.namer = TopicNamer(settings.topic_prefix)
+        self.metrics = ServiceMetrics(name)
+        self.tracer_provider = configure_tracing(name, settings.otel_exporter)
+        self.policy = ConsumerPolicy(
+            service=name,
+            dead_letter_topic=self.namer.dead_letter(),
+            metrics=self.metrics,
+            max_attempts=settings.max_attempts,
+            backoff_seconds=settings.retry_backoff_seconds,
+            kill_after_handling_marker=settings.chaos_kill_after_handling_marker,
+        )
+        self.broker = make_broker(
+            settings.kafka,
+            client_id=f"modelfleet-{name}",
+            middlewares=(
+                KafkaTelemetryMiddleware(tracer_provider=self.tracer_provider),
+                KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=f"modelfleet-{name}"),
+                self.policy,
+            ),
+            description=f"modelfleet {name} service",
+        )
+        self.policy.broker = self.broker
+        self._ready = False
+
+    def subscriber(self, topic: Topic, **options: Any) -> Callable[[Any], Any]:
+        """Decorator: consume `topic` in this service's own consumer group, at least once."""
+        name = self.namer.topic(topic)
+        return self.broker.subscriber(
+            name,
+            group_id=self.namer.group(self.name, topic),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            title=f"{name}:{self.name}",
+            description=topic.description,
+            **options,
+        )
+
+    def publisher(self, *topics: Topic) -> EventPublisher:
+        """A callable that publishes events of these topics (declared for the AsyncAPI doc)."""
+        return EventPublisher(self.broker, self.namer, topics)
+
+    async def _provision_topics(self) -> None:
+        # Every service creates the whole catalog: it is idempotent and lets services start in
+        # any order without a consumer racing the topic's creation with the wrong config.
+        await ensure_topics(self.settings.kafka, fleet_topics(self.namer, ALL_TOPICS))
+
+    def _set_ready(self, ready: bool) -> None:
+        self._ready = ready
+        self.metrics.ready.set(1 if ready else 0)
+
+    def app(self) -> AsgiFastStream:
+        """The ASGI + FastStream application of the service."""
+
+        @get(include_in_schema=False)
+        async def healthz(scope: Any) -> AsgiResponse:
+            return AsgiResponse(b"ok", status_code=200)
+
+        @get(include_in_schema=False)
+        async def readyz(scope: Any) -> AsgiResponse:
+            if self._ready and await self.broker.ping(timeout=2.0):
+                return AsgiResponse(b"ready", status_code=200)
+            return AsgiResponse(b"not ready", status_code=503)
+
+        async def after_startup() -> None:
+            self._set_ready(True)
+            logger.info("service ready", extra={"http_port": self.settings.http_port})
+
+        async def on_shutdown() -> None:
+            self._set_ready(False)
+            logger.info("service stopping: finishing in-flight events before closing")
+
+        return AsgiFastStream(
+            self.broker,
+            asgi_routes=[
+                ("/healthz", healthz),
+                ("/readyz", readyz),
+                ("/metrics", make_asgi_app(registry=self.metrics.registry)),
+            ],
+            on_startup=[self._provision_topics],
+            after_startup=[after_startup],
+            on_shutdown=[on_shutdown],
+            logger=logging.getLogger(f"modelfleet.{self.name}"),
+        )
+
+    def run(self, app: AsgiFastStream) -> None:
+        """Serve the app until SIGTERM/SIGINT; uvicorn then stops the broker gracefully."""
+        configure_logging(self.name, self.settings.log_level)
+        asyncio.run(
+            app.run(
+                log_level=logging.getLevelName(self.settings.log_level.upper()),
+                run_extra_options={
+                    "host": self.settings.http_host,
+                    "port": self.settings.http_port,
+                    "log_config": None,
+                    "timeout_graceful_shutdown": 30,
+                },
+            )
+        )

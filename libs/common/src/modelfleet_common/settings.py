@@ -1,0 +1,100 @@
+"""Typed settings from the environment (`FLEET_` prefix); secrets stay `SecretStr`."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Literal, Self
+
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+_SASL_CLASSES: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+    "PLAIN": SASLPlaintext,
+    "SCRAM-SHA-256": SASLScram256,
+    "SCRAM-SHA-512": SASLScram512,
+}
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster (`FLEET_KAFKA_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_KAFKA_", extra="ignore")
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="Comma-separated bootstrap servers.")
+    security_protocol: SecurityProtocol = Field(default="PLAINTEXT", description="Kafka security protocol.")
+    sasl_mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="SASL mechanism.")
+    sasl_username: str | None = Field(default=None, description="SASL user.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password; never logged.")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers.")
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client key (mutual TLS).")
+    ssl_key_password: SecretStr | None = Field(default=None, description="Password of the client key.")
+    partitions: int = Field(default=3, ge=1, description="Partitions of topics modelfleet creates.")
+    replication_factor: int = Field(default=1, ge=1, description="Replication of topics modelfleet creates.")
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Self:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"FLEET_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "FLEET_KAFKA_SASL_USERNAME and FLEET_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS context for SSL/SASL_SSL, verifying brokers against `ssl_cafile` (or system CAs)."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            password = self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password=password)
+        return context
+
+    def security(self) -> BaseSecurity | None:
+        """The faststream security object for these settings (None for PLAINTEXT)."""
+        context = self.ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_username and self.sasl_password  # checked by the validator
+            sasl = _SASL_CLASSES[self.sasl_mechanism]
+            return sasl(
+                self.sasl_username,
+                self.sasl_password.get_secret_value(),
+                ssl_context=context,
+                use_ssl=context is not None,
+            )
+        if context is not None:
+            return BaseSecurity(ssl_context=context, use_ssl=True)
+        return None
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares (`FLEET_*`); services subclass it for their own."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    topic_prefix: str = Field(default="", description="Prefix of every topic and group (isolates fleets).")
+    http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP endpoints.")
+    log_level: str = Field(default="INFO", description="Log level of the service.")
+    state_dir: Path = Field(default=Path(".local/state"), description="Where durable local state lives.")
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="Where traces go; `otlp` honours OTEL_EXPORTER_OTLP_ENDPOINT."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a failing handler before dead-lettering."
+    )
+    retry_backoff_seconds: float = Field(default=0.2, gt=0, description="First retry delay; doubles per try.")
+    chaos_kill_after_handling_marker: Path | None = Field(
+        default=None,
+        description=(
+            "Fault injection for crash tests: if set and the file is absent, create it and SIGKILL "
+            "the process after a handler succeeds, before its offset is committed."
+        ),
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection.")

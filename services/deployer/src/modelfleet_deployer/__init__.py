@@ -1,0 +1,1 @@
+"""modelfleet deployer: Drives each model through shadow, canary, approval, promotion and rollback."""

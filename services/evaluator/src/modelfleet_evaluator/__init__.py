@@ -1,0 +1,1 @@
+"""modelfleet evaluator: Evaluates candidates against policy-as-code gates."""

@@ -1,0 +1,19 @@
+"""evaluator: wiring of the broker, subscribers and publishers."""
+
+from modelfleet_common.service import FleetService
+from modelfleet_contracts import TrainingFinished
+from modelfleet_contracts.topics import MODEL_EVALUATIONS, TRAINING_FINISHED
+
+from . import handlers
+from .config import EvaluatorSettings
+
+service = FleetService("evaluator", EvaluatorSettings())
+publish = service.publisher(MODEL_EVALUATIONS)
+
+
+@service.subscriber(TRAINING_FINISHED)
+async def on_training_finished(event: TrainingFinished) -> None:
+    await handlers.note_training_finished(event)
+
+
+app = service.app()

@@ -1,0 +1,1 @@
+"""modelfleet ingest: Turns data batches into immutable, content-addressed dataset versions."""

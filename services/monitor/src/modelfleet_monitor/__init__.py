@@ -1,0 +1,1 @@
+"""modelfleet monitor: Watches live predictions for drift, decay and SLO breaches."""

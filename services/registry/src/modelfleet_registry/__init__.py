@@ -1,0 +1,1 @@
+"""modelfleet registry: registers evaluated candidates in MLflow with lineage and signatures."""

@@ -1,0 +1,1 @@
+"""modelfleet serving: Serves the fleet: many models per process, routed by the deployments topic."""
