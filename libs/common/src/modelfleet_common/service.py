@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,7 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.specification import AsyncAPI
 from prometheus_client import make_asgi_app
 
 from modelfleet_contracts.topics import ALL_TOPICS, Topic
@@ -37,6 +40,9 @@ from .settings import ServiceSettings
 from .telemetry import configure_tracing
 
 logger = logging.getLogger("modelfleet.service")
+
+#: Version of the AsyncAPI documents (bumped with the contracts package).
+SPEC_VERSION = "0.1.0"
 
 
 class FleetService:
@@ -127,11 +133,20 @@ class FleetService:
             after_startup=[after_startup],
             on_shutdown=[on_shutdown],
             logger=logging.getLogger(f"modelfleet.{self.name}"),
+            specification=AsyncAPI(
+                self.broker,
+                title=f"modelfleet {self.name}",
+                version=SPEC_VERSION,
+                description=f"Events the modelfleet {self.name} service consumes and publishes.",
+            ),
         )
 
     def run(self, app: AsgiFastStream) -> None:
         """Serve the app until SIGTERM/SIGINT; uvicorn then stops the broker gracefully."""
         configure_logging(self.name, self.settings.log_level)
+        # uvicorn handles SIGTERM gracefully, then re-raises it to the previous handler; make that
+        # one a clean exit so orchestrators see status 0 after a graceful stop.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         asyncio.run(
             app.run(
                 log_level=logging.getLevelName(self.settings.log_level.upper()),
@@ -143,3 +158,7 @@ class FleetService:
                 },
             )
         )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)

@@ -1,0 +1,97 @@
+# modelfleet — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+SERVING_VENV := .venv-serving
+UV := $(PYTHON) -m uv
+PY := $(VENV)/bin/python
+LOCAL_HOME ?= $(CURDIR)/.local
+export FLEET_LOCAL_HOME := $(LOCAL_HOME)
+
+CONTROL_PLANE := ingest trainer evaluator registry deployer monitor
+SERVICES := $(CONTROL_PLANE) serving
+EDITABLE := -e contracts -e libs/common -e libs/cli $(addprefix -e services/,$(CONTROL_PLANE))
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: contracts/pyproject.toml libs/common/pyproject.toml libs/cli/pyproject.toml $(foreach s,$(CONTROL_PLANE),services/$(s)/pyproject.toml) requirements-dev.txt
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	@test -x $(PY) || $(UV) venv -q -p $(PYTHON) $(VENV)
+	$(UV) pip install -q -p $(PY) $(EDITABLE) -r requirements-dev.txt
+	@touch $@
+
+# serving has its own environment: BentoML pins its own dependency set (brief, section 3).
+$(SERVING_VENV)/.installed: contracts/pyproject.toml libs/common/pyproject.toml services/serving/pyproject.toml
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	@test -x $(SERVING_VENV)/bin/python || $(UV) venv -q -p $(PYTHON) $(SERVING_VENV)
+	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed $(SERVING_VENV)/.installed ## Create .venv (control plane, CLI, tools) and .venv-serving
+
+.PHONY: test
+test: install ## Run unit tests, then integration tests on a real Kafka broker and MLflow server
+	$(PY) -m pytest contracts/tests libs/common/tests $(foreach s,$(SERVICES),services/$(s)/tests) libs/cli/tests tests/docs
+	$(PY) -m pytest tests/integration
+
+.PHONY: unit
+unit: install ## Run the fast unit tests only
+	$(PY) -m pytest contracts/tests libs/common/tests $(foreach s,$(SERVICES),services/$(s)/tests) libs/cli/tests tests/docs
+
+.PHONY: lint
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
+
+.PHONY: schemas
+schemas: install ## Refresh the JSON Schema snapshots of the contracts (refuses breaking changes)
+	$(PY) -m modelfleet_contracts.snapshots write
+
+.PHONY: asyncapi
+asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service apps
+	@mkdir -p docs/asyncapi
+	@for s in $(CONTROL_PLANE); do \
+	  $(PY) -m modelfleet_common.asyncapi modelfleet_$$s.app:app docs/asyncapi/$$s.yaml || exit 1; \
+	done
+	@$(SERVING_VENV)/bin/python -m modelfleet_common.asyncapi modelfleet_serving.app:app docs/asyncapi/serving.yaml
+	@echo "docs/asyncapi/*.yaml regenerated"
+
+.PHONY: k8s-validate
+k8s-validate: install ## Render deploy/k8s with kustomize and validate it offline against Kubernetes schemas
+	KUBERNETES_VALIDATE=$(VENV)/bin/kubernetes-validate deploy/k8s/validate.sh
+
+.PHONY: kafka
+kafka: install ## Start a local Apache Kafka 4 (KRaft) on 127.0.0.1:9092 from Maven Central jars
+	$(PY) -m modelfleet_common.local.kafka start
+
+.PHONY: kafka-stop
+kafka-stop: ## Stop the local Kafka broker
+	$(PY) -m modelfleet_common.local.kafka stop
+
+.PHONY: mlflow
+mlflow: install ## Start a local MLflow server (SQLite + local artifacts) on 127.0.0.1:5000
+	$(PY) -m modelfleet_common.local.mlflow start
+
+.PHONY: mlflow-stop
+mlflow-stop: ## Stop the local MLflow server
+	$(PY) -m modelfleet_common.local.mlflow stop
+
+.PHONY: demo
+demo: install kafka mlflow ## Start the whole local fleet (Kafka, MLflow, every service) and show its health
+	$(PY) -m modelfleet_cli.local up
+
+.PHONY: down
+down: ## Stop every service of the local fleet, MLflow and Kafka
+	-$(PY) -m modelfleet_cli.local down
+	-$(PY) -m modelfleet_common.local.mlflow stop
+	-$(PY) -m modelfleet_common.local.kafka stop
+
+.PHONY: clean
+clean: down ## Stop everything and delete the environments and local data
+	rm -rf $(VENV) $(SERVING_VENV) $(LOCAL_HOME)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Render the kustomize base and every overlay, then check each rendered object
+# offline against the Kubernetes JSON schemas bundled in kubernetes-validate.
+# Strict: unknown fields fail, and so does a kind it has no schema for.
+#
+#   deploy/k8s/validate.sh
+#   KUBERNETES_VALIDATE=.venv/bin/kubernetes-validate deploy/k8s/validate.sh
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+validator="${KUBERNETES_VALIDATE:-kubernetes-validate}"
+# Must be a version whose schemas kubernetes-validate ships (1.25 .. 1.37 in
+# 1.37.0); 1.32 matches the kubectl client used to render.
+k8s_version="1.32.0"
+
+# Render with kubectl's built-in kustomize, or a standalone `kustomize` when kubectl is absent.
+if command -v kubectl >/dev/null 2>&1; then
+  render() { kubectl kustomize "$1"; }
+elif command -v kustomize >/dev/null 2>&1; then
+  render() { kustomize build "$1"; }
+else
+  echo "ERROR: neither kubectl nor kustomize found to render the manifests." >&2
+  echo "       Install kubectl, or: go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0" >&2
+  exit 1
+fi
+if ! command -v "$validator" >/dev/null 2>&1; then
+  echo "ERROR: '$validator' not found: 'pip install kubernetes-validate'," >&2
+  echo "       or set KUBERNETES_VALIDATE=/path/to/kubernetes-validate." >&2
+  exit 1
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+shopt -s nullglob
+status=0
+for dir in "$here/base" "$here"/overlays/*/; do
+  dir="${dir%/}"
+  name="${dir#"$here"/}"
+  rendered="$work/${name//\//_}.yaml"
+
+  if ! render "$dir" >"$rendered" 2>"$work/stderr"; then
+    echo "FAIL $name: kubectl kustomize failed:" >&2
+    cat "$work/stderr" >&2
+    status=1
+    continue
+  fi
+
+  # --quiet prints only problems; kubernetes-validate exits 0 on a missing
+  # schema (a WARN line), so any output at all counts as a failure.
+  if report="$("$validator" --strict --quiet -k "$k8s_version" "$rendered" 2>&1)" && [[ -z "$report" ]]; then
+    echo "OK   $name: $(grep -c '^kind:' "$rendered") objects valid against Kubernetes $k8s_version (strict)"
+  else
+    echo "FAIL $name:" >&2
+    report="${report//"$rendered"/"$name"}" # name the rendering, not the temp file
+    echo "${report:-kubernetes-validate failed without output}" >&2
+    status=1
+  fi
+done
+
+exit "$status"

@@ -1,0 +1,1 @@
+"""The `modelfleet` command line: the human door to the fleet."""

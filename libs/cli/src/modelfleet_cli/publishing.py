@@ -1,0 +1,21 @@
+"""Publish events the way services do: same broker factory, same topics, same headers."""
+
+from __future__ import annotations
+
+from modelfleet_common.kafka import EventPublisher, make_broker
+from modelfleet_common.naming import TopicNamer
+from modelfleet_common.settings import ServiceSettings
+from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.topics import topic_of
+
+
+async def publish_events(settings: ServiceSettings, events: list[Event]) -> None:
+    """Publish `events` (acks=all) and return once the broker has them all."""
+    broker = make_broker(settings.kafka, client_id="modelfleet-cli")
+    publish = EventPublisher(broker, TopicNamer(settings.topic_prefix), {topic_of(type(e)) for e in events})
+    await broker.start()
+    try:
+        for event in events:
+            await publish(event)
+    finally:
+        await broker.stop()

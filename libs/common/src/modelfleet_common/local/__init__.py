@@ -1,0 +1,6 @@
+"""Docker-free launchers for local development services (Kafka broker, MLflow server).
+
+Run ``python -m modelfleet_common.local.kafka start`` or
+``python -m modelfleet_common.local.mlflow start``; state lives under ``$FLEET_LOCAL_HOME``
+(default ``./.local``).
+"""

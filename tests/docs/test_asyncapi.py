@@ -1,0 +1,31 @@
+"""The committed AsyncAPI documents are what the service apps generate today."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("ingest", "trainer", "evaluator", "registry", "deployer", "monitor", "serving")
+
+
+def generator_python(service: str) -> str:
+    own = REPO / ".venv-serving" / "bin" / "python"
+    return str(own) if service == "serving" and own.exists() else sys.executable
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_committed_asyncapi_document_is_current(service: str, tmp_path: Path) -> None:
+    generated = tmp_path / f"{service}.yaml"
+    subprocess.run(
+        [generator_python(service), "-m", "modelfleet_common.asyncapi", f"modelfleet_{service}.app:app", str(generated)],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    committed = REPO / "docs" / "asyncapi" / f"{service}.yaml"
+    assert generated.read_text() == committed.read_text(), f"run `make asyncapi` and commit {committed}"

@@ -1,0 +1,161 @@
+"""Test-side helpers: run a service as a real process, and talk to the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("ingest", "trainer", "evaluator", "registry", "deployer", "monitor", "serving")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def python_for(service: str) -> str:
+    """serving runs in its own environment (BentoML's pins); the rest share the main one."""
+    if service == "serving":
+        own = REPO / ".venv-serving" / "bin" / "python"
+        if own.exists():
+            return str(own)
+    return sys.executable
+
+
+@dataclass
+class ServiceProcess:
+    """One service started as `python -m modelfleet_<name>`, as an operator would run it."""
+
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> ServiceProcess:
+        env = {**os.environ, **self.env, "FLEET_HTTP_PORT": str(self.port)}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [python_for(self.name), "-m", f"modelfleet_{self.name}"], env=env, stdout=log, stderr=log
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample over the series matching `labels`."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def wait_for_metric(self, name: str, at_least: float, timeout: float = 60.0, **labels: str) -> float:
+        deadline = time.monotonic() + timeout
+        value = 0.0
+        while time.monotonic() < deadline:
+            value = self.metric(name, **labels)
+            if value >= at_least:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"{name}{labels}={value} < {at_least} after {timeout}s:\n{self.logs()}")
+
+    def terminate(self, timeout: float = 45.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@dataclass
+class Kafka:
+    """A thin test client of the real broker."""
+
+    bootstrap: str
+
+    async def publish(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topic, value, key=key, headers=[(k, v.encode()) for k, v in (headers or {}).items()]
+            )
+        finally:
+            await producer.stop()
+
+    async def read(
+        self, topic: str, *, until: Callable[[list[ConsumerRecord[Any, Any]]], bool], timeout: float = 60.0
+    ) -> list[ConsumerRecord[Any, Any]]:
+        """Every record of `topic` from the beginning, read until `until(records)` or the timeout."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        records: list[ConsumerRecord[Any, Any]] = []
+        try:
+            partitions = await self._partitions(consumer, topic, timeout)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            deadline = time.monotonic() + timeout
+            while not until(records) and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for part in batch.values():
+                    records.extend(part)
+            return records
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                return [TopicPartition(topic, p) for p in sorted(found)]
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"topic {topic} does not exist after {timeout}s")
