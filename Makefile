@@ -18,30 +18,30 @@ EDITABLE := -e contracts -e libs/common -e libs/cli $(addprefix -e services/,$(C
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: contracts/pyproject.toml libs/common/pyproject.toml libs/cli/pyproject.toml $(foreach s,$(CONTROL_PLANE),services/$(s)/pyproject.toml) requirements-dev.txt
+$(VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml libs/cli/pyproject.toml $(foreach s,$(CONTROL_PLANE),services/$(s)/pyproject.toml) requirements-dev.txt
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	@test -x $(PY) || $(UV) venv -q -p $(PYTHON) $(VENV)
 	$(UV) pip install -q -p $(PY) $(EDITABLE) -r requirements-dev.txt
 	@touch $@
 
 # serving has its own environment: BentoML pins its own dependency set (brief, section 3).
-$(SERVING_VENV)/.installed: contracts/pyproject.toml libs/common/pyproject.toml services/serving/pyproject.toml
+$(SERVING_VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml services/serving/pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	@test -x $(SERVING_VENV)/bin/python || $(UV) venv -q -p $(PYTHON) $(SERVING_VENV)
-	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving
+	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving pytest pytest-asyncio pytest-timeout
 	@touch $@
 
 .PHONY: install
 install: $(VENV)/.installed $(SERVING_VENV)/.installed ## Create .venv (control plane, CLI, tools) and .venv-serving
 
 .PHONY: test
-test: install ## Run unit tests, then integration tests on a real Kafka broker and MLflow server
-	$(PY) -m pytest contracts/tests libs/common/tests $(foreach s,$(SERVICES),services/$(s)/tests) libs/cli/tests tests/docs
+test: unit ## Run unit tests, then integration tests on a real Kafka broker and MLflow server
 	$(PY) -m pytest tests/integration
 
 .PHONY: unit
-unit: install ## Run the fast unit tests only
-	$(PY) -m pytest contracts/tests libs/common/tests $(foreach s,$(SERVICES),services/$(s)/tests) libs/cli/tests tests/docs
+unit: install ## Run the fast unit tests only (serving's in its own environment)
+	$(PY) -m pytest contracts/tests libs/common/tests libs/cli/tests tests/docs $(foreach s,$(CONTROL_PLANE),services/$(s)/tests)
+	$(SERVING_VENV)/bin/python -m pytest services/serving/tests
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy

@@ -65,7 +65,7 @@ def test_every_field_of_every_contract_is_described() -> None:
 def test_an_event_of_another_type_does_not_validate_as_this_one() -> None:
     retired = ModelSpecRetired(producer="cli:ana", model="churn-se", reason="replaced")
     data = retired.model_dump(mode="json")
-    with pytest.raises(ValidationError, match="model.retrain.requested"):
+    with pytest.raises(ValidationError, match=r"model\.retrain\.requested"):
         RetrainRequested.model_validate(data | {"reason": "manual"})
 
 

@@ -21,7 +21,13 @@ def generator_python(service: str) -> str:
 def test_the_committed_asyncapi_document_is_current(service: str, tmp_path: Path) -> None:
     generated = tmp_path / f"{service}.yaml"
     subprocess.run(
-        [generator_python(service), "-m", "modelfleet_common.asyncapi", f"modelfleet_{service}.app:app", str(generated)],
+        [
+            generator_python(service),
+            "-m",
+            "modelfleet_common.asyncapi",
+            f"modelfleet_{service}.app:app",
+            str(generated),
+        ],
         cwd=tmp_path,
         check=True,
         capture_output=True,

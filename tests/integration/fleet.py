@@ -156,6 +156,6 @@ class Kafka:
             found = consumer.partitions_for_topic(topic)
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+            await consumer._client.force_metadata_update()
             await asyncio.sleep(0.3)
         raise AssertionError(f"topic {topic} does not exist after {timeout}s")

@@ -36,4 +36,6 @@ async def test_modelfleet_retrain_publishes_a_request_the_trainer_consumes(
     request = RetrainRequested.model_validate_json(record.value)
     assert (request.model, request.reason, request.detail) == ("churn-se", "manual", "new features")
     assert request.producer.startswith("cli:")
-    trainer.wait_for_metric("fleet_events_handled_total", 1, topic=topic, event_type="model.retrain.requested")
+    trainer.wait_for_metric(
+        "fleet_events_handled_total", 1, topic=topic, event_type="model.retrain.requested"
+    )

@@ -33,7 +33,9 @@ async def test_bad_messages_are_dead_lettered_with_reasons_while_the_next_valid_
 
     await kafka.publish(batches, b"\xff\xfe this is not json", key=b"machines")
     await kafka.publish(batches, b'{"event_type": "data.batch.submitted", "dataset": 42}', key=b"machines")
-    await kafka.publish(batches, valid.model_dump_json().encode(), key=b"machines", headers=event_headers(valid))
+    await kafka.publish(
+        batches, valid.model_dump_json().encode(), key=b"machines", headers=event_headers(valid)
+    )
 
     dead = await kafka.read(namer.dead_letter(), until=lambda records: len(records) >= 2)
     assert [r.value for r in dead] == [
@@ -64,7 +66,10 @@ async def test_a_crash_after_handling_but_before_commit_redelivers_and_the_effec
     doomed = start_service("ingest", FLEET_CHAOS_KILL_AFTER_HANDLING_MARKER=str(marker))
 
     await kafka.publish(
-        namer.topic(DATA_BATCHES), batch.model_dump_json().encode(), key=b"machines", headers=event_headers(batch)
+        namer.topic(DATA_BATCHES),
+        batch.model_dump_json().encode(),
+        key=b"machines",
+        headers=event_headers(batch),
     )
     assert doomed.wait_exit(timeout=60) == -9, doomed.logs()
     assert marker.exists()
@@ -73,6 +78,8 @@ async def test_a_crash_after_handling_but_before_commit_redelivers_and_the_effec
     restarted = start_service("ingest", FLEET_CHAOS_KILL_AFTER_HANDLING_MARKER=str(marker))
     restarted.wait_for_metric("fleet_events_handled_total", 1, topic=namer.topic(DATA_BATCHES))
 
-    versions = await kafka.read(namer.topic(DATASET_VERSIONS), until=lambda records: len(records) >= 2, timeout=8)
+    versions = await kafka.read(
+        namer.topic(DATASET_VERSIONS), until=lambda records: len(records) >= 2, timeout=8
+    )
     assert len(versions) == 1, "the redelivered batch must not announce a second dataset version"
     assert DatasetVersionCreated.model_validate_json(versions[0].value).causation_id == batch.event_id

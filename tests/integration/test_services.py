@@ -30,24 +30,53 @@ ONE_EVENT_PER_SERVICE: dict[str, Event] = {
     "ingest": DataBatchSubmitted(producer="test", dataset="sales", uri="/nowhere/sales.csv"),
     "trainer": RetrainRequested(producer="test", model="churn-se", reason="manual"),
     "evaluator": TrainingFinished(
-        producer="test", model="churn-se", spec_revision="r1", dataset="churn", dataset_version="d1",
-        template="tabular-classifier", template_version="1", run_id="run1", model_uri="runs:/run1/model",
-        duration_seconds=1.0, code_version="0.1.0", environment_hash="e1",
+        producer="test",
+        model="churn-se",
+        spec_revision="r1",
+        dataset="churn",
+        dataset_version="d1",
+        template="tabular-classifier",
+        template_version="1",
+        run_id="run1",
+        model_uri="runs:/run1/model",
+        duration_seconds=1.0,
+        code_version="0.1.0",
+        environment_hash="e1",
     ),
     "registry": ModelEvaluated(
-        producer="test", model="churn-se", run_id="run1", model_uri="runs:/run1/model", spec_revision="r1",
-        passed=True, gates=[],
+        producer="test",
+        model="churn-se",
+        run_id="run1",
+        model_uri="runs:/run1/model",
+        spec_revision="r1",
+        passed=True,
+        gates=[],
     ),
     "deployer": ModelRegistered(
-        producer="test", model="churn-se", version="1", run_id="run1", model_uri="models:/churn-se/1",
-        digest="ab" * 32, signature="c2ln", signing_key_id="k1", passed_evaluation=True,
+        producer="test",
+        model="churn-se",
+        version="1",
+        run_id="run1",
+        model_uri="models:/churn-se/1",
+        digest="ab" * 32,
+        signature="c2ln",
+        signing_key_id="k1",
+        passed_evaluation=True,
     ),
     "monitor": PredictionLogged(
-        producer="test", model="churn-se",
-        predictions=[PredictionRecord(
-            request_id="r1", version="1", route="champion", features={"x": 1.0}, prediction=1,
-            latency_ms=2.0, predicted_at=datetime.now(UTC),
-        )],
+        producer="test",
+        model="churn-se",
+        predictions=[
+            PredictionRecord(
+                request_id="r1",
+                version="1",
+                route="champion",
+                features={"x": 1.0},
+                prediction=1,
+                latency_ms=2.0,
+                predicted_at=datetime.now(UTC),
+            )
+        ],
     ),
     "serving": DeploymentChanged(producer="test", model="churn-se", revision=1, stage="candidate"),
 }
@@ -61,7 +90,9 @@ async def test_a_service_starts_consumes_a_valid_event_and_stops_cleanly_on_sigt
     event = ONE_EVENT_PER_SERVICE[name]
     topic = TopicNamer(topic_prefix).topic(topic_of(type(event)))
 
-    await kafka.publish(topic, event.model_dump_json().encode(), key=event.key.encode(), headers=event_headers(event))
+    await kafka.publish(
+        topic, event.model_dump_json().encode(), key=event.key.encode(), headers=event_headers(event)
+    )
 
     service.wait_for_metric("fleet_events_handled_total", 1, topic=topic, event_type=event.event_type)
     assert service.metric("fleet_dead_letters_total") == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,10 @@ def _python(service: str) -> str:
     return str(own) if service == "serving" and own.exists() else sys.executable
 
 
+def _command(service: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    return [_python(service), "-m", f"modelfleet_{service}"], env
+
+
 def _process(home: Path, service: str) -> ManagedProcess:
     return ManagedProcess(service, home / "fleet" / service, marker=f"modelfleet_{service}")
 
@@ -61,7 +66,7 @@ def up(home: Path) -> None:
             endpoint=f"127.0.0.1:{port}",
             ports=(port,),
             probe=_ready,
-            prepare=lambda service=service, env=env: ([_python(service), "-m", f"modelfleet_{service}"], env),
+            prepare=partial(_command, service, env),
             timeout=120,
             logs=(),
         )

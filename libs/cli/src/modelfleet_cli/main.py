@@ -33,7 +33,7 @@ def _publish(event: Event) -> None:
     settings = ServiceSettings()
     try:
         asyncio.run(publish_events(settings, [event]))
-    except Exception as error:  # noqa: BLE001 - turn any broker failure into one clear line
+    except Exception as error:
         console.print(f"[red]could not publish to Kafka at {settings.kafka.bootstrap}:[/] {error}")
         console.print("Is the broker running (`make kafka`)? Is FLEET_KAFKA_BOOTSTRAP right?")
         raise typer.Exit(1) from error
@@ -63,7 +63,9 @@ def topics() -> None:
             "compacted" if topic.compacted else "delete",
             topic.description,
         )
-    table.add_row(namer.dead_letter(), "original bytes + x-dlq-* headers", "source key", "delete", "Dead letters")
+    table.add_row(
+        namer.dead_letter(), "original bytes + x-dlq-* headers", "source key", "delete", "Dead letters"
+    )
     console.print(table)
 
 

@@ -21,7 +21,8 @@ def render(target: str) -> str:
     module_name, _, attribute = target.partition(":")
     app = getattr(importlib.import_module(module_name), attribute)
     document = app.schema.to_specification().to_jsonable()
-    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True)
+    rendered: str = yaml.safe_dump(document, sort_keys=True, allow_unicode=True)
+    return rendered
 
 
 def main(argv: list[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -71,10 +72,9 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[tuple[str, bool
             if name not in existing
         ]
         if missing:
-            try:
+            # Another service may create them in between: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created them in between: fine
             logger.info("created topics", extra={"topics": [t.name for t in missing]})
         return [t.name for t in missing]
     finally:

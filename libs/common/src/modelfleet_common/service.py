@@ -19,8 +19,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -40,6 +40,8 @@ from .settings import ServiceSettings
 from .telemetry import configure_tracing
 
 logger = logging.getLogger("modelfleet.service")
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 #: Version of the AsyncAPI documents (bumped with the contracts package).
 SPEC_VERSION = "0.1.0"
@@ -75,10 +77,10 @@ class FleetService:
         self.policy.broker = self.broker
         self._ready = False
 
-    def subscriber(self, topic: Topic, **options: Any) -> Callable[[Any], Any]:
+    def subscriber(self, topic: Topic, **options: Any) -> Callable[[Handler], Handler]:
         """Decorator: consume `topic` in this service's own consumer group, at least once."""
         name = self.namer.topic(topic)
-        return self.broker.subscriber(
+        decorator: Callable[[Handler], Handler] = self.broker.subscriber(
             name,
             group_id=self.namer.group(self.name, topic),
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -87,6 +89,7 @@ class FleetService:
             description=topic.description,
             **options,
         )
+        return decorator
 
     def publisher(self, *topics: Topic) -> EventPublisher:
         """A callable that publishes events of these topics (declared for the AsyncAPI doc)."""

@@ -60,7 +60,9 @@ class KafkaSettings(BaseSettings):
         """The faststream security object for these settings (None for PLAINTEXT)."""
         context = self.ssl_context()
         if self.security_protocol.startswith("SASL"):
-            assert self.sasl_username and self.sasl_password  # checked by the validator
+            # Both are checked by the validator; the asserts narrow the types.
+            assert self.sasl_username
+            assert self.sasl_password
             sasl = _SASL_CLASSES[self.sasl_mechanism]
             return sasl(
                 self.sasl_username,

@@ -1,0 +1,17 @@
+"""The registry app consumes its topics through the fleet's consumer policy."""
+
+from faststream.kafka import TestKafkaBroker
+
+from modelfleet_common.kafka import event_headers
+from modelfleet_contracts import ModelSpecRetired
+from modelfleet_contracts.topics import MODEL_SPECS
+from modelfleet_registry.app import service
+
+
+async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
+    event = ModelSpecRetired(producer="test", model="churn-se", reason="replaced")
+    topic = service.namer.topic(MODEL_SPECS)
+    async with TestKafkaBroker(service.broker) as broker:
+        await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
+    handled = service.metrics.events_handled.labels(topic, event.event_type)._value.get()
+    assert handled == 1

@@ -1,0 +1,17 @@
+"""The serving app consumes its topics through the fleet's consumer policy."""
+
+from faststream.kafka import TestKafkaBroker
+
+from modelfleet_common.kafka import event_headers
+from modelfleet_contracts import DeploymentChanged
+from modelfleet_contracts.topics import DEPLOYMENTS
+from modelfleet_serving.app import service
+
+
+async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
+    event = DeploymentChanged(producer="test", model="churn-se", revision=1, stage="candidate")
+    topic = service.namer.topic(DEPLOYMENTS)
+    async with TestKafkaBroker(service.broker) as broker:
+        await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
+    handled = service.metrics.events_handled.labels(topic, event.event_type)._value.get()
+    assert handled == 1
