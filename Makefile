@@ -28,7 +28,7 @@ $(VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml
 $(SERVING_VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml services/serving/pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	@test -x $(SERVING_VENV)/bin/python || $(UV) venv -q -p $(PYTHON) $(SERVING_VENV)
-	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving pytest pytest-asyncio pytest-timeout
+	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving pytest pytest-asyncio pytest-timeout polyfactory
 	@touch $@
 
 .PHONY: install

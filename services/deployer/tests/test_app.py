@@ -1,6 +1,7 @@
 """The deployer app consumes its topics through the fleet's consumer policy."""
 
 from faststream.kafka import TestKafkaBroker
+from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_contracts import RollbackRequested
@@ -9,7 +10,7 @@ from modelfleet_deployer.app import service
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = RollbackRequested(producer="test", model="churn-se", reason="bad canary")
+    event = ModelFactory.create_factory(RollbackRequested).build()
     topic = service.namer.topic(ROLLBACK_REQUESTS)
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))

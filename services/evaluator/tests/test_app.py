@@ -1,6 +1,7 @@
 """The evaluator app consumes its topics through the fleet's consumer policy."""
 
 from faststream.kafka import TestKafkaBroker
+from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_contracts import TrainingFinished
@@ -9,20 +10,7 @@ from modelfleet_evaluator.app import service
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = TrainingFinished(
-        producer="test",
-        model="churn-se",
-        spec_revision="r1",
-        dataset="churn",
-        dataset_version="d1",
-        template="tabular-classifier",
-        template_version="1",
-        run_id="run1",
-        model_uri="runs:/run1/model",
-        duration_seconds=1.0,
-        code_version="0.1.0",
-        environment_hash="e1",
-    )
+    event = ModelFactory.create_factory(TrainingFinished).build()
     topic = service.namer.topic(TRAINING_FINISHED)
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))

@@ -1,6 +1,7 @@
 """The monitor app consumes its topics through the fleet's consumer policy."""
 
 from faststream.kafka import TestKafkaBroker
+from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_contracts import GroundTruthObserved
@@ -9,7 +10,7 @@ from modelfleet_monitor.app import service
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = GroundTruthObserved(producer="test", model="churn-se", request_id="r1", label=1)
+    event = ModelFactory.create_factory(GroundTruthObserved).build()
     topic = service.namer.topic(GROUND_TRUTH)
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))

@@ -1,6 +1,7 @@
 """The registry app consumes its topics through the fleet's consumer policy."""
 
 from faststream.kafka import TestKafkaBroker
+from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_contracts import ModelSpecRetired
@@ -9,7 +10,7 @@ from modelfleet_registry.app import service
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = ModelSpecRetired(producer="test", model="churn-se", reason="replaced")
+    event = ModelFactory.create_factory(ModelSpecRetired).build()
     topic = service.namer.topic(MODEL_SPECS)
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))

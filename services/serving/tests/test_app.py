@@ -1,6 +1,7 @@
 """The serving app consumes its topics through the fleet's consumer policy."""
 
 from faststream.kafka import TestKafkaBroker
+from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_contracts import DeploymentChanged
@@ -9,7 +10,7 @@ from modelfleet_serving.app import service
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = DeploymentChanged(producer="test", model="churn-se", revision=1, stage="candidate")
+    event = ModelFactory.create_factory(DeploymentChanged).build()
     topic = service.namer.topic(DEPLOYMENTS)
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))

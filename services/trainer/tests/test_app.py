@@ -1,6 +1,7 @@
 """The trainer app consumes its topics through the fleet's consumer policy."""
 
 from faststream.kafka import TestKafkaBroker
+from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_contracts import RetrainRequested
@@ -9,7 +10,7 @@ from modelfleet_trainer.app import service
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = RetrainRequested(producer="test", model="churn-se", reason="manual")
+    event = ModelFactory.create_factory(RetrainRequested).build()
     topic = service.namer.topic(RETRAIN_REQUESTS)
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
