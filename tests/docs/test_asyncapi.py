@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("ingest", "trainer", "evaluator", "registry", "deployer", "monitor", "serving")
-
-
-def generator_python(service: str) -> str:
-    own = REPO / ".venv-serving" / "bin" / "python"
-    return str(own) if service == "serving" and own.exists() else sys.executable
+from modelfleet_cli.local import REPO, SERVICES, service_python
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -22,7 +15,7 @@ def test_the_committed_asyncapi_document_is_current(service: str, tmp_path: Path
     generated = tmp_path / f"{service}.yaml"
     subprocess.run(
         [
-            generator_python(service),
+            service_python(service),
             "-m",
             "modelfleet_common.asyncapi",
             f"modelfleet_{service}.app:app",

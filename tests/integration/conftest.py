@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from modelfleet_cli.local import REPO
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
 
-from .fleet import REPO, Kafka, ServiceProcess, free_port
+from .fleet import Kafka, ServiceProcess, free_port
 
 
 def _docker_answers() -> bool:

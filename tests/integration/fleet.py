@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,23 +17,13 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("ingest", "trainer", "evaluator", "registry", "deployer", "monitor", "serving")
+from modelfleet_cli.local import service_python
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def python_for(service: str) -> str:
-    """serving runs in its own environment (BentoML's pins); the rest share the main one."""
-    if service == "serving":
-        own = REPO / ".venv-serving" / "bin" / "python"
-        if own.exists():
-            return str(own)
-    return sys.executable
 
 
 @dataclass
@@ -55,7 +44,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env, "FLEET_HTTP_PORT": str(self.port)}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [python_for(self.name), "-m", f"modelfleet_{self.name}"], env=env, stdout=log, stderr=log
+            [service_python(self.name), "-m", f"modelfleet_{self.name}"], env=env, stdout=log, stderr=log
         )
         self.wait_ready(timeout)
         return self

@@ -33,13 +33,17 @@ PORTS = {
 console = Console()
 
 
-def _python(service: str) -> str:
+SERVICES = tuple(PORTS)
+
+
+def service_python(service: str) -> str:
+    """The interpreter that runs `service`: serving has its own environment (.venv-serving)."""
     own = REPO / ".venv-serving" / "bin" / "python"
     return str(own) if service == "serving" and own.exists() else sys.executable
 
 
 def _command(service: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    return [_python(service), "-m", f"modelfleet_{service}"], env
+    return [service_python(service), "-m", f"modelfleet_{service}"], env
 
 
 def _process(home: Path, service: str) -> ManagedProcess:

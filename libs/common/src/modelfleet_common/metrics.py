@@ -8,8 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 class ServiceMetrics:
     """The metrics every service exposes. Labels are topics and event types: bounded sets."""
 
-    def __init__(self, service: str) -> None:
-        self.service = service
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.events_handled = Counter(
             "fleet_events_handled_total",

@@ -54,7 +54,7 @@ class FleetService:
         self.name = name
         self.settings = settings
         self.namer = TopicNamer(settings.topic_prefix)
-        self.metrics = ServiceMetrics(name)
+        self.metrics = ServiceMetrics()
         self.tracer_provider = configure_tracing(name, settings.otel_exporter)
         self.policy = ConsumerPolicy(
             service=name,

@@ -25,6 +25,7 @@ from . import handlers
 from .config import DeployerSettings
 
 service = FleetService("deployer", DeployerSettings())
+# Declared now so the AsyncAPI document shows what deployer produces; handlers use it from #3-#5.
 publish = service.publisher(DEPLOYMENTS, APPROVAL_REQUESTS, APPROVALS_REJECTED)
 
 

@@ -8,6 +8,7 @@ from . import handlers
 from .config import EvaluatorSettings
 
 service = FleetService("evaluator", EvaluatorSettings())
+# Declared now so the AsyncAPI document shows what evaluator produces; handlers use it from #3-#5.
 publish = service.publisher(MODEL_EVALUATIONS)
 
 

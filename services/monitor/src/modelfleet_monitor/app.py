@@ -16,6 +16,7 @@ from . import handlers
 from .config import MonitorSettings
 
 service = FleetService("monitor", MonitorSettings())
+# Declared now so the AsyncAPI document shows what monitor produces; handlers use it from #3-#5.
 publish = service.publisher(DRIFT, PERFORMANCE_DEGRADATIONS, SLO_BREACHES, MODEL_HEALTH)
 
 

@@ -16,6 +16,7 @@ from . import handlers
 from .config import RegistrySettings
 
 service = FleetService("registry", RegistrySettings())
+# Declared now so the AsyncAPI document shows what registry produces; handlers use it from #3-#5.
 publish = service.publisher(MODEL_REGISTRATIONS, MODEL_PROMOTIONS, MODEL_ROLLBACKS, MODEL_ARCHIVALS)
 
 

@@ -8,6 +8,7 @@ from . import handlers
 from .config import ServingSettings
 
 service = FleetService("serving", ServingSettings())
+# Declared now so the AsyncAPI document shows what serving produces; handlers use it from #3-#5.
 publish = service.publisher(PREDICTION_LOGS)
 
 

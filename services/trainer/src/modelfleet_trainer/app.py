@@ -23,6 +23,7 @@ from . import handlers
 from .config import TrainerSettings
 
 service = FleetService("trainer", TrainerSettings())
+# Declared now so the AsyncAPI document shows what trainer produces; handlers use it from #3-#5.
 publish = service.publisher(TRAINING_STARTED, TRAINING_FINISHED, TRAINING_FAILED)
 
 
