@@ -9,9 +9,29 @@ import pytest
 from polyfactory.factories.pydantic_factory import ModelFactory
 from pydantic import BaseModel, ValidationError
 
-from modelfleet_contracts import DataBatchSubmitted, ModelSpecRetired, RetrainRequested
+from modelfleet_contracts import ColumnSpec, DataBatchSubmitted, ModelSpecRetired, RetrainRequested
+from modelfleet_contracts.data import DatasetSchema
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.topics import ALL_EVENTS, ALL_TOPICS, MODEL_SPECS, topic_of
+
+
+class ColumnSpecFactory(ModelFactory[ColumnSpec]):
+    """Random columns that respect the cross-field rules (bounds on numbers, categories on strings)."""
+
+    __set_as_default_factory_for_type__ = True
+    type = "float"
+    min = None
+    max = None
+    categories = None
+
+
+class DatasetSchemaFactory(ModelFactory[DatasetSchema]):
+    __set_as_default_factory_for_type__ = True
+    time_column = None
+
+    @classmethod
+    def columns(cls) -> list[ColumnSpec]:
+        return [ColumnSpecFactory.build(name=f"column_{index}") for index in range(3)]
 
 
 def build(contract: type[Event]) -> Event:
@@ -100,4 +120,4 @@ def test_events_are_keyed_by_model_or_dataset() -> None:
 def test_topic_names_are_unique_and_compacted_topics_hold_desired_state() -> None:
     names = [t.name for t in ALL_TOPICS]
     assert len(names) == len(set(names))
-    assert {t.name for t in ALL_TOPICS if t.compacted} == {"model-specs", "deployments"}
+    assert {t.name for t in ALL_TOPICS if t.compacted} == {"model-specs", "dataset-specs", "deployments"}

@@ -6,11 +6,15 @@ carries which event and how it is keyed; `snapshots` guards the contracts agains
 
 from .data import (
     ColumnInfo,
+    ColumnSpec,
     DataBatchSubmitted,
     DataProblem,
+    DatasetSpec,
+    DatasetSpecSubmitted,
     DatasetVersionCreated,
     DatasetVersionRejected,
 )
+from .policies import GateDefaults, RiskPolicy
 from .envelope import Contract, Event
 from .evaluation import GateResult, ModelEvaluated
 from .monitoring import (
@@ -30,7 +34,14 @@ from .rollout import (
     RouteTarget,
 )
 from .serving import GroundTruthObserved, PredictionLogged, PredictionRecord
-from .specs import ModelSpec, ModelSpecRetired, ModelSpecSubmitted, RiskClass, SpecEvent
+from .specs import (
+    ModelFleet,
+    ModelSpec,
+    ModelSpecRetired,
+    ModelSpecSubmitted,
+    RiskClass,
+    SpecEvent,
+)
 from .training import RetrainRequested, TrainingFailed, TrainingFinished, TrainingStarted
 
 __all__ = [
@@ -38,15 +49,19 @@ __all__ = [
     "ApprovalRejected",
     "ApprovalRequested",
     "ColumnInfo",
+    "ColumnSpec",
     "Contract",
     "DataBatchSubmitted",
     "DataProblem",
+    "DatasetSpec",
+    "DatasetSpecSubmitted",
     "DatasetVersionCreated",
     "DatasetVersionRejected",
     "DeploymentChanged",
     "DriftDetected",
     "Event",
     "FeatureDrift",
+    "GateDefaults",
     "GateResult",
     "GroundTruthObserved",
     "ModelArchived",
@@ -55,6 +70,7 @@ __all__ = [
     "ModelPromoted",
     "ModelRegistered",
     "ModelRolledBack",
+    "ModelFleet",
     "ModelSpec",
     "ModelSpecRetired",
     "ModelSpecSubmitted",
@@ -63,6 +79,7 @@ __all__ = [
     "PredictionRecord",
     "RetrainRequested",
     "RiskClass",
+    "RiskPolicy",
     "RollbackRequested",
     "RouteTarget",
     "SloBreached",

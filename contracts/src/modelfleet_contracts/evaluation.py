@@ -35,3 +35,10 @@ class ModelEvaluated(Event):
         default=None, description="Registry version it was compared with, if a champion exists."
     )
     report_uri: str | None = Field(default=None, description="Readable evaluation report (MLflow artifact).")
+    artifact_digest: str | None = Field(
+        default=None, description="sha256 of the model's files, verified before evaluation loaded them."
+    )
+    lineage: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dataset and version, template and version, spec revision, code, environment.",
+    )

@@ -38,6 +38,10 @@ class DatasetBinding(Contract):
         default="latest",
         description="Content hash of a dataset version, or `latest` to follow new versions.",
     )
+    where: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Row filter, column = value (e.g. `market: se` for one model per market).",
+    )
 
 
 class PipelineRef(Contract):
@@ -170,6 +174,41 @@ class ModelSpec(Contract):
     kind: Literal["ModelSpec"] = Field(default="ModelSpec", description="Document kind.")
     metadata: ModelMetadata = Field(description="Ownership and risk.")
     spec: ModelSpecBody = Field(description="Data, pipeline and policies.")
+
+    model_config = Contract.model_config | {"populate_by_name": True}
+
+
+class FleetMetadata(Contract):
+    """Name and owner of a `ModelFleet` document."""
+
+    name: str = Field(pattern=MODEL_NAME_PATTERN, description="Name of the fleet document.")
+    owner: str = Field(default="", description="Team or person accountable for the fleet.")
+
+
+class FleetMatrix(Contract):
+    """A spec template and the matrix it is expanded over."""
+
+    matrix: dict[str, list[str | int | float]] = Field(
+        min_length=1,
+        description="Axis name to its values; one model per combination (e.g. market × product).",
+    )
+    template: dict[str, JsonValue] = Field(
+        description=(
+            "A ModelSpec with `${axis}` placeholders; `$$` is a literal `$`. Each combination must "
+            "give a distinct `metadata.name`."
+        )
+    )
+
+
+class ModelFleet(Contract):
+    """A `ModelFleet` document: one file, many models (`apiVersion: modelfleet/v1`)."""
+
+    api_version: Literal["modelfleet/v1"] = Field(
+        default="modelfleet/v1", alias="apiVersion", description="Spec format version."
+    )
+    kind: Literal["ModelFleet"] = Field(default="ModelFleet", description="Document kind.")
+    metadata: FleetMetadata = Field(description="Name and owner of the fleet.")
+    spec: FleetMatrix = Field(description="Template and matrix.")
 
     model_config = Contract.model_config | {"populate_by_name": True}
 

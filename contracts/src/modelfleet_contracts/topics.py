@@ -12,7 +12,12 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
-from .data import DataBatchSubmitted, DatasetVersionCreated, DatasetVersionRejected
+from .data import (
+    DataBatchSubmitted,
+    DatasetSpecSubmitted,
+    DatasetVersionCreated,
+    DatasetVersionRejected,
+)
 from .envelope import Event
 from .evaluation import ModelEvaluated
 from .monitoring import DriftDetected, ModelHealthReported, PerformanceDegraded, SloBreached
@@ -70,6 +75,12 @@ MODEL_SPECS = Topic(
     "Desired state of every model: its latest spec, or its retirement.",
     compacted=True,
 )
+DATASET_SPECS = Topic(
+    "dataset-specs",
+    (DatasetSpecSubmitted,),
+    "Declared schema of every dataset: the latest one holds.",
+    compacted=True,
+)
 DATA_BATCHES = Topic("data-batches", (DataBatchSubmitted,), "Batches of rows waiting for ingest.")
 DATASET_VERSIONS = Topic(
     "dataset-versions", (DatasetVersionCreated,), "Immutable, content-addressed dataset versions."
@@ -109,6 +120,7 @@ MODEL_HEALTH = Topic("model-health", (ModelHealthReported,), "Periodic live heal
 
 ALL_TOPICS: tuple[Topic, ...] = (
     MODEL_SPECS,
+    DATASET_SPECS,
     DATA_BATCHES,
     DATASET_VERSIONS,
     DATASET_REJECTIONS,

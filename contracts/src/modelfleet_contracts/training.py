@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from .envelope import Event
-from .specs import MODEL_NAME_PATTERN
+from .specs import MODEL_NAME_PATTERN, ModelSpec
+
+Task = Literal["classification", "regression", "forecasting"]
 
 RetrainReason = Literal["manual", "drift", "decay", "slo_breach", "new_data", "schedule"]
 
@@ -53,6 +55,17 @@ class TrainingFinished(TrainingRun):
     duration_seconds: float = Field(ge=0, description="Wall time of the fit.")
     code_version: str = Field(description="Code commit or package version of the template.")
     environment_hash: str = Field(description="Hash of the training environment's packages.")
+    task: Task | None = Field(default=None, description="What the template learns.")
+    artifact_digest: str | None = Field(
+        default=None,
+        description="sha256 of the logged model's files; checked before anyone loads it.",
+    )
+    holdout_uri: str | None = Field(
+        default=None, description="Holdout rows (Parquet) the candidate must be evaluated on."
+    )
+    spec: ModelSpec | None = Field(
+        default=None, description="The spec trained, so evaluation applies the same gates and cohorts."
+    )
 
 
 class TrainingFailed(TrainingRun):

@@ -92,6 +92,18 @@ class ServiceSettings(BaseSettings):
         default=3, ge=1, description="Tries of a failing handler before dead-lettering."
     )
     retry_backoff_seconds: float = Field(default=0.2, gt=0, description="First retry delay; doubles per try.")
+    consumer_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Consumers per subscribed topic that process partitions concurrently (heavy handlers).",
+    )
+    mlflow_tracking_uri: str = Field(
+        default="http://127.0.0.1:5000", description="MLflow tracking server (runs, registry, artifacts)."
+    )
+    trusted_keys_file: Path | None = Field(
+        default=None,
+        description="Base64 Ed25519 public keys (one per line) whose artifact signatures are accepted.",
+    )
     chaos_kill_after_handling_marker: Path | None = Field(
         default=None,
         description=(
