@@ -14,7 +14,6 @@ from .data import (
     DatasetVersionCreated,
     DatasetVersionRejected,
 )
-from .policies import GateDefaults, RiskPolicy
 from .envelope import Contract, Event
 from .evaluation import GateResult, ModelEvaluated
 from .monitoring import (
@@ -24,6 +23,7 @@ from .monitoring import (
     PerformanceDegraded,
     SloBreached,
 )
+from .policies import GateDefaults, RiskPolicy
 from .registry import ModelArchived, ModelPromoted, ModelRegistered, ModelRolledBack
 from .rollout import (
     ApprovalGranted,
@@ -66,11 +66,11 @@ __all__ = [
     "GroundTruthObserved",
     "ModelArchived",
     "ModelEvaluated",
+    "ModelFleet",
     "ModelHealthReported",
     "ModelPromoted",
     "ModelRegistered",
     "ModelRolledBack",
-    "ModelFleet",
     "ModelSpec",
     "ModelSpecRetired",
     "ModelSpecSubmitted",

@@ -55,8 +55,7 @@ class DatasetSchema(Contract):
     source: str | None = Field(
         default=None,
         description=(
-            "A batch to ingest when the spec is applied: a path relative to the spec file, or any "
-            "fsspec URI."
+            "A batch to ingest when the spec is applied: a path relative to the spec file, or any fsspec URI."
         ),
     )
 

@@ -55,9 +55,7 @@ class RiskPolicySpec(Contract):
 
     gates: GateDefaults = Field(description="Evaluation gates.")
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy, description="Rollout defaults.")
-    monitoring: MonitoringPolicy = Field(
-        default_factory=MonitoringPolicy, description="Monitoring defaults."
-    )
+    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy, description="Monitoring defaults.")
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy, description="Retraining defaults.")
     approvers: list[str] = Field(
         default_factory=list, description="People whose signed approval lets a version take traffic."

@@ -190,7 +190,7 @@ class FleetMatrix(Contract):
 
     matrix: dict[str, list[str | int | float]] = Field(
         min_length=1,
-        description="Axis name to its values; one model per combination (e.g. market × product).",
+        description="Axis name to its values; one model per combination (e.g. market x product).",
     )
     template: dict[str, JsonValue] = Field(
         description=(

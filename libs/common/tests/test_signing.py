@@ -40,7 +40,9 @@ def test_a_signed_artifact_verifies_and_a_modified_one_does_not(tmp_path: Path) 
     digest = directory_digest(artifact)
     signature = signer.sign(digest)
 
-    verify_artifact(artifact, digest=digest, signature=signature, signing_key_id=signer.key_id, trusted=trusted)
+    verify_artifact(
+        artifact, digest=digest, signature=signature, signing_key_id=signer.key_id, trusted=trusted
+    )
 
     (artifact / "model.skops").write_bytes(b"\x00tampered")
     with pytest.raises(IntegrityError, match="differs from the signed"):
