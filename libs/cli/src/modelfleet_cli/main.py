@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from typing import Annotated
+import json
+import re
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,12 +17,25 @@ from rich.table import Table
 
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import ServiceSettings
-from modelfleet_contracts import ModelSpecRetired, RetrainRequested
+from modelfleet_contracts import (
+    DataBatchSubmitted,
+    DatasetVersionCreated,
+    DatasetVersionRejected,
+    ModelSpecRetired,
+    RetrainRequested,
+)
+from modelfleet_contracts.data import DATASET_NAME_PATTERN
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.specs import MODEL_NAME_PATTERN
-from modelfleet_contracts.topics import ALL_TOPICS
+from modelfleet_contracts.topics import ALL_TOPICS, DATASET_REJECTIONS, DATASET_VERSIONS
 
+from .applying import plan
+from .fleet_state import read_desired_state, read_events, read_status
+from .lineage import model_lineage
+from .manifests import check_columns, load_path
 from .publishing import publish_events
+
+T = TypeVar("T")
 
 app = typer.Typer(help="modelfleet: run thousands of ML models without adding people.", no_args_is_help=True)
 console = Console()
@@ -29,20 +47,23 @@ def _producer() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _publish(event: Event) -> None:
-    settings = ServiceSettings()
+def _kafka(settings: ServiceSettings, work: Coroutine[Any, Any, T], doing: str = "publish to") -> T:
+    """Run one Kafka conversation; any failure is one clear error and exit status 1."""
     try:
-        asyncio.run(publish_events(settings, [event]))
+        return asyncio.run(work)
     except Exception as error:
-        console.print(f"[red]could not publish to Kafka at {settings.kafka.bootstrap}:[/] {error}")
+        console.print(f"[red]could not {doing} Kafka at {settings.kafka.bootstrap}:[/] {error}")
         console.print("Is the broker running (`make kafka`)? Is FLEET_KAFKA_BOOTSTRAP right?")
         raise typer.Exit(1) from error
+
+
+def _publish(event: Event) -> None:
+    settings = ServiceSettings()
+    _kafka(settings, publish_events(settings, [event]))
     console.print(f"published [bold]{event.event_type}[/] for [bold]{event.key}[/] (event {event.event_id})")
 
 
 def _validate_model(name: str) -> str:
-    import re
-
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
         raise typer.BadParameter(
             f"{name!r} is not a model name: use lower-case letters, digits, '.', '_' or '-' (max 120)"
@@ -87,6 +108,180 @@ def retire(
     if not reason.strip():
         raise typer.BadParameter("say why the model is retired", param_hint="--reason")
     _publish(ModelSpecRetired(producer=_producer(), model=model, reason=reason))
+
+
+@app.command()
+def apply(
+    path: Annotated[Path, typer.Argument(help="A YAML file, or a directory searched for *.yaml / *.yml.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; publish nothing.")] = False,
+) -> None:
+    """Validate Dataset, ModelSpec and ModelFleet documents and publish what changed.
+
+    A file with any problem is refused whole (every problem listed by file and field); valid
+    files still apply. Unchanged documents publish nothing: a spec's revision is its content hash.
+    """
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="PATH")
+    manifest = load_path(path)
+    settings = ServiceSettings()
+    state = _kafka(settings, read_desired_state(settings), doing="read the fleet's specs from")
+    check_columns(manifest, state.dataset_specs())
+    if manifest.problems:
+        table = Table("file", "doc", "field", "problem", title="refused", title_style="bold red")
+        for problem in manifest.problems:
+            table.add_row(str(problem.file), str(problem.document or ""), problem.field, problem.message)
+        console.print(table)
+    changes = plan(manifest, state, _producer())
+    if changes:
+        table = Table("kind", "name", "change", "revision", "from")
+        style = {"created": "green", "configured": "yellow", "unchanged": "dim"}
+        for change in changes:
+            table.add_row(
+                change.kind,
+                change.name,
+                f"[{style[change.change]}]{change.change}[/]",
+                change.revision[:12],
+                change.origin,
+            )
+        console.print(table)
+    events = [event for change in changes for event in change.events]
+    counts = {c: sum(1 for x in changes if x.change == c) for c in ("created", "configured", "unchanged")}
+    summary = ", ".join(f"{n} {c}" for c, n in counts.items())
+    if dry_run:
+        console.print(f"dry run: {summary}; nothing published")
+    elif events:
+        _kafka(settings, publish_events(settings, events))
+        console.print(f"applied: {summary} ({len(events)} events published)")
+    else:
+        console.print(f"nothing to apply: {summary}")
+    if manifest.problems:
+        console.print(f"[red]{len(manifest.refused_files)} file(s) refused[/]; fix them and apply again")
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every model with its risk class, stage and champion/challenger versions."""
+    settings = ServiceSettings()
+    rows = _kafka(settings, read_status(settings), doing="read the fleet's events from")
+    if as_json:
+        payload = [
+            {
+                "model": r.model,
+                "risk_class": r.risk_class,
+                "owner": r.owner,
+                "revision": r.revision,
+                "stage": r.stage,
+                "champion": r.champion,
+                "challenger": r.challenger,
+                "versions": r.versions,
+                "detail": r.detail,
+                "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+            }
+            for r in rows
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table("model", "risk", "stage", "champion", "challenger", "detail", title=f"{len(rows)} models")
+    for r in rows:
+        table.add_row(r.model, r.risk_class, r.stage, r.champion or "-", r.challenger or "-", r.detail)
+    console.print(table)
+
+
+@app.command()
+def lineage(
+    model: Annotated[str, typer.Argument(help="Model name.", callback=_validate_model)],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The chain dataset version -> run -> model version -> evaluation -> deployment, per version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = ServiceSettings()
+    try:
+        chain = model_lineage(MlflowClient(tracking_uri=settings.mlflow_tracking_uri), model)
+    except MlflowException as error:
+        console.print(
+            f"[red]could not read the registry at {settings.mlflow_tracking_uri}:[/] {error.message}"
+        )
+        raise typer.Exit(1) from error
+    if as_json:
+        typer.echo(json.dumps([link.as_dict() for link in chain], indent=2))
+        return
+    if not chain:
+        console.print(f"{model} has no registered version yet (see `modelfleet status`)")
+        raise typer.Exit(1)
+    table = Table(
+        "version", "dataset@version", "run", "template", "spec", "evaluation", "deployment", title=model
+    )
+    for link in chain:
+        table.add_row(
+            link.version,
+            f"{link.dataset}@{link.dataset_version[:12]}",
+            link.run_id[:12],
+            link.template,
+            link.spec_revision[:12],
+            link.verdict or "?",
+            ", ".join(link.aliases) or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    dataset: Annotated[str, typer.Argument(help="Dataset name, as declared by a `kind: Dataset` document.")],
+    file: Annotated[str, typer.Argument(help="A .csv or .parquet file, or any fsspec URI.")],
+    mode: Annotated[str, typer.Option(help="`append` to the latest version or `replace` it.")] = "replace",
+    wait: Annotated[bool, typer.Option(help="Wait for ingest's verdict and print it.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the verdict.")] = 120.0,
+) -> None:
+    """Submit a batch of rows; ingest validates it, versions it, or rejects and quarantines it."""
+    if not re.fullmatch(DATASET_NAME_PATTERN, dataset):
+        raise typer.BadParameter(f"{dataset!r} is not a dataset name", param_hint="DATASET")
+    if mode not in ("append", "replace"):
+        raise typer.BadParameter(f"{mode!r}: use append or replace", param_hint="--mode")
+    uri = file
+    if "://" not in file:
+        local = Path(file)
+        if not local.is_file():
+            raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
+        if local.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise typer.BadParameter(f"{file}: name it .csv or .parquet", param_hint="FILE")
+        uri = str(local.resolve())
+    event = DataBatchSubmitted(producer=_producer(), dataset=dataset, uri=uri, mode=mode)  # type: ignore[arg-type,call-arg]
+    _publish(event)
+    if not wait:
+        return
+    settings = ServiceSettings()
+    verdict = _kafka(settings, _verdict_of(settings, event, timeout), doing="read ingest's verdict from")
+    if isinstance(verdict, DatasetVersionCreated):
+        console.print(
+            f"[green]version {verdict.version[:12]}[/] of {dataset}: {verdict.row_count} rows, "
+            f"{len(verdict.columns)} columns ({verdict.uri})"
+        )
+        return
+    if isinstance(verdict, DatasetVersionRejected):
+        table = Table(
+            "column", "problem", "message", title=f"batch rejected; kept in {verdict.quarantine_uri}"
+        )
+        for problem in verdict.problems:
+            table.add_row(problem.column or "(file)", problem.code, problem.message)
+        console.print(table)
+        raise typer.Exit(1)
+    console.print(f"[yellow]no verdict within {timeout:.0f}s[/]; is ingest running? (`modelfleet status`)")
+    raise typer.Exit(1)
+
+
+async def _verdict_of(settings: ServiceSettings, event: Event, wait_seconds: float) -> Event | None:
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        for outcome in await read_events(settings, (DATASET_VERSIONS, DATASET_REJECTIONS)):
+            if outcome.causation_id == event.event_id:
+                return outcome
+        await asyncio.sleep(1.0)
+    return None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -38,7 +39,8 @@ def make_broker(
     )
 
 
-def _admin_options(settings: KafkaSettings) -> dict[str, Any]:
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka keyword arguments for the cluster: bootstrap servers, TLS and SASL."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap,
         "security_protocol": settings.security_protocol,
@@ -57,7 +59,7 @@ def _admin_options(settings: KafkaSettings) -> dict[str, Any]:
 async def ensure_topics(settings: KafkaSettings, names: Iterable[tuple[str, bool]]) -> list[str]:
     """Create missing topics (`(name, compacted)` pairs); returns the names it created."""
     wanted = dict(names)
-    admin = AIOKafkaAdminClient(**_admin_options(settings))
+    admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -125,3 +127,34 @@ def event_headers(event: Event) -> dict[str, str]:
         "event_id": str(event.event_id),
         "schema_version": str(event.schema_version),
     }
+
+
+async def read_snapshot(settings: KafkaSettings, topic_name: str) -> list[bytes]:
+    """Every message value of a topic from its beginning to its end *now*, partition by partition.
+
+    For reading state (compacted topics such as model specs) outside a consumer group: nothing
+    is committed, and a missing topic reads as empty. Callers bound it with `asyncio.timeout`.
+    """
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **connection_options(settings))
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic_name)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic_name)
+        if not partitions:
+            return []
+        assigned = [TopicPartition(topic_name, number) for number in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        end = await consumer.end_offsets(assigned)
+        values: list[bytes] = []
+        pending = {tp for tp in assigned if end[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for records in batch.values():
+                values.extend(record.value for record in records if record.value is not None)
+            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+        return values
+    finally:
+        await consumer.stop()
