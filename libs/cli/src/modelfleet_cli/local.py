@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelfleet_common.local._process import ManagedProcess, default_home
+from modelfleet_common.signing import ArtifactSigner
 
 REPO = Path(__file__).resolve().parents[4]
 #: Host ports of the local fleet (the same as docker-compose.yml's).
@@ -57,14 +58,31 @@ def _ready(endpoint: str, timeout: float) -> bool:
         return False
 
 
+def fleet_environment(home: Path) -> dict[str, str]:
+    """Settings every local service shares: one data store, one registry signing key, the policies.
+
+    The signing key is made once per local home; its public half is the fleet's trusted key, so
+    serving and the evaluator accept exactly what this fleet's registry signed.
+    """
+    key = home / "signing" / "registry.pem"
+    ArtifactSigner.load_or_create(key)
+    return {
+        "FLEET_DATA_DIR": str(home / "data"),
+        "FLEET_SIGNING_KEY_FILE": str(key),
+        "FLEET_TRUSTED_KEYS_FILE": str(key.with_name(key.name + ".pub")),
+        "FLEET_POLICY_DIR": str(REPO / "policies"),
+    }
+
+
 def up(home: Path) -> None:
     """Start every service that is not running yet, then show the fleet's health."""
+    shared = fleet_environment(home)
     for service, port in PORTS.items():
         env = {
             **os.environ,
+            **shared,
             "FLEET_HTTP_PORT": str(port),
             "FLEET_STATE_DIR": str(home / "fleet" / service / "state"),
-            "FLEET_DATA_DIR": str(home / "data"),
         }
         _process(home, service).start(
             endpoint=f"127.0.0.1:{port}",

@@ -230,6 +230,54 @@ def lineage(
 
 
 @app.command()
+def verify(
+    model: Annotated[str, typer.Argument(help="Model name.", callback=_validate_model)],
+    version: Annotated[str | None, typer.Argument(help="Registry version; default: every version.")] = None,
+) -> None:
+    """Check model files in the registry against their signed digest (FLEET_TRUSTED_KEYS_FILE)."""
+    import tempfile
+
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
+
+    settings = ServiceSettings()
+    if settings.trusted_keys_file is None:
+        raise typer.BadParameter("set FLEET_TRUSTED_KEYS_FILE to the file of trusted public keys")
+    trusted = TrustedKeys.from_file(settings.trusted_keys_file)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    links = [link for link in model_lineage(client, model) if version in (None, link.version)]
+    if not links:
+        console.print(f"[red]{model} has no version {version or ''}[/]")
+        raise typer.Exit(1)
+    failures = 0
+    for link in links:
+        registered = client.get_model_version(model, link.version)
+        tags = dict(registered.tags or {})
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=registered.source, dst_path=folder, tracking_uri=settings.mlflow_tracking_uri
+            )
+            try:
+                verify_artifact(
+                    Path(local),
+                    digest=tags.get("modelfleet.digest", ""),
+                    signature=tags.get("modelfleet.signature", ""),
+                    signing_key_id=tags.get("modelfleet.signing_key_id", ""),
+                    trusted=trusted,
+                )
+            except IntegrityError as error:
+                failures += 1
+                console.print(f"[red]{model} v{link.version}: NOT VERIFIED[/]: {error}")
+                continue
+        key = tags["modelfleet.signing_key_id"]
+        console.print(f"[green]{model} v{link.version}: verified[/] (signed by key {key})")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
 def ingest(
     dataset: Annotated[str, typer.Argument(help="Dataset name, as declared by a `kind: Dataset` document.")],
     file: Annotated[str, typer.Argument(help="A .csv or .parquet file, or any fsspec URI.")],

@@ -136,8 +136,8 @@ async def read_snapshot(settings: KafkaSettings, topic_name: str) -> list[bytes]
     is committed, and a missing topic reads as empty. Callers bound it with `asyncio.timeout`.
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **connection_options(settings))
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic_name)
         if partitions is None:
             await consumer._client.force_metadata_update()
