@@ -10,8 +10,8 @@ import pytest
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_common.naming import TopicNamer
-from modelfleet_contracts import DataBatchSubmitted, DatasetVersionCreated
-from modelfleet_contracts.topics import DATA_BATCHES, DATASET_VERSIONS
+from modelfleet_contracts import DataBatchSubmitted, DatasetSpec, DatasetSpecSubmitted, DatasetVersionCreated
+from modelfleet_contracts.topics import DATA_BATCHES, DATASET_SPECS, DATASET_VERSIONS
 
 from .fleet import Kafka, ServiceProcess
 
@@ -23,12 +23,38 @@ def write_batch(path: Path) -> Path:
     return path
 
 
+MACHINES = DatasetSpec.model_validate(
+    {
+        "metadata": {"name": "machines"},
+        "spec": {
+            "columns": [
+                {"name": "machine", "type": "string"},
+                {"name": "temperature", "type": "float"},
+                {"name": "failed", "type": "int", "min": 0, "max": 1},
+            ]
+        },
+    }
+)
+
+
+async def declare_machines(kafka: Kafka, namer: TopicNamer) -> None:
+    """Ingest only accepts batches of declared datasets."""
+    declared = DatasetSpecSubmitted(producer="test", dataset="machines", revision="r1", spec=MACHINES)
+    await kafka.publish(
+        namer.topic(DATASET_SPECS),
+        declared.model_dump_json().encode(),
+        key=b"machines",
+        headers=event_headers(declared),
+    )
+
+
 async def test_bad_messages_are_dead_lettered_with_reasons_while_the_next_valid_event_is_handled(
     start_service: Callable[..., ServiceProcess], kafka: Kafka, topic_prefix: str, tmp_path: Path
 ) -> None:
     namer = TopicNamer(topic_prefix)
     batches = namer.topic(DATA_BATCHES)
     ingest = start_service("ingest")
+    await declare_machines(kafka, namer)
     valid = DataBatchSubmitted(producer="test", dataset="machines", uri=str(write_batch(tmp_path / "b.csv")))
 
     await kafka.publish(batches, b"\xff\xfe this is not json", key=b"machines")
@@ -63,6 +89,11 @@ async def test_a_crash_after_handling_but_before_commit_redelivers_and_the_effec
     namer = TopicNamer(topic_prefix)
     marker = tmp_path / "killed-once"
     batch = DataBatchSubmitted(producer="test", dataset="machines", uri=str(write_batch(tmp_path / "b.csv")))
+    # The spec is handled by a first, healthy run, so the injected crash hits the batch.
+    healthy = start_service("ingest")
+    await declare_machines(kafka, namer)
+    healthy.wait_for_metric("fleet_events_handled_total", 1, topic=namer.topic(DATASET_SPECS))
+    assert healthy.terminate() == 0
     doomed = start_service("ingest", FLEET_CHAOS_KILL_AFTER_HANDLING_MARKER=str(marker))
 
     await kafka.publish(

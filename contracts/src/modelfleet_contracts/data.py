@@ -10,6 +10,7 @@ from .envelope import Contract, Event
 
 DataFormat = Literal["csv", "parquet"]
 ColumnType = Literal["float", "int", "string", "bool", "timestamp"]
+BatchMode = Literal["append", "replace"]
 DATASET_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,118}[a-z0-9])?$"
 
 
@@ -104,6 +105,13 @@ class DataBatchSubmitted(Event):
     uri: str = Field(min_length=1, description="Where the batch is: a path or any fsspec URI.")
     format: DataFormat | None = Field(
         default=None, description="File format; inferred from the URI's suffix when empty."
+    )
+    mode: BatchMode = Field(
+        default="replace",
+        description=(
+            "`replace`: the batch is the dataset's whole new version. `append`: the new version is "
+            "the dataset's latest version followed by the batch's rows, so the dataset grows."
+        ),
     )
 
 

@@ -1,19 +1,39 @@
-"""Pure rules of ingest: what identifies a dataset version."""
+"""Pure rules of ingest: what identifies a dataset version, and its reference profile for drift."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+#: Layout version of the profile JSON; bump it (and teach the monitor) on any incompatible change.
+PROFILE_VERSION: Final = 1
+#: Probabilities of the reported quantiles: 0, 0.1, ..., 1.0.
+QUANTILE_PROBABILITIES: Final = [round(step / 10, 1) for step in range(11)]
+#: Most frequent values a categorical column's profile lists; the rest are summed in `other_count`.
+MAX_FREQUENCIES: Final = 1000
 
 
 def content_version(table: pa.Table) -> str:
-    """sha256 of the table's Arrow IPC stream: same rows, columns and types, same version,
-    whatever file format or file name the batch came in."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+    """sha256 of the table's logical content: column names, types, validity and values.
+
+    It is computed from canonical bytes (nulls zero-filled, chunks joined, no schema metadata), so
+    the same rows give the same version whatever file format, chunking or writer they came from.
+    """
+    digest = hashlib.sha256()
+    header = json.dumps([[field.name, str(field.type)] for field in table.schema], separators=(",", ":"))
+    for part in (header.encode(), str(table.num_rows).encode()):
+        _update(digest, part)
+    for column in table.columns:
+        array = column.combine_chunks()
+        _update(digest, np.packbits(_valid(array)).tobytes())
+        for part in _value_bytes(array):
+            _update(digest, part)
+    return digest.hexdigest()
 
 
 def infer_format(uri: str, declared: str | None) -> str:
@@ -25,3 +45,131 @@ def infer_format(uri: str, declared: str | None) -> str:
         if lowered.endswith(suffix):
             return fmt
     raise ValueError(f"cannot tell the format of {uri!r}: name it .csv or .parquet, or set `format`")
+
+
+def reference_profile(table: pa.Table, *, dataset: str, version: str) -> dict[str, Any]:
+    """Per-column statistics of a stored version, the reference the monitor compares live data to.
+
+    Numeric (int, float) columns: counts, mean, population std, min, max, deciles and a histogram
+    on the deduplicated deciles; string and bool columns: value counts; timestamps: min and max.
+    Only finite values enter numeric statistics.
+    """
+    return {
+        "profile_version": PROFILE_VERSION,
+        "dataset": dataset,
+        "version": version,
+        "row_count": table.num_rows,
+        "columns": {
+            field.name: _profile_column(table.column(index).combine_chunks(), field.type)
+            for index, field in enumerate(table.schema)
+        },
+    }
+
+
+def _profile_column(array: pa.Array, kind: pa.DataType) -> dict[str, Any]:
+    counts = {"count": len(array) - array.null_count, "null_count": array.null_count}
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return {"kind": "numeric", "type": str(kind), **counts, **_numeric_profile(array)}
+    if pa.types.is_timestamp(kind):
+        extremes = pc.min_max(array)
+        return {
+            "kind": "timestamp",
+            "type": str(kind),
+            **counts,
+            "min": _isoformat(extremes["min"].as_py()),
+            "max": _isoformat(extremes["max"].as_py()),
+        }
+    if pa.types.is_boolean(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return {"kind": "categorical", "type": str(kind), **counts, **_frequencies(array)}
+    raise ValueError(f"no profile for columns of type {kind}")
+
+
+def _numeric_profile(array: pa.Array) -> dict[str, Any]:
+    values = np.asarray(array.drop_null().cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    infinite_count = int(values.size - finite.size)
+    if finite.size == 0:
+        return {
+            "infinite_count": infinite_count,
+            "mean": None,
+            "std": None,
+            "min": None,
+            "max": None,
+            "quantiles": {"probabilities": QUANTILE_PROBABILITIES, "values": []},
+            "histogram": {"edges": [], "counts": []},
+        }
+    quantiles = np.quantile(finite, QUANTILE_PROBABILITIES)
+    # Deciles of a skewed or discrete column repeat; repeated edges would make empty, zero-width bins.
+    edges = np.unique(quantiles)
+    if edges.size == 1:
+        edges = np.repeat(edges, 2)  # a constant column: one bin [v, v] holding every value
+    bin_counts, _ = np.histogram(finite, bins=edges)
+    return {
+        "infinite_count": infinite_count,
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "quantiles": {"probabilities": QUANTILE_PROBABILITIES, "values": quantiles.tolist()},
+        "histogram": {"edges": edges.tolist(), "counts": bin_counts.tolist()},
+    }
+
+
+def _frequencies(array: pa.Array) -> dict[str, Any]:
+    present = array.drop_null()
+    if pa.types.is_boolean(array.type):
+        present = present.cast(pa.string())  # JSON keys: "true" / "false"
+    counted = pc.value_counts(present)
+    values = np.asarray(counted.field("values").to_numpy(zero_copy_only=False), dtype=object)
+    counts = np.asarray(counted.field("counts"), dtype=np.int64)
+    # Most frequent first, ties by value, so the same data always writes the same JSON.
+    order = np.lexsort((values.astype(str), -counts))
+    kept = order[:MAX_FREQUENCIES]
+    return {
+        "distinct_count": int(values.size),
+        "frequencies": dict(zip(values[kept].tolist(), counts[kept].tolist(), strict=True)),
+        "other_count": int(counts[order[MAX_FREQUENCIES:]].sum()),
+    }
+
+
+def _isoformat(value: Any) -> str | None:
+    return None if value is None else str(value.isoformat())
+
+
+def _update(digest: Any, part: bytes) -> None:
+    # Length-prefixed so that no two different sequences of parts hash alike.
+    digest.update(len(part).to_bytes(8, "little"))
+    digest.update(part)
+
+
+def _valid(array: pa.Array) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _value_bytes(array: pa.Array) -> list[bytes]:
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        filled = pc.fill_null(array, "")
+        offsets_type = np.int64 if pa.types.is_large_string(kind) else np.int32
+        _, offsets_buffer, data_buffer = filled.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=offsets_type)[
+            filled.offset : filled.offset + len(filled) + 1
+        ]
+        data = (
+            b""
+            if data_buffer is None or len(filled) == 0
+            else data_buffer.to_pybytes()[offsets[0] : offsets[-1]]
+        )
+        lengths = np.diff(offsets).astype("<i8")
+        return [lengths.tobytes(), data]
+    if pa.types.is_boolean(kind):
+        filled = pc.fill_null(array, False)
+        return [np.packbits(np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)).tobytes()]
+    if pa.types.is_timestamp(kind):
+        array = array.cast(pa.int64())
+        kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        filled = pc.fill_null(array, pa.scalar(0, type=kind))
+        numbers = np.asarray(filled.to_numpy(zero_copy_only=False))
+        return [numbers.astype(numbers.dtype.newbyteorder("<")).tobytes()]
+    raise ValueError(f"no content version for columns of type {kind}")

@@ -1,0 +1,81 @@
+"""The dataset store works on any fsspec filesystem; a version is written once and never changed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from modelfleet_common.consumer import PermanentError
+from modelfleet_ingest.store import BatchMissing, DatasetStore
+
+
+@pytest.fixture
+def memory_root() -> str:
+    return f"memory:///ingest-test-{uuid.uuid4().hex}"  # the canonical form of a memory:// path
+
+
+def test_a_memory_store_round_trips_a_version_and_its_profile(memory_root: str) -> None:
+    store = DatasetStore(memory_root)
+    table = pa.table({"x": [1.5, 2.5], "s": ["a", None]})
+
+    stored = store.put_version("d", table)
+    profile_uri = store.put_profile("d", stored.version, {"profile_version": 1, "version": stored.version})
+
+    assert stored.uri == f"{memory_root}/datasets/d/{stored.version}.parquet"
+    assert store.read_version("d", stored.version).equals(table)
+    with fsspec.open(stored.uri, "rb") as version_file:
+        assert pq.read_table(version_file).equals(table)
+    assert profile_uri == f"{memory_root}/datasets/d/{stored.version}.profile.json"
+    with fsspec.open(profile_uri, "rt") as profile_file:
+        assert json.load(profile_file) == {"profile_version": 1, "version": stored.version}
+
+
+def test_a_batch_is_read_from_any_fsspec_uri(memory_root: str, tmp_path: Path) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file(f"{memory_root}/in/b.csv", b"x\n1\n")
+    (tmp_path / "b.csv").write_bytes(b"x\n2\n")
+    store = DatasetStore(str(tmp_path / "store"))
+    assert store.fetch_batch(f"{memory_root}/in/b.csv") == b"x\n1\n"
+    assert store.fetch_batch((tmp_path / "b.csv").as_uri()) == b"x\n2\n"
+    assert store.fetch_batch(str(tmp_path / "b.csv")) == b"x\n2\n"
+
+
+def test_a_batch_that_is_not_there_is_missing(memory_root: str) -> None:
+    with pytest.raises(BatchMissing, match=r"memory://.*/nothing\.csv does not exist"):
+        DatasetStore(memory_root).fetch_batch(f"{memory_root}/nothing.csv")
+
+
+def test_a_uri_ingest_has_no_filesystem_for_is_a_permanent_error(memory_root: str) -> None:
+    with pytest.raises(PermanentError, match="install the fsspec implementation of that protocol"):
+        DatasetStore(memory_root).fetch_batch("nosuchprotocol://bucket/b.csv")
+
+
+def test_a_stored_version_is_never_rewritten(tmp_path: Path) -> None:
+    store = DatasetStore(str(tmp_path))
+    table = pa.table({"x": [1, 2]})
+    first = store.put_version("d", table)
+    mtime = Path(first.uri).stat().st_mtime_ns
+    again = store.put_version("d", table)
+    assert again == first
+    assert Path(first.uri).stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in Path(first.uri).parent.iterdir()) == [f"{first.version}.parquet"]
+
+
+def test_quarantined_bytes_are_kept_as_received_under_their_hash(memory_root: str) -> None:
+    store = DatasetStore(memory_root)
+    uri = store.quarantine("d", "s3://bucket/in/../b.csv", b"raw,bytes\n")
+    assert uri.startswith(f"{memory_root}/quarantine/d/")
+    assert uri.endswith("-b.csv")
+    with fsspec.open(uri, "rb") as kept:
+        assert kept.read() == b"raw,bytes\n"
+
+
+def test_a_dataset_name_cannot_move_the_quarantine_out_of_its_folder(tmp_path: Path) -> None:
+    uri = DatasetStore(str(tmp_path / "store")).quarantine("../../etc", "b.csv", b"x")
+    assert Path(uri).parent == tmp_path / "store" / "quarantine" / "_.._etc"
