@@ -40,7 +40,7 @@ test: unit ## Run unit tests, then integration tests on a real Kafka broker and 
 
 .PHONY: unit
 unit: install ## Run the fast unit tests only (serving's in its own environment)
-	$(PY) -m pytest contracts/tests libs/common/tests libs/cli/tests tests/docs $(foreach s,$(CONTROL_PLANE),services/$(s)/tests)
+	$(PY) -m pytest contracts/tests libs/common/tests libs/cli/tests tests/docs examples/fleet/tests $(foreach s,$(CONTROL_PLANE),services/$(s)/tests)
 	$(SERVING_VENV)/bin/python -m pytest services/serving/tests
 
 .PHONY: lint
