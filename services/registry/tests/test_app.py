@@ -1,12 +1,28 @@
 """The registry app consumes its topics through the fleet's consumer policy."""
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from faststream.kafka import TestKafkaBroker
 from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
-from modelfleet_contracts import ModelSpecRetired
-from modelfleet_contracts.topics import MODEL_SPECS
+from modelfleet_common.signing import TrustedKeys
+from modelfleet_contracts import ModelEvaluated, ModelSpecRetired
+from modelfleet_contracts.topics import MODEL_EVALUATIONS, MODEL_SPECS
+from modelfleet_registry import app as registry_app
 from modelfleet_registry.app import service
+from modelfleet_registry.registration import Registrar
+
+
+@pytest.fixture
+def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setattr(registry_app.settings, "state_dir", tmp_path)
+    monkeypatch.setattr(registry_app.settings, "signing_key_file", None)
+    registry_app.dependencies.cache_clear()
+    yield tmp_path
+    registry_app.dependencies.cache_clear()
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
@@ -16,3 +32,23 @@ async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> N
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
     handled = service.metrics.events_handled.labels(topic, event.event_type)._value.get()
     assert handled == 1
+
+
+async def test_an_evaluation_without_a_digest_is_dead_lettered_with_the_reason(isolated_state: Path) -> None:
+    event = ModelFactory.create_factory(ModelEvaluated).build(artifact_digest=None)
+    topic = service.namer.topic(MODEL_EVALUATIONS)
+    before = service.metrics.dead_letters.labels(topic, "PermanentError")._value.get()
+
+    async with TestKafkaBroker(service.broker) as broker:
+        await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
+
+    assert service.metrics.dead_letters.labels(topic, "PermanentError")._value.get() == before + 1
+    assert service.metrics.events_handled.labels(topic, event.event_type)._value.get() == 0
+
+
+def test_the_signing_key_defaults_to_the_state_directory(isolated_state: Path) -> None:
+    registrar = registry_app.dependencies().registrar
+    assert isinstance(registrar, Registrar)
+    assert (isolated_state / "signing" / "ed25519.pem").is_file()
+    public = TrustedKeys.from_file(isolated_state / "signing" / "ed25519.pem.pub")
+    assert public.key_ids == [registrar.signer.key_id]

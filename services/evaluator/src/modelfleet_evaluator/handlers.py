@@ -1,18 +1,44 @@
-"""Handlers of evaluator: one function per consumed event.
-
-For now evaluator only acknowledges and logs what it consumes; its behaviour lands with #3.
-"""
+"""Handlers of evaluator: one function per consumed event."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
+from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
-from modelfleet_contracts import TrainingFinished
+from modelfleet_contracts import ModelEvaluated, TrainingFinished
+from modelfleet_contracts.envelope import Event
 
 logger = logging.getLogger("modelfleet.evaluator")
 
 
-async def note_training_finished(event: TrainingFinished) -> None:
-    """Receive a candidate to evaluate."""
-    log_event(logger, "received", event)
+class CandidateEvaluator(Protocol):
+    """Turns a training outcome into a verdict (blocking; `Evaluator` is the real one)."""
+
+    def evaluate(self, event: TrainingFinished) -> ModelEvaluated: ...
+
+
+@dataclass
+class EvaluatorDeps:
+    evaluator: CandidateEvaluator
+    handled: IdempotencyStore
+    publish: Callable[[Event], Awaitable[None]]
+
+
+async def evaluate_candidate(event: TrainingFinished, deps: EvaluatorDeps) -> None:
+    """Evaluate the candidate against its gates and publish the verdict, once per (model, run)."""
+
+    async def evaluate_and_publish() -> None:
+        # MLflow, the model and the plots block: keep the event loop (and /healthz) responsive.
+        verdict = await asyncio.to_thread(deps.evaluator.evaluate, event)
+        await deps.publish(verdict)
+        log_event(logger, f"candidate evaluated: {'passed' if verdict.passed else 'failed'}", verdict)
+
+    # The run id is the candidate's natural key; a redelivery whose mark was lost still gets the
+    # verdict recorded on the run (see `Evaluator.evaluate`), never a second, different one.
+    if not await once(deps.handled, f"evaluated:{event.model}:{event.run_id}", evaluate_and_publish):
+        log_event(logger, "candidate already evaluated; nothing to do", event)

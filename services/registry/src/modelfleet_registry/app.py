@@ -1,5 +1,8 @@
 """registry: wiring of the broker, subscribers and publishers."""
 
+from functools import cache
+
+from modelfleet_common.idempotency import SqliteIdempotencyStore
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged, ModelEvaluated, SpecEvent
 from modelfleet_contracts.topics import (
@@ -14,15 +17,35 @@ from modelfleet_contracts.topics import (
 
 from . import handlers
 from .config import RegistrySettings
+from .keys import load_signer
+from .mlflow_registry import MlflowModelRegistry
+from .registration import Registrar
 
-service = FleetService("registry", RegistrySettings())
-# Declared now so the AsyncAPI document shows what registry produces; handlers use it from #3-#5.
+settings = RegistrySettings()
+service = FleetService("registry", settings)
+# Promotions, rollbacks and archivals are declared for the AsyncAPI document; their handlers come later.
 publish = service.publisher(MODEL_REGISTRATIONS, MODEL_PROMOTIONS, MODEL_ROLLBACKS, MODEL_ARCHIVALS)
+
+
+@cache
+def dependencies() -> handlers.RegistryDeps:
+    """The handlers' dependencies, built once (by the startup hook, or by the first event in tests)."""
+    registry = MlflowModelRegistry(
+        settings.mlflow_tracking_uri,
+        attempts=settings.mlflow_retry_attempts,
+        backoff_seconds=settings.mlflow_retry_backoff_seconds,
+        ready_timeout_seconds=settings.version_ready_timeout_seconds,
+    )
+    return handlers.RegistryDeps(
+        registrar=Registrar(registry=registry, signer=load_signer(settings.signing_key_path)),
+        handled=SqliteIdempotencyStore(settings.state_dir / "registry-handled.sqlite"),
+        publish=publish,
+    )
 
 
 @service.subscriber(MODEL_EVALUATIONS)
 async def on_model_evaluated(event: ModelEvaluated) -> None:
-    await handlers.note_model_evaluated(event)
+    await handlers.register_model(event, dependencies())
 
 
 @service.subscriber(DEPLOYMENTS)
@@ -36,3 +59,9 @@ async def on_model_spec(event: SpecEvent) -> None:
 
 
 app = service.app()
+
+
+@app.on_startup
+def build_dependencies() -> None:
+    """Load (or create) the signing key before consuming, and log its id and public key file."""
+    dependencies()

@@ -1,21 +1,53 @@
-"""Handlers of registry: one function per consumed event.
-
-For now registry only acknowledges and logs what it consumes; its behaviour lands with #3.
-"""
+"""Handlers of registry: one function per consumed event."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
+from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
-from modelfleet_contracts import DeploymentChanged, ModelEvaluated, ModelSpecRetired, ModelSpecSubmitted
+from modelfleet_contracts import (
+    DeploymentChanged,
+    ModelEvaluated,
+    ModelRegistered,
+    ModelSpecRetired,
+    ModelSpecSubmitted,
+)
+from modelfleet_contracts.envelope import Event
 
 logger = logging.getLogger("modelfleet.registry")
 
 
-async def note_model_evaluated(event: ModelEvaluated) -> None:
-    """Receive an evaluated candidate to register."""
-    log_event(logger, "received", event)
+class CandidateRegistrar(Protocol):
+    """Turns an evaluation into a registry version (blocking; `Registrar` is the real one)."""
+
+    def register(self, event: ModelEvaluated) -> ModelRegistered: ...
+
+
+@dataclass
+class RegistryDeps:
+    registrar: CandidateRegistrar
+    handled: IdempotencyStore
+    publish: Callable[[Event], Awaitable[None]]
+
+
+async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
+    """Register the evaluated candidate (passing or not) and announce it, once per (model, run)."""
+
+    async def register_and_announce() -> None:
+        # MLflow calls block: keep the event loop (and /healthz) responsive.
+        registered = await asyncio.to_thread(deps.registrar.register, event)
+        await deps.publish(registered)
+        log_event(logger, f"registered as version {registered.version}", registered)
+
+    # Natural key (model, run id); the registrar also finds the run's version in MLflow, so a
+    # redelivery after lost local state re-announces that version instead of creating another.
+    if not await once(deps.handled, f"registered:{event.model}:{event.run_id}", register_and_announce):
+        log_event(logger, "candidate already registered; nothing to do", event)
 
 
 async def note_deployment_changed(event: DeploymentChanged) -> None:

@@ -1,0 +1,116 @@
+"""Loading a logged scikit-learn model safely: digest first, then skops with allow-listed types only.
+
+MLflow's own loader reads the trusted types from the model's MLmodel file, so a crafted model
+could trust anything. Here those recorded types are accepted only if every one belongs to
+scikit-learn, numpy or scipy (or is a plain builtin container); anything else refuses the model.
+Pickle formats are never loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import skops.io
+import yaml
+from skops.io.exceptions import UntrustedTypesFoundException
+
+from modelfleet_common.signing import IntegrityError, directory_digest
+
+#: Packages whose types a model may declare as trusted.
+ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+#: Plain data types skops may need beyond its defaults.
+ALLOWED_BUILTIN_TYPES = frozenset(
+    {
+        "builtins.bool",
+        "builtins.bytearray",
+        "builtins.bytes",
+        "builtins.complex",
+        "builtins.dict",
+        "builtins.float",
+        "builtins.frozenset",
+        "builtins.int",
+        "builtins.list",
+        "builtins.set",
+        "builtins.slice",
+        "builtins.str",
+        "builtins.tuple",
+        "collections.OrderedDict",
+        "collections.defaultdict",
+    }
+)
+#: Modules under the allowed packages that read files or build code: never trusted.
+DENIED_TYPE_PREFIXES = (
+    "numpy.f2py",
+    "numpy.distutils",
+    "numpy.testing",
+    "numpy.ctypeslib",
+    "numpy.load",
+    "numpy.fromfile",
+    "numpy.memmap",
+    "numpy.lib.npyio",
+    "numpy.lib._npyio_impl",
+    "scipy.io",
+)
+
+
+class ModelRefused(Exception):
+    """The model's files are not a scikit-learn model we are willing to deserialize."""
+
+
+def is_allowed_type(type_path: str) -> bool:
+    """Whether a model may declare `type_path` (e.g. `sklearn.tree._tree.Tree`) as trusted."""
+    if type_path in ALLOWED_BUILTIN_TYPES:
+        return True
+    if any(type_path == p or type_path.startswith(p + ".") for p in DENIED_TYPE_PREFIXES):
+        return False
+    return type_path.startswith(ALLOWED_TYPE_PREFIXES)
+
+
+def directory_size(directory: Path) -> int:
+    """Bytes of every file under `directory`."""
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def verify_digest(directory: Path, expected: str) -> str:
+    """The directory's digest; raises `IntegrityError` when it is not `expected`."""
+    actual = directory_digest(directory)
+    if actual != expected:
+        raise IntegrityError(f"model files digest {actual[:12]}… differs from the trainer's {expected[:12]}…")
+    return actual
+
+
+def load_skops_model(directory: Path) -> Any:
+    """The estimator of an MLflow scikit-learn model saved with skops; raises `ModelRefused`.
+
+    Call only on files whose digest was verified.
+    """
+    try:
+        mlmodel = yaml.safe_load((directory / "MLmodel").read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ModelRefused(f"no readable MLmodel file in the model directory: {error}") from error
+    flavor = (mlmodel.get("flavors") or {}).get("sklearn")
+    if not isinstance(flavor, dict):
+        raise ModelRefused("the MLmodel file has no sklearn flavor")
+    serialization = flavor.get("serialization_format")
+    if serialization != "skops":
+        raise ModelRefused(
+            f"the model is serialized as {serialization!r}; only skops is loaded, never pickle"
+        )
+    data = (directory / str(flavor.get("pickled_model", ""))).resolve()
+    if not data.is_file() or not data.is_relative_to(directory.resolve()):
+        raise ModelRefused(f"the sklearn flavor points at {flavor.get('pickled_model')!r}, not a model file")
+    declared = flavor.get("skops_trusted_types") or []
+    if not isinstance(declared, list) or not all(isinstance(t, str) for t in declared):
+        raise ModelRefused("skops_trusted_types in MLmodel is not a list of type names")
+    refused = sorted(t for t in declared if not is_allowed_type(t))
+    if refused:
+        raise ModelRefused(
+            f"the model declares types outside scikit-learn/numpy/scipy as trusted: {', '.join(refused)}"
+        )
+    try:
+        return skops.io.load(data, trusted=declared)
+    except UntrustedTypesFoundException as error:
+        raise ModelRefused(f"the model file holds types it does not declare as trusted: {error}") from error
+    except Exception as error:  # skops raises many kinds on a damaged file; all mean "not loadable"
+        raise ModelRefused(f"skops could not load the model: {type(error).__name__}: {error}") from error
