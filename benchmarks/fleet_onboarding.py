@@ -1,0 +1,362 @@
+"""Fleet onboarding: one `ModelFleet` file → N registered, signed models; against MLflow's documented path.
+
+In one run, on the same machine, Kafka broker and MLflow server:
+
+1. **modelfleet**: ingest, trainer (Ray), evaluator and registry run as services; `modelfleet apply`
+   publishes one ModelFleet expanding to N specs over one dataset; the clock stops when N models
+   are registered (or have failed). Reports wall time, models per minute and control-plane CPU
+   per model excluding the fits (CPU of the services and their Ray workers, MLflow and Kafka,
+   minus the fit time the trainer reports).
+2. **baseline**: `baselines/mlflow_sequential.py` fits the same pipeline on the same slices and logs
+   and registers each model the way MLflow's documentation shows (`log_model` with an input
+   example and requirement inference, `registered_model_name`), one after the other. It runs on a
+   sample of the models (`--baseline-models`); its per-model median is scaled to N.
+
+    python benchmarks/fleet_onboarding.py                 # quick: N=100
+    python benchmarks/fleet_onboarding.py --models 1000   # full
+
+Needs nothing running: it starts its own Kafka and MLflow under `.local/bench` unless
+FLEET_KAFKA_BOOTSTRAP / FLEET_MLFLOW_TRACKING_URI point at running ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import psutil
+import yaml
+from aiokafka import AIOKafkaConsumer
+
+from modelfleet_common.local import kafka as local_kafka
+from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_common.naming import TopicNamer
+from modelfleet_common.signing import ArtifactSigner
+from modelfleet_contracts.topics import MODEL_REGISTRATIONS, TRAINING_FAILED, TRAINING_FINISHED
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE = REPO / "benchmarks" / "baselines" / "mlflow_sequential.py"
+SERVICES = ("ingest", "trainer", "evaluator", "registry")
+ROWS_PER_MODEL = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_data(models: int, seed: int = 11) -> pd.DataFrame:
+    """One slice per model: six numeric features, a channel, a label with slice-specific weights."""
+    rng = np.random.default_rng(seed)
+    rows = models * ROWS_PER_MODEL
+    segment = np.repeat([f"s{i:04d}" for i in range(models)], ROWS_PER_MODEL)
+    x = rng.normal(size=(rows, 6))
+    weights = np.repeat(rng.normal(1.0, 0.4, size=(models, 6)), ROWS_PER_MODEL, axis=0)
+    channel = rng.choice(["web", "store", "phone"], rows)
+    logit = (x * weights).sum(axis=1) / 2 + np.where(channel == "web", 0.5, 0.0)
+    label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(1, 7)])
+    frame.insert(0, "segment", segment)
+    frame["channel"] = channel
+    frame["label"] = label
+    return frame
+
+
+def fleet_documents(models: int, source: str) -> list[dict[str, Any]]:
+    columns = [{"name": "segment", "type": "string"}]
+    columns += [{"name": f"x{i}", "type": "float"} for i in range(1, 7)]
+    columns += [
+        {"name": "channel", "type": "string", "categories": ["web", "store", "phone"]},
+        {"name": "label", "type": "int", "min": 0, "max": 1},
+    ]
+    dataset = {
+        "apiVersion": "modelfleet/v1",
+        "kind": "Dataset",
+        "metadata": {"name": "bench-slices", "owner": "bench@example.com"},
+        "spec": {"columns": columns, "source": source},
+    }
+    fleet = {
+        "apiVersion": "modelfleet/v1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "bench", "owner": "bench@example.com"},
+        "spec": {
+            "matrix": {"segment": [f"s{i:04d}" for i in range(models)]},
+            "template": {
+                "apiVersion": "modelfleet/v1",
+                "kind": "ModelSpec",
+                "metadata": {"name": "bench-${segment}", "owner": "bench@example.com", "risk_class": "low"},
+                "spec": {
+                    "dataset": {"name": "bench-slices", "where": {"segment": "${segment}"}},
+                    "features": ["x1", "x2", "x3", "x4", "x5", "x6", "channel"],
+                    "target": "label",
+                    "pipeline": {"template": "tabular-classifier", "version": "1"},
+                    "hyperparameters": {"C": 1.0, "max_iter": 200},
+                },
+            },
+        },
+    }
+    return [dataset, fleet]
+
+
+@dataclass
+class Infrastructure:
+    bootstrap: str
+    tracking_uri: str
+    home: Path
+    owned: bool
+
+    def processes(self) -> list[psutil.Process]:
+        """Kafka and MLflow server processes (with children) when this run started them."""
+        if not self.owned:
+            return []
+        marker = str(self.home)
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            if marker in " ".join(process.info["cmdline"] or []) and process.pid != os.getpid():
+                found.append(process)
+        return found
+
+
+def start_infrastructure(home: Path) -> Infrastructure:
+    bootstrap = os.environ.get("FLEET_KAFKA_BOOTSTRAP")
+    tracking = os.environ.get("FLEET_MLFLOW_TRACKING_URI")
+    if bootstrap and tracking:
+        return Infrastructure(bootstrap, tracking, home, owned=False)
+    shutil.rmtree(home / "mlflow", ignore_errors=True)  # an empty registry for every run
+    bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
+    tracking = local_mlflow.start(home, port=free_port(), timeout=180)
+    return Infrastructure(bootstrap, tracking, home, owned=True)
+
+
+def stop_infrastructure(infra: Infrastructure) -> None:
+    if infra.owned:
+        local_mlflow.stop(infra.home)
+        local_kafka.stop(infra.home)
+
+
+def wait_ready(ports: list[int], services: list[subprocess.Popen[bytes]], work: Path) -> None:
+    deadline = time.monotonic() + 180
+    for port, name, process in zip(ports, SERVICES, services, strict=True):
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"{name} exited; see {work / f'{name}.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} not ready; see {work / f'{name}.log'}")
+            time.sleep(0.5)
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU of processes and all their descendants (Ray workers included)."""
+    seen: dict[int, psutil.Process] = {}
+    for process in processes:
+        try:
+            seen[process.pid] = process
+            for child in process.children(recursive=True):
+                seen[child.pid] = child
+        except psutil.NoSuchProcess:
+            continue
+    total = 0.0
+    for process in seen.values():
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+async def wait_for_outcomes(
+    bootstrap: str, namer: TopicNamer, models: int, wait_seconds: float, progress: bool
+) -> dict[str, Any]:
+    """Consume registrations, finishes and failures until every model is registered or failed."""
+    topics = {namer.topic(t): t for t in (MODEL_REGISTRATIONS, TRAINING_FINISHED, TRAINING_FAILED)}
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    registered: set[str] = set()
+    failed: dict[str, str] = {}
+    fit_seconds: dict[str, float] = {}
+    deadline = time.monotonic() + wait_seconds
+    last_report = 0.0
+    try:
+        while len(registered | set(failed)) < models and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for partition, records in batch.items():
+                topic = topics[partition.topic]
+                for record in records:
+                    event = topic.parse(record.value)
+                    model = getattr(event, "model", "")
+                    if topic is MODEL_REGISTRATIONS:
+                        registered.add(model)
+                    elif topic is TRAINING_FINISHED:
+                        fit_seconds[model] = event.duration_seconds  # type: ignore[attr-defined]
+                    elif event.failure == "permanent":  # type: ignore[attr-defined]
+                        failed[model] = f"{event.error_type}: {event.message}"  # type: ignore[attr-defined]
+            if progress and time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                print(f"  … {len(registered)}/{models} registered, {len(failed)} failed", flush=True)
+    finally:
+        await consumer.stop()
+    return {"registered": registered, "failed": failed, "fit_seconds": fit_seconds}
+
+
+def run_modelfleet(
+    infra: Infrastructure, work: Path, models: int, data_path: Path, timeout: float
+) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    key = work / "keys" / "registry.pem"
+    ArtifactSigner.load_or_create(key)
+    env = {
+        **os.environ,
+        "FLEET_KAFKA_BOOTSTRAP": infra.bootstrap,
+        "FLEET_MLFLOW_TRACKING_URI": infra.tracking_uri,
+        "FLEET_TOPIC_PREFIX": prefix,
+        "FLEET_DATA_DIR": str(work / "data"),
+        "FLEET_SIGNING_KEY_FILE": str(key),
+        "FLEET_TRUSTED_KEYS_FILE": str(key.with_name("registry.pem.pub")),
+        "FLEET_POLICY_DIR": str(REPO / "policies"),
+        "FLEET_KAFKA_PARTITIONS": os.environ.get("FLEET_KAFKA_PARTITIONS", "4"),
+        "FLEET_CONSUMER_WORKERS": os.environ.get("FLEET_CONSUMER_WORKERS", "4"),
+        "FLEET_LOG_LEVEL": "WARNING",
+    }
+    services: list[subprocess.Popen[bytes]] = []
+    try:
+        ports = []
+        for name in SERVICES:
+            log = (work / f"{name}.log").open("wb")
+            ports.append(free_port())
+            service_env = env | {"FLEET_HTTP_PORT": str(ports[-1]), "FLEET_STATE_DIR": str(work / name)}
+            services.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"modelfleet_{name}"], env=service_env, stdout=log, stderr=log
+                )
+            )
+        wait_ready(ports, services, work)
+        documents = fleet_documents(models, str(data_path))
+        manifest = work / "fleet.yaml"
+        manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+        tree = [psutil.Process(p.pid) for p in services] + infra.processes()
+        cpu_before = cpu_seconds(tree)
+        started = time.perf_counter()
+        applied = subprocess.run(
+            [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if applied.returncode != 0:
+            raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
+        outcome = asyncio.run(
+            wait_for_outcomes(infra.bootstrap, TopicNamer(prefix), models, timeout, progress=True)
+        )
+        wall = time.perf_counter() - started
+        cpu = cpu_seconds(tree) - cpu_before
+    finally:
+        for process in services:
+            process.terminate()
+        for process in services:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    fits = sum(outcome["fit_seconds"].values())
+    return {
+        "models": models,
+        "registered": len(outcome["registered"]),
+        "failed": outcome["failed"],
+        "wall_seconds": wall,
+        "models_per_minute": len(outcome["registered"]) / wall * 60,
+        "cpu_seconds": cpu,
+        "fit_seconds": fits,
+        "control_plane_cpu_per_model": (cpu - fits) / max(len(outcome["registered"]), 1),
+    }
+
+
+def run_baseline(infra: Infrastructure, data_path: Path, segments: list[str]) -> list[dict[str, Any]]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": infra.tracking_uri}
+    done = subprocess.run(
+        [sys.executable, str(BASELINE), str(data_path), *segments],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"baseline failed:\n{done.stderr[-4000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", type=int, default=100, help="Models in the fleet (100 quick, 1000 full).")
+    parser.add_argument("--baseline-models", type=int, default=10, help="Models the baseline fits and logs.")
+    parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait for the fleet.")
+    parser.add_argument(
+        "--home", type=Path, default=REPO / ".local" / "bench", help="Where Kafka/MLflow live."
+    )
+    args = parser.parse_args()
+
+    work = args.home / f"onboarding-{uuid.uuid4().hex[:6]}"
+    work.mkdir(parents=True)
+    data = make_data(args.models)
+    data_path = work / "bench-slices.parquet"
+    data.to_parquet(data_path, index=False)
+    print(f"data: {len(data)} rows, {args.models} slices of {ROWS_PER_MODEL} rows → {data_path}")
+
+    infra = start_infrastructure(args.home)
+    try:
+        print(f"modelfleet: onboarding {args.models} models …", flush=True)
+        fleet = run_modelfleet(infra, work, args.models, data_path, args.timeout)
+        sample = [f"s{i:04d}" for i in range(min(args.baseline_models, args.models))]
+        print(f"baseline: {len(sample)} models the documented MLflow way, sequentially …", flush=True)
+        baseline = run_baseline(infra, data_path, sample)
+    finally:
+        stop_infrastructure(infra)
+
+    per_model = statistics.median(b["fit_seconds"] + b["log_seconds"] for b in baseline)
+    fit_median = statistics.median(b["fit_seconds"] for b in baseline)
+    log_median = statistics.median(b["log_seconds"] for b in baseline)
+    baseline_total = per_model * args.models
+    print()
+    print(f"{'':34}{'modelfleet':>14}{'MLflow docs, sequential':>26}")
+    print(f"{'models registered':34}{fleet['registered']:>14}{len(baseline):>26}")
+    print(f"{'wall time for N models (s)':34}{fleet['wall_seconds']:>14.1f}{baseline_total:>26.1f}")
+    print(f"{'models per minute':34}{fleet['models_per_minute']:>14.1f}{60 / per_model:>26.1f}")
+    print(f"{'fit per model, median (s)':34}{'':>14}{fit_median:>26.3f}")
+    print(f"{'logging+registration/model (s)':34}{'':>14}{log_median:>26.3f}")
+    print(f"{'control-plane CPU/model excl. fit':34}{fleet['control_plane_cpu_per_model']:>13.3f}s{'':>26}")
+    print(f"ratio (baseline wall / modelfleet wall): {baseline_total / fleet['wall_seconds']:.1f}x")
+    print(
+        f"baseline wall = its per-model median ({per_model:.2f}s over {len(baseline)} models) x {args.models}"
+    )
+    if fleet["failed"]:
+        print(f"{len(fleet['failed'])} models failed, e.g. {next(iter(fleet['failed'].items()))}")
+    (work / "result.json").write_text(
+        json.dumps({"modelfleet": fleet, "baseline": baseline}, indent=2, default=list)
+    )
+    print(f"details: {work / 'result.json'}")
+
+
+if __name__ == "__main__":
+    main()
