@@ -1,12 +1,18 @@
 """Handlers of trainer: one function per consumed event.
 
-For now trainer only acknowledges and logs what it consumes; its behaviour lands with #3.
+Spec and data triggers train once per natural key (model, spec revision, dataset version), so a
+redelivered event, a re-applied spec or a repeated version announcement never trains twice; a
+retrain request trains once per request (its event id).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
+from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_contracts import (
     DatasetVersionCreated,
@@ -16,23 +22,85 @@ from modelfleet_contracts import (
     PerformanceDegraded,
     RetrainRequested,
 )
+from modelfleet_contracts.envelope import Event
+
+from .catalog import TrainerCatalog
+from .coordinator import TrainingCoordinator
+from .domain import (
+    DatasetNotReady,
+    DatasetVersionRef,
+    KnownSpec,
+    TrainingJob,
+    UnknownModel,
+    is_stale,
+    specs_to_train_on,
+)
 
 logger = logging.getLogger("modelfleet.trainer")
 
 
-async def note_model_spec(event: ModelSpecSubmitted | ModelSpecRetired) -> None:
-    """Receive a spec was submitted or retired."""
-    log_event(logger, "received", event)
+@dataclass
+class TrainerDeps:
+    catalog: TrainerCatalog
+    handled: IdempotencyStore
+    coordinator: TrainingCoordinator
+    #: Keys being trained right now: a redelivery meanwhile must not start a second training.
+    in_flight: set[str] = field(default_factory=set)
 
 
-async def note_dataset_version_created(event: DatasetVersionCreated) -> None:
-    """Receive a dataset version a spec may bind as `latest`."""
-    log_event(logger, "received", event)
+async def apply_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: TrainerDeps) -> None:
+    """Remember a submitted spec and train it if its data is there; forget a retired model."""
+    if isinstance(event, ModelSpecRetired):
+        deps.catalog.forget_model(event.model)
+        log_event(logger, "model retired; it will not be trained again", event)
+        return
+    if is_stale(deps.catalog.spec(event.model), event.occurred_at):
+        log_event(logger, "older spec submission redelivered; the newer spec stays", event)
+        return
+    known = deps.catalog.remember_spec(event)
+    data = deps.catalog.resolve(known.binding)
+    if data is None:
+        log_event(logger, "spec waits for its dataset version", event)
+        return
+    await _train_once(_job(known, data, "spec", event), event, deps)
 
 
-async def note_retrain_requested(event: RetrainRequested) -> None:
-    """Receive someone asked for a retrain."""
-    log_event(logger, "received", event)
+async def record_dataset_version(event: DatasetVersionCreated, deps: TrainerDeps) -> None:
+    """Remember the version; train every spec that follows `latest` of its dataset or pins it."""
+    data = deps.catalog.record_version(event)
+    specs = specs_to_train_on(deps.catalog.specs(), event.dataset, event.version)
+    log_event(logger, f"dataset version recorded; {len(specs)} model(s) to train", event)
+    # All at once: the coordinator bounds how many actually run in parallel.
+    async with asyncio.TaskGroup() as group:
+        for known in specs:
+            group.create_task(_train_once(_job(known, data, "new_data", event), event, deps))
+
+
+async def retrain_model(event: RetrainRequested, deps: TrainerDeps) -> None:
+    """Train the model's current spec on the version its binding means now."""
+
+    async def retrain() -> None:
+        known = deps.catalog.spec(event.model)
+        if known is None:
+            error = UnknownModel(
+                f"cannot retrain {event.model!r}: the trainer knows no current spec of it (never "
+                "submitted, or retired); apply its spec first"
+            )
+            await deps.coordinator.reject(event, event.model, error, None)
+            return
+        data = deps.catalog.resolve(known.binding)
+        if data is None:
+            binding = known.binding
+            latest = deps.catalog.latest_version(binding.name)
+            not_ready = DatasetNotReady(
+                f"cannot retrain {event.model!r}: dataset {binding.name!r} has no version "
+                f"{binding.version!r} yet (latest known: {latest or 'none'}); ingest a batch first"
+            )
+            await deps.coordinator.reject(event, event.model, not_ready, known)
+            return
+        await deps.coordinator.train(_job(known, data, event.reason, event), event)
+
+    await _guarded(f"retrain:{event.event_id}", retrain, event, deps)
 
 
 async def note_drift_detected(event: DriftDetected) -> None:
@@ -43,3 +111,30 @@ async def note_drift_detected(event: DriftDetected) -> None:
 async def note_performance_degraded(event: PerformanceDegraded) -> None:
     """Receive decay may call for a retrain."""
     log_event(logger, "received", event)
+
+
+def _job(known: KnownSpec, data: DatasetVersionRef, trigger: str, cause: Event) -> TrainingJob:
+    return TrainingJob(
+        model=known.model,
+        spec_revision=known.revision,
+        spec=known.spec,
+        data=data,
+        trigger=trigger,
+        correlation_id=cause.correlation_id,
+    )
+
+
+async def _train_once(job: TrainingJob, cause: Event, deps: TrainerDeps) -> None:
+    await _guarded(job.natural_key, lambda: deps.coordinator.train(job, cause), cause, deps)
+
+
+async def _guarded(key: str, effect: Callable[[], Awaitable[None]], cause: Event, deps: TrainerDeps) -> None:
+    if key in deps.in_flight:
+        log_event(logger, f"{key} is being trained already", cause)
+        return
+    deps.in_flight.add(key)
+    try:
+        if not await once(deps.handled, key, effect):
+            log_event(logger, f"{key} was trained before; nothing to do", cause)
+    finally:
+        deps.in_flight.discard(key)
