@@ -15,6 +15,8 @@ class RegistryReader(Protocol):
 
     def search_model_versions(self, filter_string: str) -> Any: ...
 
+    def get_registered_model(self, name: str) -> Any: ...
+
 
 @dataclass(frozen=True)
 class VersionLineage:
@@ -42,6 +44,12 @@ class VersionLineage:
 def model_lineage(client: RegistryReader, model: str) -> list[VersionLineage]:
     """Lineage of every version of `model`, oldest first; empty if the model has no version."""
     versions = client.search_model_versions(f"name='{model}'")
+    if not versions:
+        return []
+    # Search results leave aliases out; the registered model has them all (alias -> version).
+    aliases: dict[str, list[str]] = {}
+    for alias, version_number in (client.get_registered_model(model).aliases or {}).items():
+        aliases.setdefault(str(version_number), []).append(alias)
     chain = []
     for version in versions:
         tags: dict[str, str] = dict(version.tags or {})
@@ -66,7 +74,7 @@ def model_lineage(client: RegistryReader, model: str) -> list[VersionLineage]:
                 report_uri=tag("report_uri"),
                 digest=tag("digest"),
                 signing_key_id=tag("signing_key_id"),
-                aliases=tuple(sorted(getattr(version, "aliases", None) or ())),
+                aliases=tuple(sorted(aliases.get(str(version.version), []))),
                 created_at_ms=int(version.creation_timestamp or 0),
             )
         )
