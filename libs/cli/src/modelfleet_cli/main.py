@@ -133,14 +133,16 @@ def apply(
         console.print(table)
     changes = plan(manifest, state, _producer())
     if changes:
-        table = Table("kind", "name", "change", "revision", "from")
+        table = Table("kind", "change", "revision")
+        table.add_column("name", overflow="fold")
+        table.add_column("from", overflow="fold")
         style = {"created": "green", "configured": "yellow", "unchanged": "dim"}
         for change in changes:
             table.add_row(
                 change.kind,
-                change.name,
                 f"[{style[change.change]}]{change.change}[/]",
                 change.revision[:12],
+                change.name,
                 change.origin,
             )
         console.print(table)
@@ -184,7 +186,10 @@ def status(
         ]
         typer.echo(json.dumps(payload, indent=2))
         return
-    table = Table("model", "risk", "stage", "champion", "challenger", "detail", title=f"{len(rows)} models")
+    table = Table(title=f"{len(rows)} models")
+    table.add_column("model", overflow="fold", min_width=12)
+    for column in ("risk", "stage", "champion", "challenger", "detail"):
+        table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(r.model, r.risk_class, r.stage, r.champion or "-", r.challenger or "-", r.detail)
     console.print(table)
@@ -240,12 +245,16 @@ def verify(
     import mlflow.artifacts
     from mlflow import MlflowClient
 
+    from modelfleet_common.local._process import default_home
     from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
 
     settings = ServiceSettings()
-    if settings.trusted_keys_file is None:
+    # The local fleet's registry key (see `make demo`) is trusted unless a file is named.
+    local_key = default_home() / "signing" / "registry.pem.pub"
+    keys_file = settings.trusted_keys_file or (local_key if local_key.exists() else None)
+    if keys_file is None:
         raise typer.BadParameter("set FLEET_TRUSTED_KEYS_FILE to the file of trusted public keys")
-    trusted = TrustedKeys.from_file(settings.trusted_keys_file)
+    trusted = TrustedKeys.from_file(keys_file)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     links = [link for link in model_lineage(client, model) if version in (None, link.version)]
     if not links:
