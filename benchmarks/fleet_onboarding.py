@@ -255,8 +255,9 @@ def run_modelfleet(
         documents = fleet_documents(models, str(data_path))
         manifest = work / "fleet.yaml"
         manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
-        tree = [psutil.Process(p.pid) for p in services] + infra.processes()
-        cpu_before = cpu_seconds(tree)
+        groups = {name: [psutil.Process(p.pid)] for name, p in zip(SERVICES, services, strict=True)}
+        groups["kafka+mlflow"] = infra.processes()
+        before = {name: cpu_seconds(tree) for name, tree in groups.items()}
         started = time.perf_counter()
         applied = subprocess.run(
             [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
@@ -270,7 +271,8 @@ def run_modelfleet(
             wait_for_outcomes(infra.bootstrap, TopicNamer(prefix), models, timeout, progress=True)
         )
         wall = time.perf_counter() - started
-        cpu = cpu_seconds(tree) - cpu_before
+        cpu_by_part = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+        cpu = sum(cpu_by_part.values())
     finally:
         for process in services:
             process.terminate()
@@ -287,6 +289,7 @@ def run_modelfleet(
         "wall_seconds": wall,
         "models_per_minute": len(outcome["registered"]) / wall * 60,
         "cpu_seconds": cpu,
+        "cpu_seconds_by_part": cpu_by_part,
         "fit_seconds": fits,
         "control_plane_cpu_per_model": (cpu - fits) / max(len(outcome["registered"]), 1),
     }
@@ -350,6 +353,11 @@ def main() -> None:
     print(
         f"baseline wall = its per-model median ({per_model:.2f}s over {len(baseline)} models) x {args.models}"
     )
+    parts = ", ".join(
+        f"{name} {seconds / fleet['registered']:.3f}s"
+        for name, seconds in fleet["cpu_seconds_by_part"].items()
+    )
+    print(f"CPU per model by part (incl. fits): {parts}")
     if fleet["failed"]:
         print(f"{len(fleet['failed'])} models failed, e.g. {next(iter(fleet['failed'].items()))}")
     (work / "result.json").write_text(

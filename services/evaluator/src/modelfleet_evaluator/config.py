@@ -15,7 +15,10 @@ class EvaluatorSettings(ServiceSettings):
         description="Directory of the risk policies (`low.yaml` … `critical.yaml`); validated at startup.",
     )
     latency_sample_rows: int = Field(
-        default=25, ge=1, le=1000, description="Single-row predictions timed for the p95 latency gate."
+        default=12,
+        ge=1,
+        le=1000,
+        description="Rows whose single-row prediction is timed (twice) for the p95 latency gate.",
     )
     random_seed: int = Field(
         default=0,

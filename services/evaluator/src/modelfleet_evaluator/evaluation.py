@@ -154,7 +154,7 @@ def prediction_function(task: Task, model: Any) -> Callable[[pd.DataFrame], Any]
 
 
 def measure_latency_ms(
-    predict: Callable[[pd.DataFrame], Any], features: pd.DataFrame, rows: int, rounds: int = 3
+    predict: Callable[[pd.DataFrame], Any], features: pd.DataFrame, rows: int, rounds: int = 2
 ) -> list[float]:
     """Milliseconds of single-row predictions on the first `rows` rows, after one warm-up call.
 
@@ -220,7 +220,7 @@ class Evaluator:
     store: EvaluationStore
     policies: Mapping[RiskClass, RiskPolicy]
     trusted_keys_file: Path | None = None
-    latency_rows: int = 25
+    latency_rows: int = 12
     seed: int = 0
     dpi: int = 80
 

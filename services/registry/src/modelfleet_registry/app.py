@@ -43,7 +43,7 @@ def dependencies() -> handlers.RegistryDeps:
     )
 
 
-@service.subscriber(MODEL_EVALUATIONS)
+@service.subscriber(MODEL_EVALUATIONS, max_workers=settings.consumer_workers)
 async def on_model_evaluated(event: ModelEvaluated) -> None:
     await handlers.register_model(event, dependencies())
 

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -43,6 +45,8 @@ SPEC_PATH = "modelfleet/spec.json"
 
 #: Longest dataset digest MLflow stores; a dataset version (sha256 hex) is cut to it.
 MLFLOW_DIGEST_LENGTH = 36
+#: Dataset versions whose MLflow schema a worker keeps (one version usually feeds many models).
+DATASET_ENTITY_CACHE_SIZE = 16
 
 # A plain path matches two equivalent local dataset sources; MLflow warns and picks one.
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
@@ -71,6 +75,7 @@ class MlflowTracking:
         self.artifact_root = artifact_root.rstrip("/") if artifact_root else None
         self.client = MlflowClient(tracking_uri)
         self._experiments: dict[str, str] = {}
+        self._dataset_entities: OrderedDict[tuple[str, str], DatasetEntity] = OrderedDict()
         self._lock = threading.Lock()
 
     def experiment_id(self, model: str) -> str:
@@ -173,22 +178,40 @@ class MlflowTracking:
             artifact_digest=digest,
         )
 
-    def _log_dataset_input(self, run_id: str, job: TrainingJob, version_frame: pd.DataFrame) -> None:
-        dataset = from_pandas(
+    def _dataset_entity(self, job: TrainingJob, version_frame: pd.DataFrame) -> DatasetEntity:
+        """The MLflow dataset of a version, built once per version and target.
+
+        MLflow infers the schema by visiting every value of the frame; for a version shared by
+        hundreds of models (one slice each) that scan, not the fit, dominated a training task.
+        """
+        key = (job.data.version, job.spec.spec.target)
+        with self._lock:
+            cached = self._dataset_entities.get(key)
+        if cached is not None:
+            return cached
+        entity = from_pandas(
             version_frame,
             source=job.data.uri,
             name=job.data.dataset,
             # MLflow caps digests at 36 characters; the full version is the input tag below.
             digest=job.data.version[:MLFLOW_DIGEST_LENGTH],
             targets=job.spec.spec.target,
-        )
+        )._to_mlflow_entity()
+        with self._lock:
+            self._dataset_entities[key] = entity
+            while len(self._dataset_entities) > DATASET_ENTITY_CACHE_SIZE:
+                self._dataset_entities.popitem(last=False)
+        return entity
+
+    def _log_dataset_input(self, run_id: str, job: TrainingJob, version_frame: pd.DataFrame) -> None:
+        dataset = self._dataset_entity(job, version_frame)
         tags = [
             InputTag(MLFLOW_DATASET_CONTEXT, "training"),
             InputTag("modelfleet.dataset_version", job.data.version),
         ]
         if job.spec.spec.dataset.where:
             tags.append(InputTag("modelfleet.where", json.dumps(job.spec.spec.dataset.where, sort_keys=True)))
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=tags)])
 
 
 def _param_text(value: Any) -> str:
