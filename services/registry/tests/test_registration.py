@@ -7,8 +7,6 @@ from pathlib import Path
 
 import mlflow.artifacts
 import pytest
-from mlflow.exceptions import MlflowException
-from mlflow.protos import databricks_pb2
 
 from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
@@ -17,7 +15,7 @@ from modelfleet_contracts import ModelRegistered
 from modelfleet_contracts.envelope import Event
 from modelfleet_registry.handlers import RegistryDeps, register_model
 from modelfleet_registry.keys import load_signer
-from modelfleet_registry.mlflow_registry import MlflowModelRegistry, mlflow_retrying
+from modelfleet_registry.mlflow_registry import MlflowModelRegistry
 from modelfleet_registry.registration import Registrar
 
 from .conftest import Lab
@@ -177,27 +175,6 @@ def test_the_signing_key_is_created_once_and_only_its_public_half_is_logged(
     assert record.signing_key_id == first.key_id  # type: ignore[attr-defined]
     assert record.public_key_file == str(key_file.with_name("ed25519.pem.pub").resolve())  # type: ignore[attr-defined]
     assert "PRIVATE KEY" not in caplog.text
-
-
-def test_transient_mlflow_failures_are_retried_and_permanent_ones_are_not() -> None:
-    calls: list[str] = []
-
-    def flaky() -> str:
-        calls.append("flaky")
-        if len(calls) < 3:
-            raise MlflowException("server hiccup", error_code=databricks_pb2.TEMPORARILY_UNAVAILABLE)
-        return "ok"
-
-    assert mlflow_retrying(attempts=3, backoff_seconds=0.001)(flaky) == "ok"
-    assert len(calls) == 3
-
-    def missing() -> None:
-        calls.append("missing")
-        raise MlflowException("no such model", error_code=databricks_pb2.RESOURCE_DOES_NOT_EXIST)
-
-    with pytest.raises(MlflowException, match="no such model"):
-        mlflow_retrying(attempts=3, backoff_seconds=0.001)(missing)
-    assert calls.count("missing") == 1
 
 
 def test_a_model_uri_outside_the_evaluated_run_is_refused(

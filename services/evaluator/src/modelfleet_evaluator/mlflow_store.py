@@ -12,16 +12,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-import mlflow.artifacts
-import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from modelfleet_common.mlflow_calls import RunArtifacts, mlflow_retrying
 from modelfleet_contracts import ModelEvaluated
 
 logger = logging.getLogger("modelfleet.evaluator.mlflow")
@@ -29,10 +27,6 @@ logger = logging.getLogger("modelfleet.evaluator.mlflow")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: MLflow error codes worth another try; every other MlflowException is permanent.
-TRANSIENT_ERROR_CODES = frozenset(
-    {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "ABORTED"}
-)
 VERDICT_TAG = "modelfleet.verdict"
 EVALUATION_DIR = "evaluation"
 VERDICT_FILE = "verdict.json"
@@ -51,13 +45,6 @@ class ChampionRef:
     tags: dict[str, str]
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether an MLflow failure may go away on its own."""
-    if isinstance(error, MlflowException):
-        return str(error.error_code) in TRANSIENT_ERROR_CODES
-    return isinstance(error, requests.RequestException | ConnectionError | TimeoutError)
-
-
 def _does_not_exist(error: MlflowException) -> bool:
     return str(error.error_code) == "RESOURCE_DOES_NOT_EXIST"
 
@@ -68,20 +55,8 @@ class MlflowEvaluationStore:
     def __init__(self, tracking_uri: str, *, attempts: int = 3, backoff_seconds: float = 0.5) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self._retrying = Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_exponential(multiplier=backoff_seconds, max=30),
-            retry=retry_if_exception(is_transient),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-
-    @staticmethod
-    def _log_retry(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        logger.warning(
-            "MLflow call failed, retrying", extra={"attempt": state.attempt_number, "error": repr(error)}
-        )
+        self.artifacts = RunArtifacts(self.client)
+        self._retrying = mlflow_retrying(attempts, backoff_seconds)
 
     def _call(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         result: R = self._retrying.copy()(function, *args, **kwargs)
@@ -100,7 +75,7 @@ class MlflowEvaluationStore:
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 path = self._call(
-                    self.client.download_artifacts, run_id, f"{EVALUATION_DIR}/{VERDICT_FILE}", scratch
+                    self.artifacts.download, f"runs:/{run_id}/{EVALUATION_DIR}/{VERDICT_FILE}", Path(scratch)
                 )
             except MlflowException as error:
                 if _does_not_exist(error):
@@ -115,12 +90,8 @@ class MlflowEvaluationStore:
 
     def download(self, uri: str, into: Path) -> Path:
         """Copy the artifact(s) at `uri` into `into`; returns the local file or directory."""
-        into.mkdir(parents=True, exist_ok=True)
-        download: Callable[..., Any] = mlflow.artifacts.download_artifacts
         try:
-            return Path(
-                self._call(download, artifact_uri=uri, dst_path=str(into), tracking_uri=self.tracking_uri)
-            )
+            return self._call(self.artifacts.download, uri, into)
         except MlflowException as error:
             if _does_not_exist(error):
                 raise ArtifactMissing(f"{uri} does not exist: {error.message}") from error
@@ -149,11 +120,11 @@ class MlflowEvaluationStore:
         """Log the report files, the metrics and the verdict on the run; the verdict tag goes last,
         so it marks a complete record."""
         for path in files:
-            self._call(self.client.log_artifact, run_id, str(path), EVALUATION_DIR)
+            self._call(self.artifacts.upload, run_id, path, EVALUATION_DIR)
         with tempfile.TemporaryDirectory() as scratch:
             verdict_path = Path(scratch) / VERDICT_FILE
             verdict_path.write_text(verdict.model_dump_json(indent=2))
-            self._call(self.client.log_artifact, run_id, str(verdict_path), EVALUATION_DIR)
+            self._call(self.artifacts.upload, run_id, verdict_path, EVALUATION_DIR)
         now = int(time.time() * 1000)
         batch = [Metric(key=key, value=value, timestamp=now, step=0) for key, value in metrics.items()]
         if batch:

@@ -11,24 +11,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-import mlflow.artifacts
-import requests
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from modelfleet_common.mlflow_calls import RunArtifacts, mlflow_retrying
 
 logger = logging.getLogger("modelfleet.registry.mlflow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: MLflow error codes worth another try; every other MlflowException is permanent.
-TRANSIENT_ERROR_CODES = frozenset(
-    {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "ABORTED"}
-)
 _POLL_SECONDS = 0.5
 
 
@@ -59,31 +54,6 @@ class VersionInfo:
         )
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether an MLflow failure may go away on its own."""
-    if isinstance(error, MlflowException):
-        return str(error.error_code) in TRANSIENT_ERROR_CODES
-    return isinstance(error, requests.RequestException | ConnectionError | TimeoutError)
-
-
-def mlflow_retrying(attempts: int, backoff_seconds: float) -> Retrying:
-    """Retries of transient MLflow failures, logged, re-raising the last error."""
-
-    def log_retry(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        logger.warning(
-            "MLflow call failed, retrying", extra={"attempt": state.attempt_number, "error": repr(error)}
-        )
-
-    return Retrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=backoff_seconds, max=30),
-        retry=retry_if_exception(is_transient),
-        before_sleep=log_retry,
-        reraise=True,
-    )
-
-
 class MlflowModelRegistry:
     """`ModelRegistry` on an MLflow tracking server and model registry."""
 
@@ -97,6 +67,7 @@ class MlflowModelRegistry:
     ) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.artifacts = RunArtifacts(self.client)
         self.ready_timeout_seconds = ready_timeout_seconds
         self._retrying = mlflow_retrying(attempts, backoff_seconds)
 
@@ -112,12 +83,8 @@ class MlflowModelRegistry:
 
     def download(self, uri: str, into: Path) -> Path:
         """Copy the artifact(s) at `uri` into `into`; returns the local directory or file."""
-        into.mkdir(parents=True, exist_ok=True)
-        download: Callable[..., Any] = mlflow.artifacts.download_artifacts
         try:
-            return Path(
-                self._call(download, artifact_uri=uri, dst_path=str(into), tracking_uri=self.tracking_uri)
-            )
+            return self._call(self.artifacts.download, uri, into)
         except MlflowException as error:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 raise ArtifactMissing(f"{uri} does not exist: {error.message}") from error
