@@ -83,8 +83,11 @@ mlflow-stop: ## Stop the local MLflow server
 	$(PY) -m modelfleet_common.local.mlflow stop
 
 .PHONY: demo
-demo: install kafka mlflow ## Start the whole local fleet (Kafka, MLflow, every service) and show its health
+demo: install kafka mlflow ## Start the local fleet (Kafka, MLflow, every service), apply examples/fleet/, show the models
 	$(PY) -m modelfleet_cli.local up
+	$(VENV)/bin/modelfleet apply examples/fleet/
+	$(VENV)/bin/modelfleet status --wait 600
+	@echo "MLflow UI: http://127.0.0.1:5000 · lineage: .venv/bin/modelfleet lineage churn-se · stop: make down"
 
 .PHONY: down
 down: ## Stop every service of the local fleet, MLflow and Kafka

@@ -36,6 +36,8 @@ from .manifests import check_columns, load_path
 from .publishing import publish_events
 
 T = TypeVar("T")
+#: Stages a model passes through on its own; `status --wait` waits for them to end.
+IN_FLIGHT = frozenset({"submitted", "training", "trained", "evaluated"})
 
 app = typer.Typer(help="modelfleet: run thousands of ML models without adding people.", no_args_is_help=True)
 console = Console()
@@ -164,10 +166,21 @@ def apply(
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for models still in training or evaluation to settle.")
+    ] = 0,
 ) -> None:
     """Every model with its risk class, stage and champion/challenger versions."""
     settings = ServiceSettings()
     rows = _kafka(settings, read_status(settings), doing="read the fleet's events from")
+    if wait > 0:
+        deadline = time.monotonic() + wait
+        with console.status("waiting for the fleet to settle") as spinner:
+            while (busy := [r for r in rows if r.stage in IN_FLIGHT]) and time.monotonic() < deadline:
+                settled = len(rows) - len(busy)
+                spinner.update(f"{settled}/{len(rows)} models settled; {len(busy)} in flight")
+                time.sleep(2)
+                rows = _kafka(settings, read_status(settings), doing="read the fleet's events from")
     if as_json:
         payload = [
             {
