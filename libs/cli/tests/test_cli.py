@@ -37,3 +37,52 @@ def test_an_unreachable_broker_is_one_clear_error() -> None:
     )
     assert result.exit_code == 1
     assert "could not publish to Kafka at 127.0.0.1:1" in result.output
+
+
+def test_an_approval_is_signed_with_the_approvers_key(tmp_path, monkeypatch) -> None:
+    from modelfleet_cli import main
+    from modelfleet_common.signing import TrustedKeys
+
+    published = []
+    monkeypatch.setattr(main, "_publish", published.append)
+    key = tmp_path / "alice.pem"
+    made = runner.invoke(app, ["keygen", str(key), "--approver", "alice"], env={"COLUMNS": "250"})
+    assert made.exit_code == 0, made.output
+    name, public_key = made.output.strip().splitlines()[-1].split()
+    assert name == "alice"
+
+    result = runner.invoke(
+        app,
+        ["approve", "churn-se", "7", "--key-file", str(key), "--approver", "alice"],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    [approval] = published
+    assert (approval.model, approval.version, approval.approver) == ("churn-se", "7", "alice")
+    TrustedKeys.from_lines([public_key]).verify(
+        "churn-se:7", approval.signature, TrustedKeys.from_lines([public_key]).key_ids[0]
+    )
+
+
+def test_keygen_never_overwrites_a_key(tmp_path) -> None:
+    key = tmp_path / "k.pem"
+    key.write_text("precious")
+    result = runner.invoke(app, ["keygen", str(key)], env={"COLUMNS": "250"})
+    assert result.exit_code == 2
+    assert "refusing to overwrite a key" in result.output
+    assert key.read_text() == "precious"
+
+
+def test_approve_and_rollback_refuse_what_is_not_a_version(tmp_path) -> None:
+    approve = runner.invoke(app, ["approve", "churn-se", "latest", "--key-file", str(tmp_path / "none.pem")])
+    assert approve.exit_code == 2
+    assert "is not a registry version" in approve.output
+    rollback = runner.invoke(app, ["rollback", "churn-se", "--to", "v2", "--reason", "bad canary"])
+    assert rollback.exit_code == 2
+    assert "is not a registry version" in rollback.output
+
+
+def test_rollback_needs_a_reason() -> None:
+    result = runner.invoke(app, ["rollback", "churn-se", "--reason", " "], env={"COLUMNS": "250"})
+    assert result.exit_code == 2
+    assert "say why the model is rolled back" in result.output

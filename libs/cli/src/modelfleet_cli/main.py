@@ -18,11 +18,13 @@ from rich.table import Table
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts import (
+    ApprovalGranted,
     DataBatchSubmitted,
     DatasetVersionCreated,
     DatasetVersionRejected,
     ModelSpecRetired,
     RetrainRequested,
+    RollbackRequested,
 )
 from modelfleet_contracts.data import DATASET_NAME_PATTERN
 from modelfleet_contracts.envelope import Event
@@ -110,6 +112,77 @@ def retire(
     if not reason.strip():
         raise typer.BadParameter("say why the model is retired", param_hint="--reason")
     _publish(ModelSpecRetired(producer=_producer(), model=model, reason=reason))
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Model to roll back.", callback=_validate_model)],
+    reason: Annotated[str, typer.Option(help="Why (required; goes into the audit trail).")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Registry version to go back to; default: the last known good.")
+    ] = None,
+) -> None:
+    """Ask the deployer to route MODEL back to a version (default: its last known good one)."""
+    if not reason.strip():
+        raise typer.BadParameter("say why the model is rolled back", param_hint="--reason")
+    if to is not None and not to.isdigit():
+        raise typer.BadParameter(f"{to!r} is not a registry version (a number such as 3)", param_hint="--to")
+    _publish(RollbackRequested(producer=_producer(), model=model, to_version=to, reason=reason))
+
+
+@app.command()
+def keygen(
+    key_file: Annotated[Path, typer.Argument(help="Where to write the private key (PEM); kept mode 0600.")],
+    approver: Annotated[str, typer.Option(help="Approver name as listed in the policy.")] = "",
+) -> None:
+    """Create an Ed25519 key pair for approvals (or signing) and print its public line."""
+    from modelfleet_common.signing import ArtifactSigner
+
+    if key_file.exists():
+        raise typer.BadParameter(f"{key_file} exists; refusing to overwrite a key", param_hint="KEY_FILE")
+    signer = ArtifactSigner.load_or_create(key_file)
+    name = approver or getpass.getuser()
+    console.print(f"private key: {key_file} (keep it secret); public key: {key_file}.pub")
+    console.print("add this line to the deployer's approver keys file (FLEET_APPROVER_KEYS_FILE):")
+    typer.echo(f"{name} {signer.public_key_b64}")
+
+
+@app.command()
+def approve(
+    model: Annotated[str, typer.Argument(help="Model awaiting approval.", callback=_validate_model)],
+    version: Annotated[str, typer.Argument(help="Registry version to approve.")],
+    key_file: Annotated[
+        Path, typer.Option(envvar="FLEET_APPROVER_KEY_FILE", help="Your private approval key (PEM).")
+    ],
+    approver: Annotated[
+        str, typer.Option(envvar="FLEET_APPROVER_NAME", help="Your name as listed in the policy.")
+    ] = "",
+    comment: Annotated[str, typer.Option(help="Note for the audit trail.")] = "",
+) -> None:
+    """Sign off MODEL VERSION for live traffic; the deployer checks you are a listed approver."""
+    from modelfleet_common.signing import ArtifactSigner
+
+    if not version.isdigit():
+        raise typer.BadParameter(
+            f"{version!r} is not a registry version (a number such as 3)", param_hint="VERSION"
+        )
+    if not key_file.is_file():
+        raise typer.BadParameter(
+            f"{key_file} does not exist; create one with `modelfleet keygen`", param_hint="--key-file"
+        )
+    signer = ArtifactSigner.load_or_create(key_file)
+    name = approver or getpass.getuser()
+    signature = signer.sign(f"{model}:{version}")
+    _publish(
+        ApprovalGranted(
+            producer=_producer(),
+            model=model,
+            version=version,
+            approver=name,
+            signature=signature,
+            comment=comment,
+        )
+    )
 
 
 @app.command()
