@@ -71,11 +71,15 @@ class RunArtifacts:
                 self._roots.move_to_end(run_id)
                 return self._roots[run_id]
         root = str(self.client.get_run(run_id).info.artifact_uri).rstrip("/")
+        self.remember(run_id, root)
+        return root
+
+    def remember(self, run_id: str, artifact_root: str) -> None:
+        """Keep a root the caller already has (from a run it fetched anyway)."""
         with self._lock:
-            self._roots[run_id] = root
+            self._roots[run_id] = artifact_root.rstrip("/")
             while len(self._roots) > self.capacity:
                 self._roots.popitem(last=False)
-        return root
 
     def resolve(self, uri: str) -> str:
         """`runs:/<run>/<path>` as the artifact store's own URI; any other URI unchanged."""
