@@ -1,0 +1,669 @@
+"""The rollout state machine of one model: pure, so every decision can be tested and replayed.
+
+Each `on_*` function takes the model's current `ModelRollout`, one input event, the model's
+effective policy and the time `now`, and returns a `Transition`: the new state and the events to
+publish. Nothing here reads a clock, a file or the network; the handlers do that around it.
+
+Life of a challenger: candidate → shadow (if the policy asks) → awaiting_approval (if the policy
+asks) → canary steps (e.g. 10 → 50 → 100 %) → promoted; or rolled_back on any breach, rejection
+or a person's request; retired when the model leaves the fleet.
+
+Idempotency: an input whose `event_id` was already applied changes nothing, and so do inputs that
+are stale by their natural key (a version already known, a health window already counted, a
+breach of a version no longer in traffic). Events published for an input get ids derived from
+the input's id, so a redelivery after a crash republishes the very same events and consumers
+deduplicate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from modelfleet_common.consumer import PermanentError
+from modelfleet_contracts import (
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    DeploymentChanged,
+    ModelHealthReported,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRolledBack,
+    ModelSpecRetired,
+    RiskPolicy,
+    RollbackRequested,
+    SloBreached,
+)
+from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.rollout import RouteTarget, Stage
+from modelfleet_contracts.specs import MonitoringPolicy, RiskClass, RolloutPolicy
+
+from .approvals import ApproverKeys, verify_approval
+
+PRODUCER = "deployer"
+
+#: How many applied input ids a state remembers to recognise redeliveries.
+RECENT_INPUTS = 256
+
+#: How many decisions a state keeps; older ones live on in the published events and logs.
+HISTORY_LIMIT = 200
+
+#: Used only when neither the risk policy nor the spec sets a rollout field.
+FALLBACK_ROLLOUT = RolloutPolicy(
+    shadow=False, canary_steps=[100], min_requests_per_step=1, requires_approval=False
+)
+
+
+class RolloutRefused(PermanentError):
+    """A person's request cannot be carried out as asked (e.g. a rollback to an unknown version)."""
+
+
+class PolicyError(ValueError):
+    """The effective rollout policy makes no sense (e.g. canary steps that do not increase)."""
+
+
+# --- policy ---------------------------------------------------------------------------------
+
+
+def merge_rollout(base: RolloutPolicy, override: RolloutPolicy) -> RolloutPolicy:
+    """`base` with every field `override` sets replaced; unset (None) fields keep the base."""
+    overrides = {name: value for name, value in override if value is not None}
+    return base.model_copy(update=overrides)
+
+
+def merge_monitoring(base: MonitoringPolicy, override: MonitoringPolicy) -> MonitoringPolicy:
+    """`base` with every field `override` sets replaced; unset (None) fields keep the base."""
+    overrides = {name: value for name, value in override if value is not None}
+    return base.model_copy(update=overrides)
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """What governs one model's rollouts: its risk class's policy with its spec's overrides."""
+
+    risk_class: RiskClass
+    shadow: bool
+    canary_steps: tuple[int, ...]
+    min_requests_per_step: int
+    requires_approval: bool
+    approvers: tuple[str, ...]
+    max_error_rate: float | None
+    max_latency_p99_ms: float | None
+    #: How much lower the challenger's live metric may be than the champion's (higher is better).
+    live_margin: float
+
+
+def effective_policy(
+    risk: RiskPolicy, rollout: RolloutPolicy, monitoring: MonitoringPolicy | None = None
+) -> EffectivePolicy:
+    """Risk-class policy overridden field by field by the spec's `rollout` (and `monitoring` SLOs).
+
+    The live non-inferiority margin is the risk class's offline `non_inferiority_margin`, so the
+    same tolerance applies before and after a version takes traffic.
+    """
+    merged = merge_rollout(merge_rollout(FALLBACK_ROLLOUT, risk.spec.rollout), rollout)
+    slos = merge_monitoring(risk.spec.monitoring, monitoring or MonitoringPolicy())
+    steps = tuple(merged.canary_steps or ())
+    if not steps:
+        raise PolicyError(f"{risk.metadata.name} rollout: canary_steps must not be empty")
+    if any(step <= 0 or step > 100 for step in steps) or list(steps) != sorted(set(steps)):
+        raise PolicyError(
+            f"{risk.metadata.name} rollout: canary_steps must strictly increase "
+            f"within 1..100, got {list(steps)}"
+        )
+    return EffectivePolicy(
+        risk_class=risk.metadata.name,
+        shadow=bool(merged.shadow),
+        canary_steps=steps,
+        min_requests_per_step=merged.min_requests_per_step or 1,
+        requires_approval=bool(merged.requires_approval),
+        approvers=tuple(risk.spec.approvers),
+        max_error_rate=slos.max_error_rate,
+        max_latency_p99_ms=slos.max_latency_p99_ms,
+        live_margin=risk.spec.gates.non_inferiority_margin,
+    )
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of the state machine, with the input that caused it and why."""
+
+    at: datetime
+    cause: UUID
+    stage: Stage
+    version: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelRollout:
+    """Everything the deployer knows about one model's rollout. Immutable: transitions replace it."""
+
+    model: str
+    stage: Stage = "candidate"
+    champion: RouteTarget | None = None
+    last_known_good: RouteTarget | None = None
+    challenger: RouteTarget | None = None
+    #: Whether the challenger gets a mirrored copy of traffic (shadow, and while awaiting approval).
+    mirrored: bool = False
+    #: Index into the policy's canary steps while in `canary`.
+    step_index: int = 0
+    #: Share of request keys the challenger answers (0 unless in `canary`).
+    weight: float = 0.0
+    #: Revision of the last published routing table; 0 = none published yet.
+    revision: int = 0
+    #: Challenger requests counted in the current shadow stage or canary step.
+    step_requests: int = 0
+    #: End of the last challenger health window counted, so a window is never counted twice.
+    last_window_end: datetime | None = None
+    #: Latest live metric of the champion, (name, value): the reference the challenger is held to.
+    champion_live: tuple[str, float] | None = None
+    #: Version waiting for a signed approval, if any.
+    pending_approval: str | None = None
+    #: Every passing version registered, so people can roll back to any of them.
+    versions: tuple[RouteTarget, ...] = ()
+    history: tuple[Decision, ...] = ()
+    #: Ids of recently applied inputs (bounded), to recognise redeliveries.
+    recent_inputs: tuple[UUID, ...] = field(default=(), repr=False)
+
+    def version(self, version: str) -> RouteTarget | None:
+        """The route target of a known passing version, or None."""
+        return next((target for target in self.versions if target.version == version), None)
+
+    @property
+    def table(self) -> tuple[Any, ...]:
+        """What serving is told; any change of it is published with a new revision."""
+        challenger = self.challenger if self.stage == "canary" else None
+        return (self.stage, self.champion, challenger, self.weight, tuple(self.shadows))
+
+    @property
+    def shadows(self) -> list[RouteTarget]:
+        """Versions that get a mirrored copy of traffic."""
+        return [self.challenger] if self.mirrored and self.challenger is not None else []
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The state after an input and the events to publish for it, in order."""
+
+    state: ModelRollout
+    events: tuple[Event, ...] = ()
+
+
+class _Step:
+    """Accumulates the new state and the events of one transition."""
+
+    def __init__(self, before: ModelRollout, cause: Event, policy: EffectivePolicy, now: datetime) -> None:
+        self.before = before
+        self.state = before
+        self.cause = cause
+        self.policy = policy
+        self.now = now
+        self.events: list[Event] = []
+
+    def set(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+
+    def decide(self, reason: str, version: str | None) -> None:
+        decision = Decision(self.now, self.cause.event_id, self.state.stage, version, reason)
+        self.set(history=(*self.state.history, decision)[-HISTORY_LIMIT:])
+
+    def emit(self, event_class: type[Event], **fields: Any) -> None:
+        self.events.append(self._event(event_class, f"{event_class.__name__}:{len(self.events)}", **fields))
+
+    def _event(self, event_class: type[Event], name: str, **fields: Any) -> Event:
+        # Ids derived from the input's id: a redelivery republishes identical, deduplicable events.
+        return event_class(
+            event_id=uuid5(self.cause.event_id, name),
+            occurred_at=self.now,
+            producer=PRODUCER,
+            **self.cause.caused(),
+            **fields,
+        )
+
+    def done(self, reason: str) -> Transition:
+        """Publish the routing table if it changed, remember the input, return the transition."""
+        if self.state.table != self.before.table:
+            self.set(revision=self.state.revision + 1)
+            table = self._event(
+                DeploymentChanged,
+                "DeploymentChanged",
+                model=self.state.model,
+                revision=self.state.revision,
+                stage=self.state.stage,
+                champion=self.state.champion,
+                challenger=self.state.challenger if self.state.stage == "canary" else None,
+                challenger_weight=self.state.weight,
+                shadows=self.state.shadows,
+                reason=reason,
+            )
+            # Serving acts on the table; publish it before the facts that explain it.
+            self.events.insert(0, table)
+        self.set(recent_inputs=(*self.state.recent_inputs, self.cause.event_id)[-RECENT_INPUTS:])
+        return Transition(self.state, tuple(self.events))
+
+
+def _seen(state: ModelRollout, event: Event) -> bool:
+    return event.event_id in state.recent_inputs
+
+
+# --- transitions ----------------------------------------------------------------------------
+
+
+def on_model_registered(
+    state: ModelRollout, event: ModelRegistered, policy: EffectivePolicy, *, now: datetime
+) -> Transition:
+    """Start rolling out a version that passed evaluation; a failing version is never rolled out.
+
+    The first passing version of a model without a champion becomes champion directly: there is
+    no traffic being served well that a canary would protect, and no champion to compare it with.
+    A newer passing version supersedes a challenger still in rollout, and starts from the top.
+    A retired model that gets a passing version again (its spec was re-applied) starts over.
+    """
+    if _seen(state, event) or not event.passed_evaluation or state.version(event.version) is not None:
+        return Transition(state)
+    target = RouteTarget(
+        version=event.version,
+        model_uri=event.model_uri,
+        digest=event.digest,
+        signature=event.signature,
+        signing_key_id=event.signing_key_id,
+    )
+    step = _Step(state, event, policy, now)
+    step.set(versions=(*state.versions, target))
+    if state.champion is None:
+        step.set(
+            stage="promoted",
+            champion=target,
+            challenger=None,
+            mirrored=False,
+            weight=0.0,
+            step_index=0,
+            pending_approval=None,
+            champion_live=None,
+        )
+        reason = f"version {target.version} is the first passing version of {state.model}: champion at once"
+        step.decide(reason, target.version)
+        step.emit(
+            ModelPromoted,
+            model=state.model,
+            version=target.version,
+            previous_version=None,
+            decided_by=PRODUCER,
+            reason=reason,
+        )
+        return step.done(reason)
+    if state.challenger is not None:
+        step.decide(
+            f"version {state.challenger.version} superseded by {target.version}", state.challenger.version
+        )
+    step.set(
+        challenger=target,
+        step_requests=0,
+        step_index=0,
+        last_window_end=None,
+        pending_approval=None,
+        weight=0.0,
+        mirrored=False,
+    )
+    reason = f"version {target.version} passed evaluation"
+    if policy.shadow:
+        step.set(stage="shadow", mirrored=True)
+        reason += f"; shadow until {policy.min_requests_per_step} mirrored requests meet the SLOs"
+        step.decide(reason, target.version)
+        return step.done(reason)
+    return _past_shadow(step, reason, evidence="no shadow stage under the policy")
+
+
+def _past_shadow(step: _Step, reason: str, *, evidence: str) -> Transition:
+    """From registration or a passed shadow: wait for approval if the policy requires it, else canary."""
+    challenger = step.state.challenger
+    assert challenger is not None
+    if not step.policy.requires_approval:
+        return _enter_canary_step(step, 0, reason)
+    step.set(stage="awaiting_approval", pending_approval=challenger.version, step_requests=0)
+    approvers = list(step.policy.approvers)
+    reason = (
+        f"{reason}; {step.policy.risk_class} risk: waiting for a signed approval by "
+        f"{', '.join(approvers) if approvers else 'an approver (none listed in the policy)'}"
+    )
+    step.decide(reason, challenger.version)
+    step.emit(
+        ApprovalRequested,
+        model=step.state.model,
+        version=challenger.version,
+        risk_class=step.policy.risk_class,
+        approvers=approvers,
+        evidence=evidence,
+    )
+    return step.done(reason)
+
+
+def _enter_canary_step(step: _Step, index: int, reason: str) -> Transition:
+    challenger = step.state.challenger
+    assert challenger is not None
+    steps = step.policy.canary_steps
+    step.set(
+        stage="canary",
+        step_index=index,
+        weight=steps[index] / 100,
+        step_requests=0,
+        mirrored=False,
+        pending_approval=None,
+    )
+    reason = (
+        f"{reason}; canary step {index + 1}/{len(steps)}: {steps[index]}% of traffic to {challenger.version}"
+    )
+    step.decide(reason, challenger.version)
+    return step.done(reason)
+
+
+def _promote(step: _Step, reason: str) -> Transition:
+    challenger = step.state.challenger
+    assert challenger is not None
+    previous = step.state.champion
+    step.set(
+        stage="promoted",
+        champion=challenger,
+        last_known_good=previous,
+        challenger=None,
+        weight=0.0,
+        step_index=0,
+        step_requests=0,
+        mirrored=False,
+        champion_live=None,
+    )
+    reason = f"{reason}; {challenger.version} promoted to champion" + (
+        f", {previous.version} kept as last known good" if previous else ""
+    )
+    step.decide(reason, challenger.version)
+    step.emit(
+        ModelPromoted,
+        model=step.state.model,
+        version=challenger.version,
+        previous_version=previous.version if previous else None,
+        decided_by=PRODUCER,
+        reason=reason,
+    )
+    return step.done(reason)
+
+
+def _withdraw_challenger(step: _Step, why: str, *, decided_by: str) -> Transition:
+    """Take the challenger out of traffic; the champion (the last known good) answers everything."""
+    challenger = step.state.challenger
+    assert challenger is not None
+    champion = step.state.champion
+    step.set(
+        stage="rolled_back",
+        challenger=None,
+        weight=0.0,
+        step_index=0,
+        step_requests=0,
+        mirrored=False,
+        pending_approval=None,
+    )
+    to = champion.version if champion else None
+    reason = f"rolled back {challenger.version} to {to or 'nothing'}: {why}"
+    step.decide(reason, challenger.version)
+    step.emit(
+        ModelRolledBack,
+        model=step.state.model,
+        from_version=challenger.version,
+        to_version=to,
+        decided_by=decided_by,
+        reason=reason,
+    )
+    return step.done(reason)
+
+
+def _replace_champion(step: _Step, target: RouteTarget, why: str, *, decided_by: str) -> Transition:
+    """Serve `target` instead of the champion; any challenger in rollout is withdrawn with it."""
+    champion = step.state.champion
+    assert champion is not None
+    last_known_good = step.state.last_known_good
+    step.set(
+        stage="rolled_back",
+        champion=target,
+        # The target is now serving; it cannot also be the fallback from itself.
+        last_known_good=None if last_known_good == target else last_known_good,
+        challenger=None,
+        weight=0.0,
+        step_index=0,
+        step_requests=0,
+        mirrored=False,
+        pending_approval=None,
+        champion_live=None,
+    )
+    reason = f"rolled back {champion.version} to {target.version}: {why}"
+    step.decide(reason, champion.version)
+    step.emit(
+        ModelRolledBack,
+        model=step.state.model,
+        from_version=champion.version,
+        to_version=target.version,
+        decided_by=decided_by,
+        reason=reason,
+    )
+    return step.done(reason)
+
+
+def _health_problem(
+    report: ModelHealthReported, policy: EffectivePolicy, champion_live: tuple[str, float] | None
+) -> str | None:
+    """Why the challenger's window fails, with the numbers; None if it meets every bound."""
+    if policy.max_error_rate is not None and report.requests > 0:
+        rate = report.errors / report.requests
+        if rate > policy.max_error_rate:
+            return (
+                f"error rate {rate:.4f} ({report.errors}/{report.requests}) exceeds the SLO "
+                f"{policy.max_error_rate:.4f}"
+            )
+    p99 = report.latency_p99_ms
+    if policy.max_latency_p99_ms is not None and p99 is not None and p99 > policy.max_latency_p99_ms:
+        return f"p99 latency {p99:g} ms exceeds the SLO {policy.max_latency_p99_ms:g} ms"
+    if (
+        champion_live is not None
+        and report.live_metric_value is not None
+        and report.live_metric == champion_live[0]
+    ):
+        name, reference = champion_live
+        # Live metrics are "higher is better" (accuracy); the monitor reports them that way.
+        if report.live_metric_value < reference - policy.live_margin:
+            return (
+                f"live {name} {report.live_metric_value:.4f} on {report.labelled} labels is below the "
+                f"champion's {reference:.4f} minus the margin {policy.live_margin:g}"
+            )
+    return None
+
+
+def on_health_reported(
+    state: ModelRollout, event: ModelHealthReported, policy: EffectivePolicy, *, now: datetime
+) -> Transition:
+    """Advance, hold or roll back the challenger on a health window; note the champion's live metric.
+
+    A shadow stage or canary step advances once the challenger has served at least
+    `min_requests_per_step` requests in it and its latest window meets the error-rate and latency
+    SLOs and is non-inferior to the champion's live metric (when both have labels). A window that
+    fails any of these rolls the challenger back at once. The last canary step passing promotes it.
+    """
+    if _seen(state, event):
+        return Transition(state)
+    step = _Step(state, event, policy, now)
+    champion, challenger = state.champion, state.challenger
+    if champion is not None and event.version == champion.version and event.route == "champion":
+        if event.live_metric is None or event.live_metric_value is None:
+            return Transition(state)
+        step.set(champion_live=(event.live_metric, event.live_metric_value))
+        return step.done("")
+    expected_route = {"shadow": "shadow", "canary": "challenger"}.get(state.stage)
+    if challenger is None or event.version != challenger.version or event.route != expected_route:
+        return Transition(state)
+    if state.last_window_end is not None and event.window_end <= state.last_window_end:
+        return Transition(state)
+    step.set(last_window_end=event.window_end)
+    problem = _health_problem(event, policy, state.champion_live)
+    where = "shadow" if state.stage == "shadow" else f"canary at {state.weight * 100:g}%"
+    if problem is not None:
+        return _withdraw_challenger(step, f"{problem} ({where})", decided_by=PRODUCER)
+    requests = state.step_requests + event.requests
+    step.set(step_requests=requests)
+    if requests < policy.min_requests_per_step:
+        return step.done("")
+    passed = (
+        f"{where} passed: {requests} requests (minimum {policy.min_requests_per_step}), "
+        f"last window {event.errors} errors, p99 {event.latency_p99_ms} ms"
+        + (
+            f", live {event.live_metric} {event.live_metric_value:.4f}"
+            if event.live_metric_value is not None
+            else ""
+        )
+    )
+    if state.stage == "shadow":
+        return _past_shadow(step, passed, evidence=passed)
+    if state.step_index + 1 < len(policy.canary_steps):
+        return _enter_canary_step(step, state.step_index + 1, passed)
+    return _promote(step, passed)
+
+
+def on_slo_breached(
+    state: ModelRollout, event: SloBreached, policy: EffectivePolicy, *, now: datetime
+) -> Transition:
+    """Roll back the version that breached.
+
+    A challenger is withdrawn (the champion answers everything); a champion is replaced by the
+    last known good version, or, with none left, the breach is only recorded.
+    """
+    if _seen(state, event):
+        return Transition(state)
+    step = _Step(state, event, policy, now)
+    why = (
+        f"SLO {event.slo} breached: observed {event.observed:g} vs objective {event.objective:g} "
+        f"({event.window_start.isoformat()} to {event.window_end.isoformat()})"
+    )
+    if state.challenger is not None and event.version == state.challenger.version:
+        return _withdraw_challenger(step, why, decided_by=PRODUCER)
+    if state.champion is not None and event.version == state.champion.version:
+        if state.last_known_good is None:
+            step.decide(f"{why}; no last known good version of {state.model} to roll back to", event.version)
+            return step.done("")
+        return _replace_champion(step, state.last_known_good, why, decided_by=PRODUCER)
+    return Transition(state)
+
+
+def on_approval_granted(
+    state: ModelRollout, event: ApprovalGranted, policy: EffectivePolicy, keys: ApproverKeys, *, now: datetime
+) -> Transition:
+    """Move a waiting version to its first canary step if the approval is valid; else reject it.
+
+    An invalid approval (unlisted approver, no key, bad signature, or a version that is not
+    waiting) is published as `ApprovalRejected` by the deployer, and the version keeps waiting.
+    """
+    if _seen(state, event):
+        return Transition(state)
+    step = _Step(state, event, policy, now)
+    if state.stage != "awaiting_approval" or state.pending_approval != event.version:
+        problem: str | None = (
+            f"version {event.version} of {state.model} is not awaiting approval "
+            f"(waiting: {state.pending_approval or 'none'})"
+        )
+    else:
+        problem = verify_approval(event, policy.approvers, keys)
+    if problem is not None:
+        step.decide(f"approval by {event.approver!r} rejected: {problem}", event.version)
+        step.emit(
+            ApprovalRejected,
+            model=state.model,
+            version=event.version,
+            rejected_by=PRODUCER,
+            reason=problem,
+        )
+        return step.done("")
+    reason = f"approved by {event.approver}" + (f" ({event.comment})" if event.comment else "")
+    return _enter_canary_step(step, 0, reason)
+
+
+def on_approval_rejected(
+    state: ModelRollout, event: ApprovalRejected, policy: EffectivePolicy, *, now: datetime
+) -> Transition:
+    """A person refused the waiting version: it is withdrawn and never takes live traffic.
+
+    Rejections the deployer itself published (invalid approvals) leave the version waiting.
+    """
+    if _seen(state, event) or event.rejected_by == PRODUCER or state.pending_approval != event.version:
+        return Transition(state)
+    step = _Step(state, event, policy, now)
+    challenger = state.challenger
+    assert challenger is not None
+    step.set(stage="rolled_back", challenger=None, mirrored=False, pending_approval=None, step_requests=0)
+    reason = f"version {challenger.version} rejected by {event.rejected_by}: {event.reason}"
+    step.decide(reason, challenger.version)
+    return step.done(reason)
+
+
+def on_rollback_requested(
+    state: ModelRollout, event: RollbackRequested, policy: EffectivePolicy, *, now: datetime
+) -> Transition:
+    """Carry out a person's rollback: to a named passing version, or to the last known good one.
+
+    Without a version, a challenger in rollout is withdrawn (the champion is the last known good
+    for it); with none in rollout, the champion is replaced by the last known good version.
+    Raises `RolloutRefused` when there is nothing to roll back to or the version is unknown.
+    """
+    if _seen(state, event):
+        return Transition(state)
+    if state.stage == "retired":
+        raise RolloutRefused(f"{state.model} is retired; there is nothing to roll back")
+    step = _Step(state, event, policy, now)
+    why = f"requested by {event.producer}: {event.reason}"
+    if event.to_version is None:
+        if state.challenger is not None and state.champion is not None:
+            return _withdraw_challenger(step, why, decided_by=event.producer)
+        if state.champion is None or state.last_known_good is None:
+            raise RolloutRefused(
+                f"{state.model} has no last known good version to roll back to; name one with --to "
+                f"(known: {', '.join(t.version for t in state.versions) or 'none'})"
+            )
+        return _replace_champion(step, state.last_known_good, why, decided_by=event.producer)
+    target = state.version(event.to_version)
+    if target is None:
+        raise RolloutRefused(
+            f"{state.model} has no passing version {event.to_version!r} to roll back to "
+            f"(known: {', '.join(t.version for t in state.versions) or 'none'})"
+        )
+    if state.champion == target:
+        if state.challenger is not None:
+            return _withdraw_challenger(step, why, decided_by=event.producer)
+        return Transition(state)
+    if state.champion is None:
+        raise RolloutRefused(f"{state.model} has no champion; nothing serves that could be rolled back")
+    return _replace_champion(step, target, why, decided_by=event.producer)
+
+
+def on_model_retired(
+    state: ModelRollout, event: ModelSpecRetired, policy: EffectivePolicy, *, now: datetime
+) -> Transition:
+    """The model leaves the fleet: its routing table is emptied and nothing serves it any more."""
+    if _seen(state, event) or state.stage == "retired":
+        return Transition(state)
+    step = _Step(state, event, policy, now)
+    step.set(
+        stage="retired",
+        champion=None,
+        last_known_good=None,
+        challenger=None,
+        mirrored=False,
+        weight=0.0,
+        step_index=0,
+        step_requests=0,
+        pending_approval=None,
+        champion_live=None,
+    )
+    reason = f"retired: {event.reason}"
+    step.decide(reason, None)
+    return step.done(reason)
