@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from modelfleet_common.model_files import ModelRefused, directory_size, load_skops_model, verify_digest
 from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
 from modelfleet_contracts import GateResult, ModelEvaluated, ModelSpec, RiskPolicy, TrainingFinished
 from modelfleet_contracts.specs import RiskClass
@@ -40,7 +41,6 @@ from .domain import (
     with_gaussian_noise,
 )
 from .mlflow_store import ArtifactMissing, ChampionRef
-from .model_files import ModelRefused, directory_size, load_skops_model, verify_digest
 from .report import REPORT_FILE, write_report
 
 logger = logging.getLogger("modelfleet.evaluator")
@@ -281,7 +281,7 @@ class Evaluator:
         except ArtifactMissing as error:
             return Findings([GateResult(gate="inputs", passed=False, detail=str(error))])
         try:
-            digest = verify_digest(model_dir, candidate.artifact_digest)
+            digest = verify_digest(model_dir, candidate.artifact_digest, expected_from="the trainer's")
         except IntegrityError as error:
             detail = f"{error}; the model was not loaded"
             return Findings([GateResult(gate="integrity", passed=False, detail=detail)])

@@ -70,6 +70,8 @@ class MlflowEvaluationStore:
             if _does_not_exist(error):
                 raise ArtifactMissing(f"run {run_id} does not exist in MLflow") from error
             raise
+        # Every later download and upload of this run needs its artifact root: keep it.
+        self.artifacts.remember(run_id, str(run.info.artifact_uri))
         if VERDICT_TAG not in run.data.tags:
             return None
         with tempfile.TemporaryDirectory() as scratch:

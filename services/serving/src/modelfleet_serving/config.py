@@ -1,7 +1,46 @@
 """Settings of the serving service."""
 
+from pathlib import Path
+
+from pydantic import Field
+
 from modelfleet_common.settings import ServiceSettings
 
 
 class ServingSettings(ServiceSettings):
-    """`FLEET_*` settings of serving; its own settings arrive with its behaviour (#4)."""
+    """`FLEET_*` settings of serving: how many models it keeps loaded and for how long."""
+
+    serving_memory_budget_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description=(
+            "Memory the loaded models may use together, in MB; beyond it the least recently used "
+            "models are unloaded. A model's memory is estimated as its file size times "
+            "FLEET_SERVING_MEMORY_FACTOR."
+        ),
+    )
+    serving_memory_factor: float = Field(
+        default=3.0,
+        ge=1,
+        description=(
+            "In-memory size of a model per byte of its files: skops files are zip-compressed and "
+            "estimators hold working arrays, so a loaded model is larger than its files."
+        ),
+    )
+    serving_idle_unload_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A model not used for this long is unloaded (scale to zero per model).",
+    )
+    serving_refusal_retry_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "After a version's files fail verification, requests for it are refused without a new "
+            "download for this long (a tampered artifact must not cause a download per request)."
+        ),
+    )
+    serving_model_dir: Path = Field(
+        default=Path(".local/serving/models"),
+        description="Scratch directory where model files are downloaded and verified before loading.",
+    )

@@ -4,6 +4,9 @@ MLflow's own loader reads the trusted types from the model's MLmodel file, so a 
 could trust anything. Here those recorded types are accepted only if every one belongs to
 scikit-learn, numpy or scipy (or is a plain builtin container); anything else refuses the model.
 Pickle formats are never loaded.
+
+Shared by every service that loads model files (evaluator, serving); it needs the `models` extra
+of modelfleet-common (skops, scikit-learn).
 """
 
 from __future__ import annotations
@@ -72,11 +75,16 @@ def directory_size(directory: Path) -> int:
     return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
 
 
-def verify_digest(directory: Path, expected: str) -> str:
-    """The directory's digest; raises `IntegrityError` when it is not `expected`."""
+def verify_digest(directory: Path, expected: str, *, expected_from: str = "the expected") -> str:
+    """The directory's digest; raises `IntegrityError` when it is not `expected`.
+
+    `expected_from` names where the expected digest came from (e.g. "the trainer's"), for the message.
+    """
     actual = directory_digest(directory)
     if actual != expected:
-        raise IntegrityError(f"model files digest {actual[:12]}… differs from the trainer's {expected[:12]}…")
+        raise IntegrityError(
+            f"model files digest {actual[:12]}… differs from {expected_from} {expected[:12]}…"
+        )
     return actual
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from sklearn.tree import DecisionTreeRegressor
 
-from modelfleet_common.signing import IntegrityError
-from modelfleet_evaluator.model_files import ModelRefused, is_allowed_type, load_skops_model, verify_digest
+from modelfleet_common.model_files import ModelRefused, is_allowed_type, load_skops_model, verify_digest
+from modelfleet_common.signing import IntegrityError, directory_digest
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,12 @@ def test_a_flavor_pointing_outside_the_model_directory_is_refused(saved_tree: Pa
 
 def test_the_digest_must_match_before_anything_is_loaded(saved_tree: Path) -> None:
     with pytest.raises(IntegrityError, match="differs from the trainer's"):
-        verify_digest(saved_tree, "0" * 64)
+        verify_digest(saved_tree, "0" * 64, expected_from="the trainer's")
+
+
+def test_matching_files_return_their_digest(saved_tree: Path) -> None:
+    digest = directory_digest(saved_tree)
+    assert verify_digest(saved_tree, digest) == digest
 
 
 def test_the_allowlist_admits_the_scientific_stack_but_not_its_file_readers() -> None:
