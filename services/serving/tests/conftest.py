@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow.sklearn
 import numpy as np
+import pandas as pd
 import pytest
 import skops.io
 from mlflow import MlflowClient
@@ -32,11 +33,17 @@ class Lab:
     def trusted(self) -> TrustedKeys:
         return TrustedKeys.from_lines([self.signer.public_key_b64])
 
-    def log_model(self, *, seed: int = 0, signer: ArtifactSigner | None = None) -> RouteTarget:
-        """A new run holding a tiny pipeline under `model/`, and its signed route target."""
+    def log_model(
+        self, *, seed: int = 0, signer: ArtifactSigner | None = None, columns: tuple[str, str] | None = None
+    ) -> RouteTarget:
+        """A new run holding a tiny pipeline under `model/`, and its signed route target.
+
+        With `columns` the pipeline is fitted on a DataFrame, so it knows its feature names.
+        """
         rng = np.random.default_rng(seed)
-        features = rng.normal(size=(30, 2))
-        pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, features[:, 0] > 0)
+        array = rng.normal(size=(30, 2))
+        features = array if columns is None else pd.DataFrame(array, columns=list(columns))
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, array[:, 0] > 0)
         trusted_types = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
         run_id = self.client.create_run(self.experiment_id).info.run_id
         with tempfile.TemporaryDirectory() as scratch:

@@ -1,20 +1,99 @@
-"""serving: wiring of the broker, subscribers and publishers."""
+"""serving: wiring of the broker, the deployments subscriber, the data plane and its background tasks.
+
+The data plane (`POST /predict`, `POST /feedback`) is mounted on the service's `AsgiFastStream`
+app; `api.py` explains why it is not a BentoML service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+
+from faststream import AckPolicy
 
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged
-from modelfleet_contracts.topics import DEPLOYMENTS, PREDICTION_LOGS
+from modelfleet_contracts.topics import DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
 
 from . import handlers
+from .api import DataPlane, json_endpoint
 from .config import ServingSettings
+from .model_store import ModelStore
+from .prediction_log import PredictionLog
+from .routing_table import RoutingTable
 
-service = FleetService("serving", ServingSettings())
-# Declared now so the AsyncAPI document shows what serving produces; handlers use it from #3-#5.
-publish = service.publisher(PREDICTION_LOGS)
+settings = ServingSettings()
+service = FleetService("serving", settings)
+publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH)
+
+table = RoutingTable()
+prediction_log = PredictionLog(
+    publish,
+    batch_size=settings.serving_log_batch_size,
+    buffer_limit=settings.serving_log_buffer_limit,
+    registry=service.metrics.registry,
+)
+# The store needs the trusted keys; it is built at startup so a missing key file stops the
+# service from starting rather than from being imported (e.g. to write its AsyncAPI document).
+plane = DataPlane(table, store=None, log=prediction_log, publish_ground_truth=publish)
 
 
-@service.subscriber(DEPLOYMENTS)
+def replica_group_id() -> str:
+    """A consumer group of this process alone: every replica must read every model's table."""
+    return f"{service.namer.group(service.name, DEPLOYMENTS)}.{socket.gethostname()}-{os.getpid()}"
+
+
+# Not `service.subscriber`: it fixes the shared group id. The fleet's consumer policy, telemetry and
+# metrics are broker middlewares, so this subscriber gets them all the same.
+_deployments_topic = service.namer.topic(DEPLOYMENTS)
+
+
+@service.broker.subscriber(
+    _deployments_topic,
+    group_id=replica_group_id(),
+    ack_policy=AckPolicy.NACK_ON_ERROR,
+    auto_offset_reset="earliest",
+    title=f"{_deployments_topic}:{service.name}",
+    description=DEPLOYMENTS.description,
+)
 async def on_deployment_changed(event: DeploymentChanged) -> None:
-    await handlers.note_deployment_changed(event)
+    await handlers.apply_deployment_changed(event, table)
+
+
+async def unload_idle_models(store: ModelStore, interval_seconds: float) -> None:
+    """Unload models idle for too long, every `interval_seconds`; runs until cancelled."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        store.unload_idle(time.monotonic())
+
+
+_background: list[asyncio.Task[None]] = []
+
+
+async def start_data_plane() -> None:
+    plane.store = ModelStore.from_settings(settings, service.metrics.registry)
+    _background.append(asyncio.create_task(prediction_log.run(settings.serving_log_flush_seconds)))
+    _background.append(
+        asyncio.create_task(unload_idle_models(plane.store, settings.serving_unload_check_seconds))
+    )
+
+
+async def stop_data_plane() -> None:
+    for task in _background:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    _background.clear()
+    await plane.wait_for_mirrors()
+    # The broker is still connected here (on_shutdown runs before it stops): flush what is buffered.
+    await prediction_log.flush()
 
 
 app = service.app()
+app.mount("/predict", json_endpoint(plane.predict))
+app.mount("/feedback", json_endpoint(plane.feedback, success_status=202))
+app.on_startup(start_data_plane)
+app.on_shutdown(stop_data_plane)

@@ -44,3 +44,26 @@ class ServingSettings(ServiceSettings):
         default=Path(".local/serving/models"),
         description="Scratch directory where model files are downloaded and verified before loading.",
     )
+    serving_log_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Buffered prediction records are published to prediction-logs at least this often.",
+    )
+    serving_log_batch_size: int = Field(
+        default=500,
+        ge=1,
+        description="Prediction records per PredictionLogged event; a full batch is flushed at once.",
+    )
+    serving_log_buffer_limit: int = Field(
+        default=50_000,
+        ge=1,
+        description=(
+            "Most prediction records kept while prediction-logs cannot be reached; beyond it the "
+            "oldest are dropped and counted in fleet_serving_prediction_logs_dropped_total."
+        ),
+    )
+    serving_unload_check_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often to unload the models idle past FLEET_SERVING_IDLE_UNLOAD_SECONDS.",
+    )

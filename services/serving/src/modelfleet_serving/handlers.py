@@ -1,7 +1,4 @@
-"""Handlers of serving: one function per consumed event.
-
-For now serving only acknowledges and logs what it consumes; its behaviour lands with #4.
-"""
+"""Handlers of serving: one function per consumed event."""
 
 from __future__ import annotations
 
@@ -10,9 +7,14 @@ import logging
 from modelfleet_common.logs import log_event
 from modelfleet_contracts import DeploymentChanged
 
+from .routing_table import RoutingTable
+
 logger = logging.getLogger("modelfleet.serving")
 
 
-async def note_deployment_changed(event: DeploymentChanged) -> None:
-    """Receive the routing table of a model."""
-    log_event(logger, "received", event)
+async def apply_deployment_changed(event: DeploymentChanged, table: RoutingTable) -> None:
+    """Take the model's new routing table, unless a newer revision is already applied (idempotent)."""
+    if table.apply(event):
+        log_event(logger, "routing table applied", event)
+    else:
+        log_event(logger, "routing table ignored: not newer than the applied revision", event)
