@@ -50,6 +50,9 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ALICE = Ed25519PrivateKey.generate()
 MALLORY = Ed25519PrivateKey.generate()
 MODEL = "churn"
+ALICE_KEYS = ApproverKeys.from_lines(
+    [f"alice {base64.b64encode(ALICE.public_key().public_bytes_raw()).decode()}"]
+)
 
 
 def risk_policy(name: str, approvers: list[str] | None = None) -> RiskPolicy:
@@ -193,9 +196,14 @@ def rollback(to_version: str | None = None) -> RollbackRequested:
     return RollbackRequested(producer="cli:oncall", model=MODEL, to_version=to_version, reason="pager at 3am")
 
 
-def with_champion(policy: EffectivePolicy, keys: ApproverKeys | None = None) -> Deployer:
-    deployer = Deployer(policy, keys or ApproverKeys.from_lines([]))
+def with_champion(policy: EffectivePolicy) -> Deployer:
+    """Version 1 serves as champion (approved by alice when the policy requires approval)."""
+    deployer = Deployer(policy, ALICE_KEYS)
     deployer.apply(registered("1"))
+    if policy.requires_approval:
+        deployer.apply(approval("alice", ALICE, version="1"))
+    assert deployer.state.champion is not None
+    assert deployer.state.champion.version == "1"
     return deployer
 
 
@@ -219,10 +227,49 @@ def test_the_first_passing_version_becomes_champion_at_once() -> None:
     assert (promoted.version, promoted.previous_version, promoted.decided_by) == ("1", None, "deployer")
 
 
-def test_even_a_high_risk_models_first_version_serves_without_approval_as_there_is_nothing_to_protect() -> (
-    None
-):
-    deployer = Deployer(high_risk())
+def test_a_high_risk_models_first_version_waits_for_approval_before_taking_any_traffic() -> None:
+    deployer = Deployer(high_risk(), ALICE_KEYS)
+    deployer.apply(registered("1"))
+    assert deployer.state.stage == "awaiting_approval"
+    assert deployer.state.pending_approval == "1"
+    assert deployer.of(ModelPromoted) == []
+    table = deployer.tables()[-1]
+    assert (table.stage, table.champion, table.challenger, table.shadows) == (
+        "awaiting_approval",
+        None,
+        None,
+        [],
+    )
+    (requested,) = deployer.of(ApprovalRequested)
+    assert isinstance(requested, ApprovalRequested)
+    assert (requested.version, requested.risk_class, requested.approvers) == ("1", "high", ["alice"])
+    assert "first passing version of churn" in requested.evidence
+
+
+def test_an_authorized_approval_makes_a_high_risk_models_first_version_champion() -> None:
+    deployer = Deployer(high_risk(), ALICE_KEYS)
+    deployer.apply(registered("1"))
+    deployer.apply(approval("alice", ALICE, version="1"))
+    assert deployer.state.stage == "promoted"
+    assert deployer.serving() == ("1", None, 0.0)
+    (promoted,) = deployer.of(ModelPromoted)
+    assert isinstance(promoted, ModelPromoted)
+    assert (promoted.version, promoted.previous_version) == ("1", None)
+    assert "approved by alice" in promoted.reason
+
+
+def test_an_unauthorized_approval_leaves_a_high_risk_models_first_version_out_of_traffic() -> None:
+    deployer = Deployer(high_risk(), ALICE_KEYS)
+    deployer.apply(registered("1"))
+    deployer.apply(approval("mallory", MALLORY, version="1"))
+    assert deployer.state.stage == "awaiting_approval"
+    assert deployer.state.champion is None
+    assert deployer.of(ModelPromoted) == []
+    assert len(deployer.of(ApprovalRejected)) == 1
+
+
+def test_a_medium_risk_models_first_version_becomes_champion_without_approval() -> None:
+    deployer = Deployer(effective_policy(risk_policy("medium"), RolloutPolicy()))
     deployer.apply(registered("1"))
     assert deployer.state.stage == "promoted"
     assert deployer.of(ApprovalRequested) == []
@@ -400,17 +447,14 @@ def test_a_high_risk_model_stops_at_awaiting_approval_and_asks_the_policy_approv
     assert deployer.state.stage == "awaiting_approval"
     assert deployer.state.pending_approval == "2"
     assert deployer.serving() == ("1", None, 0.0)
-    (requested,) = deployer.of(ApprovalRequested)
+    requested = deployer.of(ApprovalRequested)[-1]
     assert isinstance(requested, ApprovalRequested)
     assert (requested.version, requested.risk_class, requested.approvers) == ("2", "high", ["alice"])
     assert "shadow passed: 100 requests" in requested.evidence
 
 
 def awaiting_approval() -> Deployer:
-    keys = ApproverKeys.from_lines(
-        [f"alice {base64.b64encode(ALICE.public_key().public_bytes_raw()).decode()}"]
-    )
-    deployer = with_champion(high_risk(), keys)
+    deployer = with_champion(high_risk())
     deployer.apply(registered("2"))
     deployer.apply(health("2", 100, route="shadow"))
     assert deployer.state.stage == "awaiting_approval"

@@ -9,6 +9,7 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
+from modelfleet_common.policies import load_policies
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import ModelEvaluated
 from modelfleet_contracts.envelope import Event
@@ -16,7 +17,6 @@ from modelfleet_evaluator import evaluation
 from modelfleet_evaluator.evaluation import Evaluator
 from modelfleet_evaluator.handlers import EvaluatorDeps, evaluate_candidate
 from modelfleet_evaluator.mlflow_store import MlflowEvaluationStore
-from modelfleet_evaluator.policies import load_policies
 
 from .conftest import Lab, spec_for
 

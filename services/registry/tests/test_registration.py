@@ -13,6 +13,7 @@ from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempo
 from modelfleet_common.signing import ArtifactSigner, TrustedKeys, verify_artifact
 from modelfleet_contracts import ModelRegistered
 from modelfleet_contracts.envelope import Event
+from modelfleet_registry.aliases import ChampionAliases
 from modelfleet_registry.handlers import RegistryDeps, register_model
 from modelfleet_registry.keys import load_signer
 from modelfleet_registry.mlflow_registry import MlflowModelRegistry
@@ -130,13 +131,23 @@ async def test_a_second_delivery_creates_no_second_version_even_after_local_stat
 ) -> None:
     event = lab.evaluated(model_name)
     published = Published()
-    deps = RegistryDeps(registrar, SqliteIdempotencyStore(tmp_path / "handled.sqlite"), published)
+    deps = RegistryDeps(
+        registrar,
+        SqliteIdempotencyStore(tmp_path / "handled.sqlite"),
+        published,
+        ChampionAliases(MlflowModelRegistry(lab.uri, attempts=1)),
+    )
 
     await register_model(event, deps)
     await register_model(event, deps)
     assert len(published) == 1
 
-    forgetful = RegistryDeps(registrar, InMemoryIdempotencyStore(), published)
+    forgetful = RegistryDeps(
+        registrar,
+        InMemoryIdempotencyStore(),
+        published,
+        ChampionAliases(MlflowModelRegistry(lab.uri, attempts=1)),
+    )
     await register_model(event, forgetful)
 
     assert versions_of(lab, model_name) == ["1"]

@@ -1,8 +1,15 @@
 """deployer: wiring of the broker, subscribers and publishers."""
 
+import logging
+from functools import cache
+
+from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
+from modelfleet_common.state import SqliteKeyValueStore
 from modelfleet_contracts import (
     ApprovalGranted,
+    ApprovalRejected,
     ModelHealthReported,
     ModelRegistered,
     RollbackRequested,
@@ -15,48 +22,96 @@ from modelfleet_contracts.topics import (
     APPROVALS_REJECTED,
     DEPLOYMENTS,
     MODEL_HEALTH,
+    MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
+    MODEL_ROLLBACKS,
     MODEL_SPECS,
     ROLLBACK_REQUESTS,
     SLO_BREACHES,
 )
 
 from . import handlers
+from .approvals import APPROVER_KEYS_ENV, ApproverKeys
 from .config import DeployerSettings
 
-service = FleetService("deployer", DeployerSettings())
-# Declared now so the AsyncAPI document shows what deployer produces; handlers use it from #3-#5.
-publish = service.publisher(DEPLOYMENTS, APPROVAL_REQUESTS, APPROVALS_REJECTED)
+logger = logging.getLogger("modelfleet.deployer")
+
+settings = DeployerSettings()
+service = FleetService("deployer", settings)
+publish = service.publisher(
+    DEPLOYMENTS, MODEL_PROMOTIONS, MODEL_ROLLBACKS, APPROVAL_REQUESTS, APPROVALS_REJECTED
+)
 
 
-@service.subscriber(MODEL_REGISTRATIONS)
-async def on_model_registered(event: ModelRegistered) -> None:
-    await handlers.note_model_registered(event)
-
-
-@service.subscriber(MODEL_HEALTH)
-async def on_model_health_reported(event: ModelHealthReported) -> None:
-    await handlers.note_model_health_reported(event)
-
-
-@service.subscriber(SLO_BREACHES)
-async def on_slo_breached(event: SloBreached) -> None:
-    await handlers.note_slo_breached(event)
-
-
-@service.subscriber(APPROVALS_GRANTED)
-async def on_approval_granted(event: ApprovalGranted) -> None:
-    await handlers.note_approval_granted(event)
-
-
-@service.subscriber(ROLLBACK_REQUESTS)
-async def on_rollback_requested(event: RollbackRequested) -> None:
-    await handlers.note_rollback_requested(event)
+@cache
+def dependencies() -> handlers.DeployerDeps:
+    """The handlers' dependencies, built once (by the startup hook, or by the first event in tests)."""
+    policies = load_policies(settings.policy_dir)
+    if settings.approver_keys_file is None:
+        approver_keys = ApproverKeys({})
+        logger.warning(
+            "no approver keys file: every approval will be rejected; set %s to release "
+            "high and critical risk models",
+            APPROVER_KEYS_ENV,
+        )
+    else:
+        approver_keys = ApproverKeys.from_file(settings.approver_keys_file)
+    logger.info(
+        "risk policies and approver keys loaded",
+        extra={
+            "policy_dir": str(settings.policy_dir.resolve()),
+            "risk_classes": sorted(policies),
+            "approvers_with_keys": approver_keys.names,
+        },
+    )
+    return handlers.DeployerDeps(
+        policies=policies,
+        approver_keys=approver_keys,
+        state=SqliteKeyValueStore(settings.state_dir / "deployer-state.sqlite"),
+        handled=SqliteIdempotencyStore(settings.state_dir / "deployer-handled.sqlite"),
+        publish=publish,
+    )
 
 
 @service.subscriber(MODEL_SPECS)
 async def on_model_spec(event: SpecEvent) -> None:
-    await handlers.note_model_spec(event)
+    await handlers.remember_model_spec(event, dependencies())
+
+
+@service.subscriber(MODEL_REGISTRATIONS)
+async def on_model_registered(event: ModelRegistered) -> None:
+    await handlers.roll_out_version(event, dependencies())
+
+
+@service.subscriber(MODEL_HEALTH)
+async def on_model_health_reported(event: ModelHealthReported) -> None:
+    await handlers.weigh_model_health(event, dependencies())
+
+
+@service.subscriber(SLO_BREACHES)
+async def on_slo_breached(event: SloBreached) -> None:
+    await handlers.roll_back_breach(event, dependencies())
+
+
+@service.subscriber(APPROVALS_GRANTED)
+async def on_approval_granted(event: ApprovalGranted) -> None:
+    await handlers.check_approval(event, dependencies())
+
+
+@service.subscriber(APPROVALS_REJECTED)
+async def on_approval_rejected(event: ApprovalRejected) -> None:
+    await handlers.withdraw_rejected_version(event, dependencies())
+
+
+@service.subscriber(ROLLBACK_REQUESTS)
+async def on_rollback_requested(event: RollbackRequested) -> None:
+    await handlers.roll_back_on_request(event, dependencies())
 
 
 app = service.app()
+
+
+@app.on_startup
+def build_dependencies() -> None:
+    """Load and validate policies and approver keys before consuming: a bad file stops the service."""
+    dependencies()

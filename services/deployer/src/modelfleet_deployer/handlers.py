@@ -1,51 +1,267 @@
 """Handlers of deployer: one function per consumed event.
 
-For now deployer only acknowledges and logs what it consumes; its behaviour lands with #4.
+Each handler loads the model's `ModelRollout` and remembered spec from the key-value store, calls
+the pure transition of `rollout`, publishes the events it returns and stores the new state.
+
+Crash safety: events are published before the state is stored and the input is marked handled.
+A crash in between redelivers the input to the old state, and the transition republishes the
+very same events (their ids derive from the input's id), which consumers deduplicate; once the
+mark is written (`once`, keyed on the input's event id) a redelivery publishes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
+from modelfleet_common.consumer import PermanentError
+from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
+from modelfleet_common.policies import RISK_CLASSES
+from modelfleet_common.state import KeyValueStore
 from modelfleet_contracts import (
     ApprovalGranted,
+    ApprovalRejected,
     ModelHealthReported,
     ModelRegistered,
     ModelSpecRetired,
     ModelSpecSubmitted,
+    RiskPolicy,
     RollbackRequested,
     SloBreached,
+)
+from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.specs import MonitoringPolicy, RiskClass, RolloutPolicy
+
+from .approvals import ApproverKeys
+from .rollout import (
+    EffectivePolicy,
+    ModelRollout,
+    PolicyError,
+    Transition,
+    effective_policy,
+    on_approval_granted,
+    on_approval_rejected,
+    on_health_reported,
+    on_model_registered,
+    on_model_retired,
+    on_rollback_requested,
+    on_slo_breached,
 )
 
 logger = logging.getLogger("modelfleet.deployer")
 
+#: Key-value namespaces: the rollout state and the remembered spec of each model, by model name.
+ROLLOUTS = "rollouts"
+SPECS = "specs"
 
-async def note_model_registered(event: ModelRegistered) -> None:
-    """Receive a new challenger to roll out."""
-    log_event(logger, "received", event)
-
-
-async def note_model_health_reported(event: ModelHealthReported) -> None:
-    """Receive live health that advances or rolls back a canary."""
-    log_event(logger, "received", event)
+#: Risk class assumed for a model whose spec and lineage do not say: the strictest that still
+#: lets an approver release it, so nothing takes live traffic without a person's signature.
+SAFE_DEFAULT_RISK_CLASS: RiskClass = "high"
 
 
-async def note_slo_breached(event: SloBreached) -> None:
-    """Receive a breach that rolls back."""
-    log_event(logger, "received", event)
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-async def note_approval_granted(event: ApprovalGranted) -> None:
-    """Receive an approval to verify."""
-    log_event(logger, "received", event)
+@dataclass
+class DeployerDeps:
+    policies: Mapping[RiskClass, RiskPolicy]
+    approver_keys: ApproverKeys
+    state: KeyValueStore
+    handled: IdempotencyStore
+    publish: Callable[[Event], Awaitable[None]]
+    clock: Callable[[], datetime] = _utc_now
+    #: One lock per model: events of one model from different topics must not interleave their
+    #: read-transition-write, or one would overwrite the other's state.
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, model: str) -> asyncio.Lock:
+        return self.locks.setdefault(model, asyncio.Lock())
 
 
-async def note_rollback_requested(event: RollbackRequested) -> None:
-    """Receive a rollback asked for by a person."""
-    log_event(logger, "received", event)
+# --- remembered state ---------------------------------------------------------------------------
 
 
-async def note_model_spec(event: ModelSpecSubmitted | ModelSpecRetired) -> None:
-    """Receive the rollout policy of a model."""
-    log_event(logger, "received", event)
+def load_rollout(store: KeyValueStore, model: str) -> ModelRollout:
+    """The stored rollout state of `model`, or a fresh one."""
+    data = store.get(ROLLOUTS, model)
+    return ModelRollout(model) if data is None else ModelRollout.from_json(data)
+
+
+def _spec_record(
+    risk_class: RiskClass,
+    rollout: RolloutPolicy,
+    monitoring: MonitoringPolicy,
+    *,
+    source: str,
+    revision: str = "",
+) -> dict[str, Any]:
+    return {
+        "risk_class": risk_class,
+        "rollout": rollout.model_dump(mode="json"),
+        "monitoring": monitoring.model_dump(mode="json"),
+        "source": source,
+        "revision": revision,
+    }
+
+
+def _policy_of(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> EffectivePolicy:
+    try:
+        return effective_policy(
+            deps.policies[record["risk_class"]],
+            RolloutPolicy.model_validate(record["rollout"]),
+            MonitoringPolicy.model_validate(record["monitoring"]),
+        )
+    except PolicyError as error:
+        raise PermanentError(f"{model}: {error}; fix the spec's rollout and apply it again") from error
+
+
+def _remembered_spec(deps: DeployerDeps, model: str, event: Event) -> dict[str, Any]:
+    """The model's remembered spec; for a model never seen, the safe default (remembered too)."""
+    record: dict[str, Any] | None = deps.state.get(SPECS, model)
+    if record is not None:
+        return record
+    lineage = event.lineage if isinstance(event, ModelRegistered) else {}
+    declared = lineage.get("risk_class")
+    if declared in RISK_CLASSES:
+        risk_class: RiskClass = declared  # type: ignore[assignment]
+        source = "lineage"
+    else:
+        risk_class, source = SAFE_DEFAULT_RISK_CLASS, "default"
+        logger.warning(
+            "no spec or lineage risk class known for this model; treating it as %s risk "
+            "(approval required) until its spec arrives",
+            risk_class,
+            extra={"model": model, "event_type": event.event_type, "lineage_risk_class": declared},
+        )
+    record = _spec_record(risk_class, RolloutPolicy(), MonitoringPolicy(), source=source)
+    deps.state.put(SPECS, model, record)
+    return record
+
+
+# --- one transition -----------------------------------------------------------------------------
+
+
+async def _apply(
+    event: Event,
+    model: str,
+    deps: DeployerDeps,
+    transition_of: Callable[[ModelRollout, EffectivePolicy, datetime], Transition],
+) -> None:
+    """Run one transition for `event` on `model`'s state, once per input event id."""
+
+    async def transition_and_publish() -> None:
+        before = load_rollout(deps.state, model)
+        policy = _policy_of(deps, model, _remembered_spec(deps, model, event))
+        transition = transition_of(before, policy, deps.clock())
+        # Publish first: a crash before the store is written replays the same events (see above).
+        for published in transition.events:
+            await deps.publish(published)
+        after = transition.state
+        if after != before:
+            deps.state.put(ROLLOUTS, model, after.to_json())
+        for decision in (d for d in after.history if d.cause == event.event_id):
+            logger.info(
+                decision.reason,
+                extra={"model": model, "stage": decision.stage, "version": decision.version or ""},
+            )
+
+    async with deps.lock(model):
+        if not await once(deps.handled, f"applied:{event.event_id}", transition_and_publish):
+            log_event(logger, "event already applied; nothing to do", event)
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+async def remember_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: DeployerDeps) -> None:
+    """Remember a model's risk class and rollout/monitoring overrides; retire it on retirement."""
+    if isinstance(event, ModelSpecRetired):
+        await retire_model(event, deps)
+        return
+    body = event.spec.spec
+    record = _spec_record(
+        event.spec.metadata.risk_class, body.rollout, body.monitoring, source="spec", revision=event.revision
+    )
+    # Refuse a spec whose rollout makes no sense now, not when its next version arrives.
+    _policy_of(deps, event.model, record)
+    async with deps.lock(event.model):
+        deps.state.put(SPECS, event.model, record)
+    log_event(logger, f"spec remembered: {record['risk_class']} risk", event)
+
+
+async def retire_model(event: ModelSpecRetired, deps: DeployerDeps) -> None:
+    """Empty the routing table of a model leaving the fleet, and forget its spec."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_model_retired(state, event, policy, now=now),
+    )
+    async with deps.lock(event.model):
+        deps.state.delete(SPECS, event.model)
+
+
+async def roll_out_version(event: ModelRegistered, deps: DeployerDeps) -> None:
+    """Start rolling out a registered version (a failing one is only noted)."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_model_registered(state, event, policy, now=now),
+    )
+
+
+async def weigh_model_health(event: ModelHealthReported, deps: DeployerDeps) -> None:
+    """Advance, hold or roll back a challenger on a live health window."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_health_reported(state, event, policy, now=now),
+    )
+
+
+async def roll_back_breach(event: SloBreached, deps: DeployerDeps) -> None:
+    """Roll back the version whose SLO was breached."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_slo_breached(state, event, policy, now=now),
+    )
+
+
+async def check_approval(event: ApprovalGranted, deps: DeployerDeps) -> None:
+    """Release a waiting version on a valid signed approval; publish the rejection of an invalid one."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_approval_granted(state, event, policy, deps.approver_keys, now=now),
+    )
+
+
+async def withdraw_rejected_version(event: ApprovalRejected, deps: DeployerDeps) -> None:
+    """Withdraw a waiting version a person refused (the deployer's own rejections change nothing)."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_approval_rejected(state, event, policy, now=now),
+    )
+
+
+async def roll_back_on_request(event: RollbackRequested, deps: DeployerDeps) -> None:
+    """Carry out a person's rollback; an impossible one is refused (dead-lettered) with the reason."""
+    await _apply(
+        event,
+        event.model,
+        deps,
+        lambda state, policy, now: on_rollback_requested(state, event, policy, now=now),
+    )

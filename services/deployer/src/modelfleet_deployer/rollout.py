@@ -19,8 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID, uuid5
+
+from pydantic import TypeAdapter
 
 from modelfleet_common.consumer import PermanentError
 from modelfleet_contracts import (
@@ -187,6 +190,22 @@ class ModelRollout:
         """Versions that get a mirrored copy of traffic."""
         return [self.challenger] if self.mirrored and self.challenger is not None else []
 
+    def to_json(self) -> dict[str, Any]:
+        """The whole state as JSON-compatible values, for a durable store."""
+        data: dict[str, Any] = _rollout_adapter().dump_python(self, mode="json")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelRollout:
+        """The state `to_json` produced, validated field by field."""
+        return _rollout_adapter().validate_python(data)
+
+
+@cache
+def _rollout_adapter() -> TypeAdapter[ModelRollout]:
+    # Built on first use: the dataclass and its field types are all defined by then.
+    return TypeAdapter(ModelRollout)
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -261,8 +280,11 @@ def on_model_registered(
 ) -> Transition:
     """Start rolling out a version that passed evaluation; a failing version is never rolled out.
 
-    The first passing version of a model without a champion becomes champion directly: there is
-    no traffic being served well that a canary would protect, and no champion to compare it with.
+    The first passing version of a model without a champion becomes champion directly when the
+    policy needs no approval: there is no traffic being served well that a canary would protect,
+    and no champion to compare it with. When the policy requires approval (high, critical), even
+    the first version waits for a signed approval before it takes live traffic; with nothing
+    serving there is no traffic to shadow, so it waits at once and becomes champion when approved.
     A newer passing version supersedes a challenger still in rollout, and starts from the top.
     A retired model that gets a passing version again (its spec was re-applied) starts over.
     """
@@ -277,7 +299,7 @@ def on_model_registered(
     )
     step = _Step(state, event, policy, now)
     step.set(versions=(*state.versions, target))
-    if state.champion is None:
+    if state.champion is None and not policy.requires_approval:
         step.set(
             stage="promoted",
             champion=target,
@@ -313,6 +335,11 @@ def on_model_registered(
         mirrored=False,
     )
     reason = f"version {target.version} passed evaluation"
+    if state.champion is None:
+        first = (
+            f"first passing version of {state.model}: no champion serves traffic to shadow or compare with"
+        )
+        return _past_shadow(step, f"{reason}; {first}", evidence=first)
     if policy.shadow:
         step.set(stage="shadow", mirrored=True)
         reason += f"; shadow until {policy.min_requests_per_step} mirrored requests meet the SLOs"
@@ -561,6 +588,8 @@ def on_approval_granted(
 ) -> Transition:
     """Move a waiting version to its first canary step if the approval is valid; else reject it.
 
+    A model's first version (no champion yet) becomes champion on a valid approval.
+
     An invalid approval (unlisted approver, no key, bad signature, or a version that is not
     waiting) is published as `ApprovalRejected` by the deployer, and the version keeps waiting.
     """
@@ -585,6 +614,9 @@ def on_approval_granted(
         )
         return step.done("")
     reason = f"approved by {event.approver}" + (f" ({event.comment})" if event.comment else "")
+    if state.champion is None:
+        # Nothing serves the model yet: a canary would leave the rest of the traffic unanswered.
+        return _promote(step, reason)
     return _enter_canary_step(step, 0, reason)
 
 

@@ -4,6 +4,7 @@ import logging
 from functools import cache
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import TrainingFinished
 from modelfleet_contracts.topics import MODEL_EVALUATIONS, TRAINING_FINISHED
@@ -12,7 +13,6 @@ from . import handlers
 from .config import EvaluatorSettings
 from .evaluation import Evaluator
 from .mlflow_store import MlflowEvaluationStore
-from .policies import load_policies
 
 logger = logging.getLogger("modelfleet.evaluator")
 

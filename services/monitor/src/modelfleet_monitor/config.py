@@ -1,7 +1,42 @@
 """Settings of the monitor service."""
 
+from pathlib import Path
+
+from pydantic import Field
+
 from modelfleet_common.settings import ServiceSettings
 
 
 class MonitorSettings(ServiceSettings):
-    """`FLEET_*` settings of monitor; its own settings arrive with its behaviour (#5)."""
+    """`FLEET_*` settings plus where the risk policies are and how health is reported."""
+
+    policy_dir: Path = Field(
+        default=Path("policies"),
+        description=(
+            "Directory of the risk policies (`low.yaml` … `critical.yaml`) whose monitoring SLOs "
+            "apply; validated at startup."
+        ),
+    )
+    monitor_report_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between two health reports (`FLEET_MONITOR_REPORT_SECONDS`).",
+    )
+    monitor_label_buffer_size: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Most request ids per model whose predictions wait for a label; the oldest are evicted "
+            "first, and a label arriving after its prediction was evicted is not scored."
+        ),
+    )
+    monitor_label_ttl_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest a prediction waits for its label before it is evicted.",
+    )
+    monitor_slo_min_requests: int = Field(
+        default=1,
+        ge=1,
+        description="Fewest requests in a window for it to be judged against the SLOs (`SloBreached`).",
+    )

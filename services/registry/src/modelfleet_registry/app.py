@@ -4,7 +4,7 @@ from functools import cache
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
 from modelfleet_common.service import FleetService
-from modelfleet_contracts import DeploymentChanged, ModelEvaluated, SpecEvent
+from modelfleet_contracts import DeploymentChanged, ModelEvaluated, ModelPromoted, ModelRolledBack, SpecEvent
 from modelfleet_contracts.topics import (
     DEPLOYMENTS,
     MODEL_ARCHIVALS,
@@ -16,6 +16,7 @@ from modelfleet_contracts.topics import (
 )
 
 from . import handlers
+from .aliases import ChampionAliases
 from .config import RegistrySettings
 from .keys import load_signer
 from .mlflow_registry import MlflowModelRegistry
@@ -23,8 +24,8 @@ from .registration import Registrar
 
 settings = RegistrySettings()
 service = FleetService("registry", settings)
-# Promotions, rollbacks and archivals are declared for the AsyncAPI document; their handlers come later.
-publish = service.publisher(MODEL_REGISTRATIONS, MODEL_PROMOTIONS, MODEL_ROLLBACKS, MODEL_ARCHIVALS)
+# Archivals are declared for the AsyncAPI document; their handler comes later.
+publish = service.publisher(MODEL_REGISTRATIONS, MODEL_ARCHIVALS)
 
 
 @cache
@@ -40,12 +41,23 @@ def dependencies() -> handlers.RegistryDeps:
         registrar=Registrar(registry=registry, signer=load_signer(settings.signing_key_path)),
         handled=SqliteIdempotencyStore(settings.state_dir / "registry-handled.sqlite"),
         publish=publish,
+        aliases=ChampionAliases(registry),
     )
 
 
 @service.subscriber(MODEL_EVALUATIONS, max_workers=settings.consumer_workers)
 async def on_model_evaluated(event: ModelEvaluated) -> None:
     await handlers.register_model(event, dependencies())
+
+
+@service.subscriber(MODEL_PROMOTIONS)
+async def on_model_promoted(event: ModelPromoted) -> None:
+    await handlers.move_champion_to_promoted(event, dependencies())
+
+
+@service.subscriber(MODEL_ROLLBACKS)
+async def on_model_rolled_back(event: ModelRolledBack) -> None:
+    await handlers.move_champion_on_rollback(event, dependencies())
 
 
 @service.subscriber(DEPLOYMENTS)

@@ -13,7 +13,9 @@ from modelfleet_common.logs import log_event
 from modelfleet_contracts import (
     DeploymentChanged,
     ModelEvaluated,
+    ModelPromoted,
     ModelRegistered,
+    ModelRolledBack,
     ModelSpecRetired,
     ModelSpecSubmitted,
 )
@@ -28,11 +30,20 @@ class CandidateRegistrar(Protocol):
     def register(self, event: ModelEvaluated) -> ModelRegistered: ...
 
 
+class ChampionAliasMover(Protocol):
+    """Moves the `champion` alias (blocking; `ChampionAliases` is the real one)."""
+
+    def promote(self, event: ModelPromoted) -> None: ...
+
+    def roll_back(self, event: ModelRolledBack) -> None: ...
+
+
 @dataclass
 class RegistryDeps:
     registrar: CandidateRegistrar
     handled: IdempotencyStore
     publish: Callable[[Event], Awaitable[None]]
+    aliases: ChampionAliasMover
 
 
 async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
@@ -48,6 +59,19 @@ async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
     # redelivery after lost local state re-announces that version instead of creating another.
     if not await once(deps.handled, f"registered:{event.model}:{event.run_id}", register_and_announce):
         log_event(logger, "candidate already registered; nothing to do", event)
+
+
+async def move_champion_to_promoted(event: ModelPromoted, deps: RegistryDeps) -> None:
+    """Point `champion` at the promoted version; setting an alias again is harmless, so no marks."""
+    await asyncio.to_thread(deps.aliases.promote, event)
+    log_event(logger, f"champion alias moved to version {event.version}", event)
+
+
+async def move_champion_on_rollback(event: ModelRolledBack, deps: RegistryDeps) -> None:
+    """Point `champion` at the version a rollback returned to (or remove it when none is left)."""
+    await asyncio.to_thread(deps.aliases.roll_back, event)
+    where = f"version {event.to_version}" if event.to_version else "no version (alias removed)"
+    log_event(logger, f"champion alias rolled back to {where}", event)
 
 
 async def note_deployment_changed(event: DeploymentChanged) -> None:

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from modelfleet_common.consumer import PermanentError
 from modelfleet_common.mlflow_calls import RunArtifacts, mlflow_retrying
 
 logger = logging.getLogger("modelfleet.registry.mlflow")
@@ -33,6 +34,10 @@ class ArtifactMissing(Exception):
 
 class RegistrationFailed(Exception):
     """MLflow reports the version as FAILED_REGISTRATION."""
+
+
+class AliasTargetMissing(PermanentError):
+    """An alias was to point at a model or version MLflow does not have; retrying cannot help."""
 
 
 @dataclass(frozen=True)
@@ -132,5 +137,20 @@ class MlflowModelRegistry:
         return None if version is None else str(version)
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
-        """Point `alias` of `model` at `version`."""
-        self._call(self.client.set_registered_model_alias, model, alias, version)
+        """Point `alias` of `model` at `version`; raises `AliasTargetMissing` if either is unknown."""
+        try:
+            self._call(self.client.set_registered_model_alias, model, alias, version)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise AliasTargetMissing(
+                    f"cannot point {model}@{alias} at version {version}: {error.message}"
+                ) from error
+            raise
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        """Remove `alias` of `model`; removing an alias that is not set is not an error."""
+        try:
+            self._call(self.client.delete_registered_model_alias, model, alias)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise

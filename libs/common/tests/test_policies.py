@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from modelfleet_common.policies import RISK_CLASSES, PolicyError, load_policies, load_policy
 from modelfleet_contracts.training import Task
-from modelfleet_evaluator.policies import RISK_CLASSES, PolicyError, load_policies, load_policy
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
 
@@ -18,7 +18,16 @@ def test_every_committed_policy_file_is_a_valid_risk_policy() -> None:
     assert sorted(p.stem for p in POLICY_DIR.glob("*.yaml")) == sorted(RISK_CLASSES)
     for risk_class, policy in policies.items():
         assert policy.metadata.name == risk_class
-        assert policy.spec.approvers == []
+
+
+def test_classes_that_require_approval_list_approvers_and_the_others_none() -> None:
+    policies = load_policies(POLICY_DIR)
+    for risk_class in ("high", "critical"):
+        assert policies[risk_class].spec.rollout.requires_approval is True
+        assert policies[risk_class].spec.approvers == ["risk-officer", "head-of-ml"]
+    for risk_class in ("low", "medium"):
+        assert not policies[risk_class].spec.rollout.requires_approval
+        assert policies[risk_class].spec.approvers == []
 
 
 def test_gates_and_rollout_get_stricter_with_the_risk_class() -> None:

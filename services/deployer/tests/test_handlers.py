@@ -1,0 +1,284 @@
+"""The deployer's handlers: state in a key-value store, events published once, across restarts."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from modelfleet_common.consumer import PermanentError
+from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
+from modelfleet_common.policies import load_policies
+from modelfleet_common.state import InMemoryKeyValueStore, SqliteKeyValueStore
+from modelfleet_contracts import (
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    DeploymentChanged,
+    ModelPromoted,
+    ModelRegistered,
+    ModelSpec,
+    ModelSpecRetired,
+    ModelSpecSubmitted,
+    RollbackRequested,
+)
+from modelfleet_contracts.envelope import Event
+from modelfleet_deployer.approvals import ApproverKeys, approval_message
+from modelfleet_deployer.handlers import (
+    ROLLOUTS,
+    SPECS,
+    DeployerDeps,
+    check_approval,
+    load_rollout,
+    remember_model_spec,
+    roll_back_on_request,
+    roll_out_version,
+)
+from modelfleet_deployer.rollout import RolloutRefused
+
+POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
+POLICIES = load_policies(POLICY_DIR)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OFFICER = Ed25519PrivateKey.generate()
+OFFICER_KEYS = ApproverKeys.from_lines(
+    [f"risk-officer {base64.b64encode(OFFICER.public_key().public_bytes_raw()).decode()}"]
+)
+MODEL = "churn-se"
+
+
+@dataclass
+class Publisher:
+    """Keeps what is published; can be told to fail, like a broker that is down."""
+
+    events: list[Event] = field(default_factory=list)
+    failing: bool = False
+
+    async def __call__(self, event: Event) -> None:
+        if self.failing:
+            raise ConnectionError("broker unreachable")
+        self.events.append(event)
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [event for event in self.events if isinstance(event, kind)]
+
+
+def in_memory_deps(keys: ApproverKeys = OFFICER_KEYS) -> DeployerDeps:
+    return DeployerDeps(
+        policies=POLICIES,
+        approver_keys=keys,
+        state=InMemoryKeyValueStore(),
+        handled=InMemoryIdempotencyStore(),
+        publish=Publisher(),
+        clock=lambda: NOW,
+    )
+
+
+@pytest.fixture
+def sqlite_deps(tmp_path: Path) -> Iterator[Any]:
+    """Builds deps on the same files each call, like the service after a restart."""
+    opened: list[SqliteKeyValueStore | SqliteIdempotencyStore] = []
+
+    def build() -> DeployerDeps:
+        state = SqliteKeyValueStore(tmp_path / "deployer-state.sqlite")
+        handled = SqliteIdempotencyStore(tmp_path / "deployer-handled.sqlite")
+        opened.extend((state, handled))
+        return DeployerDeps(POLICIES, OFFICER_KEYS, state, handled, Publisher(), clock=lambda: NOW)
+
+    yield build
+    for store in opened:
+        store.close()
+
+
+def published(deps: DeployerDeps) -> Publisher:
+    assert isinstance(deps.publish, Publisher)
+    return deps.publish
+
+
+def spec(risk_class: str, **rollout: object) -> ModelSpecSubmitted:
+    document = ModelSpec.model_validate(
+        {
+            "metadata": {"name": MODEL, "owner": "churn@example.com", "risk_class": risk_class},
+            "spec": {
+                "dataset": {"name": "customers"},
+                "features": ["tenure"],
+                "target": "churned",
+                "pipeline": {"template": "tabular-classifier", "version": "1"},
+                "rollout": rollout,
+            },
+        }
+    )
+    return ModelSpecSubmitted(producer="cli", model=MODEL, revision=f"rev-{risk_class}", spec=document)
+
+
+def registered(version: str, lineage: dict[str, str] | None = None) -> ModelRegistered:
+    return ModelRegistered(
+        producer="registry",
+        model=MODEL,
+        version=version,
+        run_id=f"run-{version}",
+        model_uri=f"models:/{MODEL}/{version}",
+        digest="a" * 64,
+        signature="c2lnbmF0dXJl",
+        signing_key_id="0123456789abcdef",
+        passed_evaluation=True,
+        lineage=lineage or {},
+    )
+
+
+def approval(
+    version: str, approver: str = "risk-officer", key: Ed25519PrivateKey = OFFICER
+) -> ApprovalGranted:
+    signature = base64.b64encode(key.sign(approval_message(MODEL, version))).decode()
+    return ApprovalGranted(
+        producer=f"cli:{approver}", model=MODEL, version=version, approver=approver, signature=signature
+    )
+
+
+async def test_a_low_risk_models_first_version_is_published_as_champion_with_its_cause() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("low"), deps)
+    event = registered("1")
+    await roll_out_version(event, deps)
+    table, promoted = published(deps).events
+    assert isinstance(table, DeploymentChanged)
+    assert isinstance(promoted, ModelPromoted)
+    assert table.champion is not None
+    assert (table.champion.version, promoted.version) == ("1", "1")
+    assert promoted.causation_id == event.event_id
+    assert promoted.correlation_id == event.correlation_id
+    assert load_rollout(deps.state, MODEL).stage == "promoted"
+
+
+async def test_a_high_risk_models_first_version_waits_and_an_authorized_approval_promotes_it() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("high"), deps)
+    await roll_out_version(registered("1"), deps)
+    (requested,) = published(deps).of(ApprovalRequested)
+    assert requested.approvers == ["risk-officer", "head-of-ml"]
+    assert published(deps).of(ModelPromoted) == []
+
+    await check_approval(approval("1"), deps)
+    (promoted,) = published(deps).of(ModelPromoted)
+    assert promoted.version == "1"
+    assert "approved by risk-officer" in promoted.reason
+
+
+async def test_an_approval_by_someone_not_in_the_policy_is_published_as_rejected() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("critical"), deps)
+    await roll_out_version(registered("1"), deps)
+    mallory = Ed25519PrivateKey.generate()
+    await check_approval(approval("1", approver="mallory", key=mallory), deps)
+    (rejected,) = published(deps).of(ApprovalRejected)
+    assert "'mallory' is not an approver of churn-se" in rejected.reason
+    assert load_rollout(deps.state, MODEL).stage == "awaiting_approval"
+
+
+async def test_without_approver_keys_every_approval_is_rejected_naming_the_setting() -> None:
+    deps = in_memory_deps(keys=ApproverKeys({}))
+    await remember_model_spec(spec("high"), deps)
+    await roll_out_version(registered("1"), deps)
+    await check_approval(approval("1"), deps)
+    (rejected,) = published(deps).of(ApprovalRejected)
+    assert "no public key is on file for approver 'risk-officer' (set FLEET_APPROVER_KEYS_FILE)" in (
+        rejected.reason
+    )
+    assert published(deps).of(ModelPromoted) == []
+
+
+async def test_a_registration_without_a_known_spec_follows_the_risk_class_in_its_lineage() -> None:
+    deps = in_memory_deps()
+    await roll_out_version(registered("1", lineage={"risk_class": "low"}), deps)
+    assert load_rollout(deps.state, MODEL).stage == "promoted"
+    assert deps.state.get(SPECS, MODEL)["source"] == "lineage"
+
+
+async def test_a_registration_without_spec_or_lineage_is_treated_as_high_risk_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deps = in_memory_deps()
+    with caplog.at_level(logging.WARNING, logger="modelfleet.deployer"):
+        await roll_out_version(registered("1"), deps)
+    assert load_rollout(deps.state, MODEL).stage == "awaiting_approval"
+    assert "treating it as high risk" in caplog.text
+
+
+async def test_a_spec_arriving_later_replaces_the_assumed_risk_class() -> None:
+    deps = in_memory_deps()
+    await roll_out_version(registered("1"), deps)
+    await remember_model_spec(spec("low", canary_steps=[20, 100]), deps)
+    remembered = deps.state.get(SPECS, MODEL)
+    assert (remembered["risk_class"], remembered["source"]) == ("low", "spec")
+    assert remembered["rollout"]["canary_steps"] == [20, 100]
+
+
+async def test_a_spec_with_canary_steps_that_do_not_increase_is_refused_and_the_old_one_kept() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("low"), deps)
+    with pytest.raises(PermanentError, match=r"churn-se: .*canary_steps must strictly increase"):
+        await remember_model_spec(spec("medium", canary_steps=[50, 10]), deps)
+    assert deps.state.get(SPECS, MODEL)["risk_class"] == "low"
+
+
+async def test_state_survives_a_restart_and_a_redelivered_event_publishes_nothing(sqlite_deps: Any) -> None:
+    before_restart = sqlite_deps()
+    await remember_model_spec(spec("medium"), before_restart)
+    await roll_out_version(registered("1"), before_restart)
+    second = registered("2")
+
+    after_restart = sqlite_deps()
+    await roll_out_version(second, after_restart)
+    state = load_rollout(after_restart.state, MODEL)
+    assert state.champion is not None
+    assert (state.champion.version, state.stage, state.weight) == ("1", "canary", 0.1)
+    assert len(published(after_restart).events) == 1
+
+    again = sqlite_deps()
+    await roll_out_version(second, again)
+    assert published(again).events == []
+    assert load_rollout(again.state, MODEL) == state
+
+
+async def test_events_that_failed_to_publish_are_published_with_the_same_ids_on_redelivery() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("low"), deps)
+    publisher = published(deps)
+    publisher.failing = True
+    event = registered("1")
+    with pytest.raises(ConnectionError, match="broker unreachable"):
+        await roll_out_version(event, deps)
+    assert deps.state.get(ROLLOUTS, MODEL) is None
+
+    publisher.failing = False
+    await roll_out_version(event, deps)
+    first_ids = [e.event_id for e in publisher.events]
+    replay = in_memory_deps()
+    await remember_model_spec(spec("low"), replay)
+    await roll_out_version(event, replay)
+    assert [e.event_id for e in published(replay).events] == first_ids
+
+
+async def test_retirement_empties_the_routing_table_and_forgets_the_spec() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("low"), deps)
+    await roll_out_version(registered("1"), deps)
+    await remember_model_spec(ModelSpecRetired(producer="cli", model=MODEL, reason="market closed"), deps)
+    table = published(deps).of(DeploymentChanged)[-1]
+    assert (table.stage, table.champion) == ("retired", None)
+    assert deps.state.get(SPECS, MODEL) is None
+
+
+async def test_a_rollback_with_nothing_to_roll_back_to_is_refused_with_the_reason() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("low"), deps)
+    await roll_out_version(registered("1"), deps)
+    request = RollbackRequested(producer="cli:oncall", model=MODEL, reason="pager")
+    with pytest.raises(RolloutRefused, match="no last known good version"):
+        await roll_back_on_request(request, deps)

@@ -1,0 +1,310 @@
+"""Live health of model versions: request windows, SLO checks and live metrics. Pure, no I/O.
+
+The monitor keeps one window per (model, version, route) with the traffic received since the last
+report: request and error counts and the latencies (as numpy arrays, one per batch). Labels arrive
+later than predictions, so each model keeps a bounded, time-limited buffer of recent predictions
+keyed by request id; a label joins every version that answered (or mirrored) that request and
+counts in the window of that version open when the label arrives.
+
+Every time is passed in as `now` (seconds or datetimes): nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import JsonValue
+
+from modelfleet_contracts.serving import PredictionRecord, Route
+from modelfleet_contracts.specs import MonitoringPolicy
+
+#: What a live metric is computed as: exact match of labels, or distance of numbers.
+LiveTask = Literal["classification", "regression"]
+
+#: Live metrics are "higher is better" (the deployer holds a challenger to the champion that way),
+#: so regression reports the negated mean absolute error, as scikit-learn's scorers do.
+LIVE_METRIC: dict[LiveTask, str] = {"classification": "accuracy", "regression": "neg_mae"}
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, order=True)
+class WindowKey:
+    """Whose window: one model version on one route."""
+
+    model: str
+    version: str
+    route: Route
+
+
+@dataclass(frozen=True)
+class HealthSummary:
+    """The health of one version on one route over one reporting window."""
+
+    key: WindowKey
+    window_start: datetime
+    window_end: datetime
+    requests: int
+    errors: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    labelled: int
+    live_metric: str | None
+    live_metric_value: float | None
+
+    @property
+    def error_rate(self) -> float:
+        """Share of failed predictions (0 for a window without requests)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class SloViolation:
+    """One SLO a window broke, with the objective and the observed value."""
+
+    slo: Literal["error_rate", "latency_p99_ms"]
+    objective: float
+    observed: float
+
+
+@dataclass
+class _Window:
+    requests: int = 0
+    errors: int = 0
+    latency_batches: list[FloatArray] = field(default_factory=list)
+    # Dedupe within the window even when the label buffer already evicted a request.
+    request_ids: set[str] = field(default_factory=set)
+    labelled: int = 0
+    live_task: LiveTask | None = None
+    # Sum of per-label scores: 1/0 for a correct/wrong class, -|error| for a number.
+    live_score_sum: float = 0.0
+
+
+@dataclass
+class _Buffered:
+    route: Route
+    prediction: JsonValue
+    failed: bool
+    labelled: bool = False
+
+
+@dataclass
+class _Request:
+    received_at: float
+    by_version: dict[str, _Buffered] = field(default_factory=dict)
+
+
+class HealthTracker:
+    """Windows of every model version plus the buffer of predictions awaiting their labels.
+
+    Memory is bounded: at most `max_buffered_per_model` request ids per model wait for a label,
+    none longer than `label_ttl_seconds`; the oldest are evicted first. Windows hold only the
+    traffic since the last `drain`.
+    """
+
+    def __init__(
+        self, *, max_buffered_per_model: int, label_ttl_seconds: float, started_at: datetime
+    ) -> None:
+        if max_buffered_per_model < 1:
+            raise ValueError(f"max_buffered_per_model must be at least 1, got {max_buffered_per_model}")
+        if label_ttl_seconds <= 0:
+            raise ValueError(f"label_ttl_seconds must be positive, got {label_ttl_seconds}")
+        self.max_buffered_per_model = max_buffered_per_model
+        self.label_ttl_seconds = label_ttl_seconds
+        self._window_start = started_at
+        self._windows: dict[WindowKey, _Window] = {}
+        self._buffers: dict[str, OrderedDict[str, _Request]] = {}
+
+    def buffered(self, model: str) -> int:
+        """How many request ids of `model` are waiting for (or kept after) their label."""
+        return len(self._buffers.get(model, ()))
+
+    def add_predictions(self, model: str, records: Sequence[PredictionRecord], *, now: float) -> int:
+        """Count a batch of `model`'s predictions; returns how many were new (not redelivered).
+
+        O(len(records)): duplicates are found by request id and version in the window and the
+        buffer, then counts and latencies are added per window with numpy.
+        """
+        buffer = self._buffers.setdefault(model, OrderedDict())
+        self._evict(buffer, now)
+        fresh: list[PredictionRecord] = []
+        for record in records:
+            key = WindowKey(model, record.version, record.route)
+            window = self._windows.get(key)
+            buffered = buffer.get(record.request_id)
+            if (window is not None and record.request_id in window.request_ids) or (
+                buffered is not None and record.version in buffered.by_version
+            ):
+                continue
+            self._windows.setdefault(key, _Window()).request_ids.add(record.request_id)
+            request = buffer.get(record.request_id)
+            if request is None:
+                request = buffer[record.request_id] = _Request(received_at=now)
+            request.by_version[record.version] = _Buffered(
+                route=record.route, prediction=record.prediction, failed=record.error is not None
+            )
+            fresh.append(record)
+        while len(buffer) > self.max_buffered_per_model:
+            buffer.popitem(last=False)
+        if fresh:
+            self._count(model, fresh)
+        return len(fresh)
+
+    def _count(self, model: str, records: Sequence[PredictionRecord]) -> None:
+        keys = [WindowKey(model, record.version, record.route) for record in records]
+        distinct = sorted(set(keys))
+        position = {key: index for index, key in enumerate(distinct)}
+        group = np.fromiter((position[key] for key in keys), dtype=np.int64, count=len(keys))
+        latencies = np.fromiter(
+            (record.latency_ms for record in records), dtype=np.float64, count=len(records)
+        )
+        failed = np.fromiter((record.error is not None for record in records), dtype=bool, count=len(records))
+        requests = np.bincount(group, minlength=len(distinct))
+        errors = np.bincount(group, weights=failed, minlength=len(distinct))
+        for index, key in enumerate(distinct):
+            window = self._windows[key]
+            window.requests += int(requests[index])
+            window.errors += int(errors[index])
+            window.latency_batches.append(latencies[group == index])
+
+    def add_label(self, model: str, request_id: str, label: JsonValue, task: LiveTask, *, now: float) -> int:
+        """Join a label to the buffered predictions of `request_id`; returns how many it scored.
+
+        A label for a request no longer (or never) buffered, for a failed prediction, or one
+        already labelled (a redelivery) scores nothing. A regression label that is not a number
+        scores nothing either.
+        """
+        buffer = self._buffers.get(model)
+        if buffer is None:
+            return 0
+        self._evict(buffer, now)
+        request = buffer.get(request_id)
+        if request is None:
+            return 0
+        scored = 0
+        for version, buffered in request.by_version.items():
+            if buffered.labelled or buffered.failed:
+                continue
+            score = label_score(buffered.prediction, label, task)
+            buffered.labelled = True
+            if score is None:
+                continue
+            window = self._windows.setdefault(WindowKey(model, version, buffered.route), _Window())
+            if window.live_task not in (None, task):
+                # The model's task changed with its spec; start its live metric afresh.
+                window.labelled, window.live_score_sum = 0, 0.0
+            window.live_task = task
+            window.labelled += 1
+            window.live_score_sum += score
+            scored += 1
+        return scored
+
+    def _evict(self, buffer: OrderedDict[str, _Request], now: float) -> None:
+        oldest_kept = now - self.label_ttl_seconds
+        while buffer and next(iter(buffer.values())).received_at < oldest_kept:
+            buffer.popitem(last=False)
+
+    def drain(self, now: datetime) -> list[HealthSummary]:
+        """Summaries of every window that saw requests since the last drain, which it closes.
+
+        Windows with labels but no requests stay open (their labels count once traffic comes).
+        """
+        summaries: list[HealthSummary] = []
+        for key in sorted(self._windows):
+            window = self._windows[key]
+            if window.requests == 0:
+                continue
+            summaries.append(summarize(key, window, self._window_start, now))
+            del self._windows[key]
+        self._window_start = now
+        return summaries
+
+    def forget(self, model: str) -> None:
+        """Drop every window and buffered prediction of a model that left the fleet."""
+        self._buffers.pop(model, None)
+        for key in [key for key in self._windows if key.model == model]:
+            del self._windows[key]
+
+
+def summarize(key: WindowKey, window: _Window, start: datetime, end: datetime) -> HealthSummary:
+    """Percentiles and the live metric of one window."""
+    latencies = np.concatenate(window.latency_batches) if window.latency_batches else np.empty(0)
+    p50, p95, p99 = (
+        (float(value) for value in np.percentile(latencies, [50, 95, 99]))
+        if latencies.size
+        else (None, None, None)
+    )
+    live = window.live_task if window.labelled else None
+    return HealthSummary(
+        key=key,
+        window_start=start,
+        window_end=end,
+        requests=window.requests,
+        errors=window.errors,
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        latency_p99_ms=p99,
+        labelled=window.labelled,
+        live_metric=LIVE_METRIC[live] if live else None,
+        live_metric_value=window.live_score_sum / window.labelled if live else None,
+    )
+
+
+def _number(value: JsonValue) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def label_score(prediction: JsonValue, label: JsonValue, task: LiveTask) -> float | None:
+    """Score of one prediction against its label (higher is better); None if not comparable."""
+    if prediction is None or label is None:
+        return None
+    if task == "regression":
+        predicted, actual = _number(prediction), _number(label)
+        if predicted is None or actual is None:
+            return None
+        return -abs(predicted - actual)
+    predicted, actual = _number(prediction), _number(label)
+    if predicted is not None and actual is not None:
+        # 1 and 1.0 are the same class, whichever way the JSON spelled them.
+        return 1.0 if predicted == actual else 0.0
+    return 1.0 if prediction == label else 0.0
+
+
+def live_task_of_template(template: str | None) -> LiveTask:
+    """How a model's live metric is computed, from its pipeline template name (default: classes)."""
+    if template is not None and any(word in template for word in ("regress", "forecast")):
+        return "regression"
+    return "classification"
+
+
+def effective_monitoring(base: MonitoringPolicy, override: MonitoringPolicy) -> MonitoringPolicy:
+    """The risk class's monitoring policy with every field the spec sets replaced."""
+    return base.model_copy(update={name: value for name, value in override if value is not None})
+
+
+def slo_violations(
+    summary: HealthSummary, policy: MonitoringPolicy, *, min_requests: int = 1
+) -> list[SloViolation]:
+    """The SLOs a window broke: error rate or p99 latency strictly above its bound.
+
+    Windows with fewer than `min_requests` requests are too small to judge and break nothing.
+    """
+    if summary.requests < min_requests:
+        return []
+    violations: list[SloViolation] = []
+    if policy.max_error_rate is not None and summary.error_rate > policy.max_error_rate:
+        violations.append(SloViolation("error_rate", policy.max_error_rate, summary.error_rate))
+    p99 = summary.latency_p99_ms
+    if policy.max_latency_p99_ms is not None and p99 is not None and p99 > policy.max_latency_p99_ms:
+        violations.append(SloViolation("latency_p99_ms", policy.max_latency_p99_ms, p99))
+    return violations
