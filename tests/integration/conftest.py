@@ -17,6 +17,7 @@ import pytest
 from modelfleet_cli.local import REPO
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_common.signing import ArtifactSigner
 
 from .fleet import Kafka, ServiceProcess, free_port
 
@@ -75,7 +76,12 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def fleet_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    # Like every real fleet, one registry key that the verifiers (serving, evaluator) trust.
+    key = tmp_path / "keys" / "registry.pem"
+    ArtifactSigner.load_or_create(key)
     return {
+        "FLEET_SIGNING_KEY_FILE": str(key),
+        "FLEET_TRUSTED_KEYS_FILE": str(key.with_name("registry.pem.pub")),
         "FLEET_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "FLEET_TOPIC_PREFIX": topic_prefix,
         "FLEET_STATE_DIR": str(tmp_path / "state"),
