@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelfleet_cli.local import service_python
+from modelfleet_cli.local import REPO, service_python
+from modelfleet_common.naming import TopicNamer
+from modelfleet_common.signing import ArtifactSigner
+from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.topics import Topic
 
 
 def free_port() -> int:
@@ -148,3 +156,81 @@ class Kafka:
             await consumer._client.force_metadata_update()
             await asyncio.sleep(0.3)
         raise AssertionError(f"topic {topic} does not exist after {timeout}s")
+
+
+@dataclass
+class RunningFleet:
+    """Services of one isolated fleet (its own topic prefix), and how to talk to it."""
+
+    env: dict[str, str]
+    kafka: Kafka
+    namer: TopicNamer
+    services: dict[str, ServiceProcess]
+    root: Path
+    mlflow: MlflowClient
+    suffix: str
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run `modelfleet ARGS` against this fleet, as a person would."""
+        return subprocess.run(
+            [sys.executable, "-m", "modelfleet_cli.main", *args],
+            env={**os.environ, **self.env, "COLUMNS": "250"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    async def events(self, topic: Topic, until: Any, timeout: float = 240) -> list[Event]:
+        """Events of `topic` once `until(events)` holds; fails with the services' logs if it never does."""
+        found: list[Event] = []
+
+        def done(records: list[Any]) -> bool:
+            found[:] = [topic.parse(r.value) for r in records]
+            return bool(until(found))
+
+        await self.kafka.read(self.namer.topic(topic), until=done, timeout=timeout)
+        if not until(found):
+            logs = "\n".join(f"--- {n}\n{s.logs()}" for n, s in self.services.items())
+            raise AssertionError(f"{topic.name}: condition not met; got {found}\n{logs}")
+        return found
+
+
+@contextlib.contextmanager
+def running_fleet(
+    root: Path, kafka_bootstrap: str, mlflow_uri: str, services: tuple[str, ...]
+) -> Iterator[RunningFleet]:
+    """Start `services` as real processes sharing one data store, signing key and policy dir."""
+    signer_key = root / "keys" / "registry.pem"
+    ArtifactSigner.load_or_create(signer_key)
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    env = {
+        "FLEET_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "FLEET_TOPIC_PREFIX": prefix,
+        "FLEET_DATA_DIR": str(root / "data"),
+        "FLEET_KAFKA_PARTITIONS": "2",
+        "FLEET_RETRY_BACKOFF_SECONDS": "0.05",
+        "FLEET_MLFLOW_TRACKING_URI": mlflow_uri,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "FLEET_SIGNING_KEY_FILE": str(signer_key),
+        "FLEET_TRUSTED_KEYS_FILE": str(signer_key.with_name("registry.pem.pub")),
+        "FLEET_POLICY_DIR": str(REPO / "policies"),
+        "FLEET_RAY_NUM_CPUS": "2",
+        "FLEET_CONSUMER_WORKERS": "2",
+    }
+    started: dict[str, ServiceProcess] = {}
+    try:
+        for name in services:
+            service_env = env | {"FLEET_STATE_DIR": str(root / "state" / name)}
+            started[name] = ServiceProcess(name, service_env, root / f"{name}.log").start(timeout=180)
+        yield RunningFleet(
+            env,
+            Kafka(kafka_bootstrap),
+            TopicNamer(prefix),
+            started,
+            root,
+            MlflowClient(mlflow_uri),
+            suffix=f"-{uuid.uuid4().hex[:6]}",
+        )
+    finally:
+        for service in started.values():
+            service.stop()

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
-from modelfleet_cli.local import REPO
-from modelfleet_common.naming import TopicNamer
-from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import (
     DatasetVersionCreated,
     DatasetVersionRejected,
@@ -35,96 +26,27 @@ from modelfleet_contracts.topics import (
     MODEL_REGISTRATIONS,
     TRAINING_FAILED,
     TRAINING_FINISHED,
-    Topic,
 )
 
 from .assembly_data import model_spec, write_fleet
-from .fleet import Kafka, ServiceProcess
+from .fleet import RunningFleet, running_fleet
 
 pytestmark = pytest.mark.integration
 
 SERVICES = ("ingest", "trainer", "evaluator", "registry")
 
 
-@dataclass
-class AssemblyLine:
-    """Four services of one isolated fleet (own topic prefix), and how to talk to it."""
-
-    env: dict[str, str]
-    kafka: Kafka
-    namer: TopicNamer
-    services: dict[str, ServiceProcess]
-    root: Path
-    mlflow: MlflowClient
-    suffix: str
-
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "modelfleet_cli.main", *args],
-            env={**os.environ, **self.env, "COLUMNS": "250"},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    async def events(self, topic: Topic, until: Any, timeout: float = 240) -> list[Event]:
-        """Events of `topic` once `until(events)` holds; fails with the services' logs if it never does."""
-        found: list[Event] = []
-
-        def done(records: list[Any]) -> bool:
-            found[:] = [topic.parse(r.value) for r in records]
-            return bool(until(found))
-
-        await self.kafka.read(self.namer.topic(topic), until=done, timeout=timeout)
-        if not until(found):
-            logs = "\n".join(f"--- {n}\n{s.logs()}" for n, s in self.services.items())
-            raise AssertionError(f"{topic.name}: condition not met; got {found}\n{logs}")
-        return found
-
-
 @pytest.fixture(scope="module")
 def line(
     kafka_bootstrap: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AssemblyLine]:
+) -> Iterator[RunningFleet]:
     root = tmp_path_factory.mktemp("assembly-line")
-    signer_key = root / "keys" / "registry.pem"
-    ArtifactSigner.load_or_create(signer_key)
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    env = {
-        "FLEET_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "FLEET_TOPIC_PREFIX": prefix,
-        "FLEET_DATA_DIR": str(root / "data"),
-        "FLEET_KAFKA_PARTITIONS": "2",
-        "FLEET_RETRY_BACKOFF_SECONDS": "0.05",
-        "FLEET_MLFLOW_TRACKING_URI": mlflow_uri,
-        "MLFLOW_TRACKING_URI": mlflow_uri,
-        "FLEET_SIGNING_KEY_FILE": str(signer_key),
-        "FLEET_TRUSTED_KEYS_FILE": str(signer_key.with_name("registry.pem.pub")),
-        "FLEET_POLICY_DIR": str(REPO / "policies"),
-        "FLEET_RAY_NUM_CPUS": "2",
-        "FLEET_CONSUMER_WORKERS": "2",
-    }
-    services: dict[str, ServiceProcess] = {}
-    try:
-        for name in SERVICES:
-            service_env = env | {"FLEET_STATE_DIR": str(root / "state" / name)}
-            services[name] = ServiceProcess(name, service_env, root / f"{name}.log").start(timeout=180)
-        yield AssemblyLine(
-            env,
-            Kafka(kafka_bootstrap),
-            TopicNamer(prefix),
-            services,
-            root,
-            MlflowClient(mlflow_uri),
-            suffix=f"-{uuid.uuid4().hex[:6]}",
-        )
-    finally:
-        for service in services.values():
-            service.stop()
+    with running_fleet(root, kafka_bootstrap, mlflow_uri, SERVICES) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="module")
-def applied(line: AssemblyLine) -> dict[str, dict[str, Any]]:
+def applied(line: RunningFleet) -> dict[str, dict[str, Any]]:
     """The five specs, applied once for the module."""
     specs = write_fleet(line.root / "fleet", line.suffix)
     done = line.cli("apply", str(line.root / "fleet"))
@@ -137,7 +59,7 @@ def _of(events: list[Event], model: str) -> list[Any]:
 
 
 async def test_five_specs_all_reach_registered_with_full_lineage(
-    line: AssemblyLine, applied: dict[str, dict[str, Any]]
+    line: RunningFleet, applied: dict[str, dict[str, Any]]
 ) -> None:
     registered = await line.events(
         MODEL_REGISTRATIONS, until=lambda found: {e.model for e in found} >= set(applied)
@@ -193,7 +115,7 @@ async def test_five_specs_all_reach_registered_with_full_lineage(
 
 
 async def test_applying_the_same_files_again_changes_nothing(
-    line: AssemblyLine, applied: dict[str, dict[str, Any]]
+    line: RunningFleet, applied: dict[str, dict[str, Any]]
 ) -> None:
     again = line.cli("apply", str(line.root / "fleet"))
     assert again.returncode == 0, again.stdout + again.stderr
@@ -201,7 +123,7 @@ async def test_applying_the_same_files_again_changes_nothing(
 
 
 async def test_an_unknown_template_and_a_bad_hyperparameter_end_as_clear_permanent_failures(
-    line: AssemblyLine, applied: dict[str, dict[str, Any]]
+    line: RunningFleet, applied: dict[str, dict[str, Any]]
 ) -> None:
     features = ["vibration", "temperature"]
     broken = [
@@ -234,7 +156,7 @@ async def test_an_unknown_template_and_a_bad_hyperparameter_end_as_clear_permane
     assert bad.error_type != unknown.error_type
 
 
-async def test_a_bad_batch_is_rejected_per_column_and_quarantined(line: AssemblyLine) -> None:
+async def test_a_bad_batch_is_rejected_per_column_and_quarantined(line: RunningFleet) -> None:
     folder = line.root / "bad-batch"
     folder.mkdir()
     dataset = {
@@ -270,7 +192,7 @@ async def test_a_bad_batch_is_rejected_per_column_and_quarantined(line: Assembly
 
 
 async def test_a_modified_artifact_fails_signature_verification(
-    line: AssemblyLine, applied: dict[str, dict[str, Any]]
+    line: RunningFleet, applied: dict[str, dict[str, Any]]
 ) -> None:
     model = f"sensor-failure-lr{line.suffix}"
     registered = await line.events(MODEL_REGISTRATIONS, until=lambda found: model in {e.model for e in found})
@@ -290,7 +212,7 @@ async def test_a_modified_artifact_fails_signature_verification(
 
 
 async def test_redelivering_a_training_finished_event_creates_no_second_version(
-    line: AssemblyLine, applied: dict[str, dict[str, Any]]
+    line: RunningFleet, applied: dict[str, dict[str, Any]]
 ) -> None:
     model = f"heating-energy{line.suffix}"
     await line.events(MODEL_REGISTRATIONS, until=lambda found: model in {e.model for e in found})
