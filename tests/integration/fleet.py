@@ -197,7 +197,11 @@ class RunningFleet:
 
 @contextlib.contextmanager
 def running_fleet(
-    root: Path, kafka_bootstrap: str, mlflow_uri: str, services: tuple[str, ...]
+    root: Path,
+    kafka_bootstrap: str,
+    mlflow_uri: str,
+    services: tuple[str, ...],
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningFleet]:
     """Start `services` as real processes sharing one data store, signing key and policy dir."""
     signer_key = root / "keys" / "registry.pem"
@@ -216,6 +220,7 @@ def running_fleet(
         "FLEET_POLICY_DIR": str(REPO / "policies"),
         "FLEET_RAY_NUM_CPUS": "2",
         "FLEET_CONSUMER_WORKERS": "2",
+        **(extra_env or {}),
     }
     started: dict[str, ServiceProcess] = {}
     try:

@@ -1,7 +1,8 @@
 """Rollout on real Kafka, MLflow and Ray: a low-risk model becomes champion with no human step and
-serving answers with it; predictions and feedback flow back to Kafka; high risk waits for a person.
+serving answers with it; predictions and feedback flow back to Kafka; a high-risk model waits for
+a listed approver's signature.
 
-More of #4 (canary steps, automatic rollback, approvals, tampering, restarts) follows.
+More of #4 (canary steps, automatic rollback, tampering at serving, restarts) follows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import httpx
 import pytest
 import yaml
 
+from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import (
+    ApprovalRejected,
     ApprovalRequested,
     DeploymentChanged,
     GroundTruthObserved,
@@ -22,6 +25,7 @@ from modelfleet_contracts import (
 )
 from modelfleet_contracts.topics import (
     APPROVAL_REQUESTS,
+    APPROVALS_REJECTED,
     DEPLOYMENTS,
     GROUND_TRUTH,
     MODEL_PROMOTIONS,
@@ -41,7 +45,17 @@ def fleet(
     kafka_bootstrap: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningFleet]:
     root = tmp_path_factory.mktemp("rollout")
-    with running_fleet(root, kafka_bootstrap, mlflow_uri, SERVICES) as running:
+    # One listed approver (policies/high.yaml) whose public key the deployer trusts.
+    officer = ArtifactSigner.load_or_create(root / "approvers" / "risk-officer.pem")
+    keys = root / "approvers" / "keys.txt"
+    keys.write_text(f"risk-officer {officer.public_key_b64}\n")
+    with running_fleet(
+        root, kafka_bootstrap, mlflow_uri, SERVICES, extra_env={"FLEET_APPROVER_KEYS_FILE": str(keys)}
+    ) as running:
+        write_fleet(running.root / "data", running.suffix)
+        datasets = running.root / "data" / "datasets.yaml"
+        declared = running.cli("apply", str(datasets))
+        assert declared.returncode == 0, declared.stdout + declared.stderr
         yield running
 
 
@@ -49,31 +63,26 @@ def _of(events: list[Any], model: str) -> list[Any]:
     return [e for e in events if getattr(e, "model", None) == model]
 
 
+def _apply(fleet: RunningFleet, name: str, *specs: dict[str, Any]) -> None:
+    path = fleet.root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump_all(list(specs), sort_keys=False))
+    applied = fleet.cli("apply", str(path))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+
+
+def _sensor_spec(name: str, risk_class: str) -> dict[str, Any]:
+    spec = model_spec(
+        name, "sensors", ["vibration", "temperature", "machine"], "fails", "tabular-classifier", "1"
+    )
+    spec["metadata"]["risk_class"] = risk_class
+    return spec
+
+
 async def test_a_low_risk_model_becomes_champion_without_a_human_and_serving_answers_with_it(
     fleet: RunningFleet,
 ) -> None:
-    write_fleet(fleet.root / "data-only", fleet.suffix)  # the datasets (and their CSVs)
-    folder = fleet.root / "low-risk"
-    folder.mkdir()
     model = f"sensor-failure{fleet.suffix}"
-    low = model_spec(
-        model, "sensors", ["vibration", "temperature", "machine"], "fails", "tabular-classifier", "1"
-    )
-    high = model_spec(
-        f"sensor-failure-strict{fleet.suffix}",
-        "sensors",
-        ["vibration", "temperature", "machine"],
-        "fails",
-        "tabular-classifier",
-        "1",
-    )
-    high["metadata"]["risk_class"] = "high"
-    (folder / "datasets.yaml").write_text((fleet.root / "data-only" / "datasets.yaml").read_text())
-    for name in ("cancer", "energy", "sensors", "demand"):
-        (folder / f"{name}.csv").write_bytes((fleet.root / "data-only" / f"{name}.csv").read_bytes())
-    (folder / "models.yaml").write_text(yaml.safe_dump_all([low, high], sort_keys=False))
-    applied = fleet.cli("apply", str(folder))
-    assert applied.returncode == 0, applied.stdout + applied.stderr
+    _apply(fleet, "low-risk", _sensor_spec(model, "low"))
 
     [promoted] = _of(await fleet.events(MODEL_PROMOTIONS, until=lambda found: _of(found, model)), model)
     assert isinstance(promoted, ModelPromoted)
@@ -117,9 +126,35 @@ async def test_a_low_risk_model_becomes_champion_without_a_human_and_serving_ans
     assert isinstance(logged[0], PredictionLogged)
     assert logged[0].predictions[0].request_id == "req-1"
 
-    # The high-risk model of the same apply waits for a listed approver instead.
-    strict = f"sensor-failure-strict{fleet.suffix}"
-    [request] = _of(await fleet.events(APPROVAL_REQUESTS, until=lambda found: _of(found, strict)), strict)
+    await client.aclose()
+
+
+async def test_a_high_risk_model_waits_for_a_listed_approver_and_an_unlisted_one_is_rejected(
+    fleet: RunningFleet,
+) -> None:
+    model = f"sensor-strict{fleet.suffix}"
+    _apply(fleet, "high-risk", _sensor_spec(model, "high"))
+
+    [request] = _of(await fleet.events(APPROVAL_REQUESTS, until=lambda found: _of(found, model)), model)
     assert isinstance(request, ApprovalRequested)
     assert request.approvers == ["risk-officer", "head-of-ml"]
-    await client.aclose()
+
+    mallory_key = fleet.root / "approvers" / "mallory.pem"
+    assert fleet.cli("keygen", str(mallory_key), "--approver", "mallory").returncode == 0
+    forged = fleet.cli(
+        "approve", model, request.version, "--key-file", str(mallory_key), "--approver", "mallory"
+    )
+    assert forged.returncode == 0, forged.stdout + forged.stderr
+    [rejection] = _of(await fleet.events(APPROVALS_REJECTED, until=lambda found: _of(found, model)), model)
+    assert isinstance(rejection, ApprovalRejected)
+    assert "mallory" in rejection.reason
+    assert rejection.rejected_by == "deployer"
+
+    officer_key = fleet.root / "approvers" / "risk-officer.pem"
+    approved = fleet.cli(
+        "approve", model, request.version, "--key-file", str(officer_key), "--approver", "risk-officer"
+    )
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    [promoted] = _of(await fleet.events(MODEL_PROMOTIONS, until=lambda found: _of(found, model)), model)
+    assert isinstance(promoted, ModelPromoted)
+    assert promoted.version == request.version
