@@ -215,6 +215,17 @@ class Transition:
     events: tuple[Event, ...] = ()
 
 
+#: The fields that say "no challenger takes traffic": withdrawn, promoted, rolled back or retired.
+NO_CHALLENGER: dict[str, Any] = {
+    "challenger": None,
+    "weight": 0.0,
+    "step_index": 0,
+    "step_requests": 0,
+    "mirrored": False,
+    "pending_approval": None,
+}
+
+
 class _Step:
     """Accumulates the new state and the events of one transition."""
 
@@ -399,11 +410,7 @@ def _promote(step: _Step, reason: str) -> Transition:
         stage="promoted",
         champion=challenger,
         last_known_good=previous,
-        challenger=None,
-        weight=0.0,
-        step_index=0,
-        step_requests=0,
-        mirrored=False,
+        **NO_CHALLENGER,
         champion_live=None,
     )
     reason = f"{reason}; {challenger.version} promoted to champion" + (
@@ -428,12 +435,7 @@ def _withdraw_challenger(step: _Step, why: str, *, decided_by: str) -> Transitio
     champion = step.state.champion
     step.set(
         stage="rolled_back",
-        challenger=None,
-        weight=0.0,
-        step_index=0,
-        step_requests=0,
-        mirrored=False,
-        pending_approval=None,
+        **NO_CHALLENGER,
     )
     to = champion.version if champion else None
     reason = f"rolled back {challenger.version} to {to or 'nothing'}: {why}"
@@ -459,12 +461,7 @@ def _replace_champion(step: _Step, target: RouteTarget, why: str, *, decided_by:
         champion=target,
         # The target is now serving; it cannot also be the fallback from itself.
         last_known_good=None if last_known_good == target else last_known_good,
-        challenger=None,
-        weight=0.0,
-        step_index=0,
-        step_requests=0,
-        mirrored=False,
-        pending_approval=None,
+        **NO_CHALLENGER,
         champion_live=None,
     )
     reason = f"rolled back {champion.version} to {target.version}: {why}"
@@ -632,7 +629,7 @@ def on_approval_rejected(
     step = _Step(state, event, policy, now)
     challenger = state.challenger
     assert challenger is not None
-    step.set(stage="rolled_back", challenger=None, mirrored=False, pending_approval=None, step_requests=0)
+    step.set(stage="rolled_back", **NO_CHALLENGER)
     reason = f"version {challenger.version} rejected by {event.rejected_by}: {event.reason}"
     step.decide(reason, challenger.version)
     return step.done(reason)
@@ -688,12 +685,7 @@ def on_model_retired(
         stage="retired",
         champion=None,
         last_known_good=None,
-        challenger=None,
-        mirrored=False,
-        weight=0.0,
-        step_index=0,
-        step_requests=0,
-        pending_approval=None,
+        **NO_CHALLENGER,
         champion_live=None,
     )
     reason = f"retired: {event.reason}"
