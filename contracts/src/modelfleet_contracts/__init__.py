@@ -24,7 +24,7 @@ from .monitoring import (
     SloBreached,
 )
 from .policies import GateDefaults, RiskPolicy
-from .registry import ModelArchived, ModelPromoted, ModelRegistered, ModelRolledBack
+from .registry import ModelArchived, ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
 from .rollout import (
     ApprovalGranted,
     ApprovalRejected,
@@ -65,6 +65,7 @@ __all__ = [
     "GateResult",
     "GroundTruthObserved",
     "ModelArchived",
+    "ModelArtifactRefused",
     "ModelEvaluated",
     "ModelFleet",
     "ModelHealthReported",

@@ -60,3 +60,19 @@ class ModelArchived(Event):
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
     version: str = Field(description="Archived version.")
     reason: str = Field(description="Why it was archived.")
+
+
+class ModelArtifactRefused(Event):
+    """A service refused to load a version: its files failed the digest, signature or safe-load check.
+
+    The version is never served or compared against; people should treat this as a security
+    incident (the artifact store was changed after signing) until shown otherwise.
+    """
+
+    event_type: Literal["model.artifact.refused"] = "model.artifact.refused"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    version: str = Field(description="Refused version.")
+    model_uri: str = Field(description="Where the refused files were fetched from.")
+    digest: str = Field(description="sha256 hex digest the registry signed for this version.")
+    reason: str = Field(description="Which check failed, with the digests or the disallowed types.")

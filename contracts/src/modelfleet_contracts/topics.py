@@ -21,7 +21,7 @@ from .data import (
 from .envelope import Event
 from .evaluation import ModelEvaluated
 from .monitoring import DriftDetected, ModelHealthReported, PerformanceDegraded, SloBreached
-from .registry import ModelArchived, ModelPromoted, ModelRegistered, ModelRolledBack
+from .registry import ModelArchived, ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
 from .rollout import (
     ApprovalGranted,
     ApprovalRejected,
@@ -99,6 +99,9 @@ MODEL_REGISTRATIONS = Topic(
 MODEL_PROMOTIONS = Topic("model-promotions", (ModelPromoted,), "New champions.")
 MODEL_ROLLBACKS = Topic("model-rollbacks", (ModelRolledBack,), "Rollbacks to last known good.")
 MODEL_ARCHIVALS = Topic("model-archivals", (ModelArchived,), "Archived versions.")
+ARTIFACT_REFUSALS = Topic(
+    "artifact-refusals", (ModelArtifactRefused,), "Versions whose files failed verification: never loaded."
+)
 ROLLBACK_REQUESTS = Topic("rollback-requests", (RollbackRequested,), "Rollbacks asked for by people.")
 APPROVAL_REQUESTS = Topic("approval-requests", (ApprovalRequested,), "Versions awaiting approval.")
 APPROVALS_GRANTED = Topic("approvals-granted", (ApprovalGranted,), "Signed approvals.")
@@ -133,6 +136,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     MODEL_PROMOTIONS,
     MODEL_ROLLBACKS,
     MODEL_ARCHIVALS,
+    ARTIFACT_REFUSALS,
     ROLLBACK_REQUESTS,
     APPROVAL_REQUESTS,
     APPROVALS_GRANTED,

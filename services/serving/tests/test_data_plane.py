@@ -13,9 +13,14 @@ from faststream.kafka import TestKafkaBroker
 from prometheus_client import CollectorRegistry
 
 from modelfleet_common.kafka import event_headers
-from modelfleet_contracts import DeploymentChanged, GroundTruthObserved, PredictionLogged
+from modelfleet_contracts import (
+    DeploymentChanged,
+    GroundTruthObserved,
+    ModelArtifactRefused,
+    PredictionLogged,
+)
 from modelfleet_contracts.rollout import RouteTarget
-from modelfleet_contracts.topics import DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
+from modelfleet_contracts.topics import ARTIFACT_REFUSALS, DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
 from modelfleet_serving import app as serving_app
 from modelfleet_serving.app import service
 from modelfleet_serving.model_store import MlflowModelSource, ModelStore
@@ -28,6 +33,7 @@ ROW = {"tenure": 0.5, "spend": -1.0}
 
 logged_batches: list[PredictionLogged] = []
 observed: list[GroundTruthObserved] = []
+refusals: list[ModelArtifactRefused] = []
 
 
 @service.broker.subscriber(service.namer.topic(PREDICTION_LOGS))  # type: ignore[untyped-decorator]
@@ -38,6 +44,11 @@ async def capture_predictions(event: PredictionLogged) -> None:
 @service.broker.subscriber(service.namer.topic(GROUND_TRUTH))  # type: ignore[untyped-decorator]
 async def capture_ground_truth(event: GroundTruthObserved) -> None:
     observed.append(event)
+
+
+@service.broker.subscriber(service.namer.topic(ARTIFACT_REFUSALS))  # type: ignore[untyped-decorator]
+async def capture_refusals(event: ModelArtifactRefused) -> None:
+    refusals.append(event)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +75,7 @@ async def client(
     monkeypatch.setattr(serving_app.plane, "store", store)
     logged_batches.clear()
     observed.clear()
+    refusals.clear()
     async with (
         TestKafkaBroker(service.broker),
         httpx.AsyncClient(transport=httpx.ASGITransport(serving_app.app), base_url="http://serving") as http,
@@ -163,7 +175,9 @@ async def test_bad_inputs_are_unprocessable_and_the_problem_is_named(
     assert problem in response.json()["error"]
 
 
-async def test_a_tampered_artifact_is_refused_and_never_served(lab: Lab, client: httpx.AsyncClient) -> None:
+async def test_a_tampered_artifact_is_refused_never_served_and_reported_once(
+    lab: Lab, client: httpx.AsyncClient
+) -> None:
     tampered = lab.log_model(seed=22, columns=COLUMNS)
     stored = lab.stored_file(tampered, "MLmodel")
     stored.write_text(stored.read_text() + "\n# tampered\n")
@@ -171,7 +185,11 @@ async def test_a_tampered_artifact_is_refused_and_never_served(lab: Lab, client:
     for _ in range(2):
         response = await client.post("/predict", json={"model": "tampered", "inputs": [ROW]})
         assert response.status_code == 503
-        assert response.json()["error"].startswith("refused: ")
+        assert "is refused and will not be served" in response.json()["error"]
+        assert "differs from the signed" in response.json()["error"]
+    [refusal] = refusals
+    assert (refusal.model, refusal.version, refusal.digest) == ("tampered", tampered.version, tampered.digest)
+    assert "differs from the signed" in refusal.reason
     store = serving_app.plane.store
     assert store is not None
     assert ("tampered", tampered.version) not in store.loaded()

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelfleet_contracts import GroundTruthObserved
+from modelfleet_contracts import GroundTruthObserved, ModelArtifactRefused
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.serving import PredictionRecord, Route
 
@@ -36,6 +36,7 @@ from .routing_table import RoutingTable
 logger = logging.getLogger("modelfleet.serving")
 
 PublishGroundTruth = Callable[[GroundTruthObserved], Awaitable[None]]
+PublishRefusal = Callable[[ModelArtifactRefused], Awaitable[None]]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -61,6 +62,7 @@ class DataPlane:
     store: ModelStore | None
     log: PredictionLog
     publish_ground_truth: PublishGroundTruth
+    publish_refusal: PublishRefusal
     producer: str = "serving"
     _mirrors: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -134,9 +136,30 @@ class DataPlane:
         try:
             return await self.store.get(model, target)
         except ArtifactRefused as error:
-            raise HttpError(503, f"refused: {error.reason}") from error
+            if error.newly:
+                await self._report_refusal(model, target, error.reason)
+            raise HttpError(
+                503,
+                f"model {model!r} version {target.version!r} is refused and will not be served: "
+                f"{error.reason}",
+            ) from error
         except ModelUnavailable as error:
             raise HttpError(503, str(error)) from error
+
+    async def _report_refusal(self, model: str, target: RouteTarget, reason: str) -> None:
+        """Publish the refusal as an incident; a broker outage must not turn the 503 into a 500."""
+        event = ModelArtifactRefused(
+            producer=self.producer,
+            model=model,
+            version=target.version,
+            model_uri=target.model_uri,
+            digest=target.digest,
+            reason=reason,
+        )
+        try:
+            await self.publish_refusal(event)
+        except Exception:
+            logger.exception("artifact refusal could not be published", extra={"model": model})
 
     async def _predict_and_log(
         self, model: str, loaded: LoadedModel, route: Route, request_key: str, rows: list[dict[str, Scalar]]

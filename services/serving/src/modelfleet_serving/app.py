@@ -16,7 +16,7 @@ from faststream import AckPolicy
 
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged
-from modelfleet_contracts.topics import DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
+from modelfleet_contracts.topics import ARTIFACT_REFUSALS, DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
 
 from . import handlers
 from .api import DataPlane, json_endpoint
@@ -27,7 +27,7 @@ from .routing_table import RoutingTable
 
 settings = ServingSettings()
 service = FleetService("serving", settings)
-publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH)
+publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH, ARTIFACT_REFUSALS)
 
 table = RoutingTable()
 prediction_log = PredictionLog(
@@ -38,7 +38,9 @@ prediction_log = PredictionLog(
 )
 # The store needs the trusted keys; it is built at startup so a missing key file stops the
 # service from starting rather than from being imported (e.g. to write its AsyncAPI document).
-plane = DataPlane(table, store=None, log=prediction_log, publish_ground_truth=publish)
+plane = DataPlane(
+    table, store=None, log=prediction_log, publish_ground_truth=publish, publish_refusal=publish
+)
 
 
 def replica_group_id() -> str:

@@ -47,11 +47,14 @@ ModelKey = tuple[str, str, str]
 class ArtifactRefused(Exception):
     """A version's files failed digest, signature or safe-loading checks: it is never served."""
 
-    def __init__(self, model: str, version: str, reason: str) -> None:
+    def __init__(self, model: str, version: str, reason: str, *, newly: bool = False) -> None:
         super().__init__(f"model {model!r} version {version!r} refused: {reason}")
         self.model = model
         self.version = version
         self.reason = reason
+        #: True only for the check that found the problem; later requests within the refusal
+        #: memory get the remembered refusal, so the incident is reported once, not per request.
+        self.newly = newly
 
 
 class ModelUnavailable(Exception):
@@ -290,7 +293,7 @@ class ModelStore:
         logger.warning(
             "model artifact refused", extra={"model": model, "version": target.version, "reason": reason}
         )
-        return ArtifactRefused(model, target.version, reason)
+        return ArtifactRefused(model, target.version, reason, newly=True)
 
     def _fetch_verify_load(self, model: str, target: RouteTarget) -> LoadedModel:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
