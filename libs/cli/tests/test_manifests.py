@@ -10,12 +10,17 @@ from modelfleet_cli.applying import plan
 from modelfleet_cli.fleet_state import desired_state, fold_status
 from modelfleet_cli.manifests import check_columns, load_path, revision
 from modelfleet_contracts import (
+    ApprovalRequested,
     DataBatchSubmitted,
     DatasetSpecSubmitted,
+    DeploymentChanged,
     ModelRegistered,
+    ModelRolledBack,
     ModelSpecSubmitted,
     TrainingFailed,
 )
+from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.rollout import RouteTarget
 
 DATASET = {
     "apiVersion": "modelfleet/v1",
@@ -189,3 +194,53 @@ def test_status_follows_a_model_from_spec_to_challenger(tmp_path: Path) -> None:
     )
     [row] = fold_status(events)
     assert (row.stage, row.challenger, row.champion) == ("challenger", "1", None)
+
+
+def test_status_follows_a_version_through_canary_to_champion_and_a_rollback() -> None:
+    def target(version: str) -> RouteTarget:
+        return RouteTarget(
+            version=version,
+            model_uri=f"models:/churn-se/{version}",
+            digest="d",
+            signature="s",
+            signing_key_id="k",
+        )
+
+    table = {"producer": "deployer", "model": "churn-se"}
+    events: list[Event] = [
+        DeploymentChanged(**table, revision=1, stage="promoted", champion=target("1")),
+        ApprovalRequested(
+            producer="deployer", model="churn-se", version="2", risk_class="high", approvers=["risk-officer"]
+        ),
+    ]
+    [row] = fold_status(events)
+    assert (row.stage, row.champion) == ("awaiting approval", "1")
+    assert "risk-officer" in row.detail
+
+    events.append(
+        DeploymentChanged(
+            **table,
+            revision=2,
+            stage="canary",
+            champion=target("1"),
+            challenger=target("2"),
+            challenger_weight=0.25,
+            reason="approved by risk-officer",
+        )
+    )
+    [row] = fold_status(events)
+    assert (row.stage, row.champion, row.challenger) == ("canary 25%", "1", "2")
+
+    events.append(
+        ModelRolledBack(
+            producer="deployer",
+            model="churn-se",
+            from_version="2",
+            to_version="1",
+            decided_by="deployer",
+            reason="live accuracy 0.61 below the champion's 0.83",
+        )
+    )
+    [row] = fold_status(events)
+    assert (row.stage, row.champion, row.challenger) == ("rolled back", "1", None)
+    assert "0.61" in row.detail

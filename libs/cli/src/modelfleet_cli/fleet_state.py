@@ -16,8 +16,11 @@ from modelfleet_common.kafka import read_snapshot
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts import (
+    ApprovalRejected,
+    ApprovalRequested,
     DatasetSpec,
     DatasetSpecSubmitted,
+    DeploymentChanged,
     ModelEvaluated,
     ModelPromoted,
     ModelRegistered,
@@ -30,7 +33,10 @@ from modelfleet_contracts import (
 )
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.topics import (
+    APPROVAL_REQUESTS,
+    APPROVALS_REJECTED,
     DATASET_SPECS,
+    DEPLOYMENTS,
     MODEL_EVALUATIONS,
     MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
@@ -42,6 +48,8 @@ from modelfleet_contracts.topics import (
     Topic,
 )
 
+#: In this order: events of one deployer decision share a timestamp, and the sort is stable, so the
+#: routing table comes before the promotion or rollback that explains it.
 LIFECYCLE_TOPICS = (
     MODEL_SPECS,
     TRAINING_STARTED,
@@ -49,6 +57,9 @@ LIFECYCLE_TOPICS = (
     TRAINING_FAILED,
     MODEL_EVALUATIONS,
     MODEL_REGISTRATIONS,
+    DEPLOYMENTS,
+    APPROVAL_REQUESTS,
+    APPROVALS_REJECTED,
     MODEL_PROMOTIONS,
     MODEL_ROLLBACKS,
 )
@@ -169,9 +180,31 @@ def _apply(row: ModelStatus, event: Event) -> None:
         if row.challenger == event.version:
             row.challenger = None
         row.stage, row.detail = "champion", event.reason
+    elif isinstance(event, DeploymentChanged):
+        _apply_routing_table(row, event)
+    elif isinstance(event, ApprovalRequested):
+        row.stage = "awaiting approval"
+        row.detail = f"v{event.version} waits for a signed approval by {' or '.join(event.approvers)}"
+    elif isinstance(event, ApprovalRejected):
+        row.detail = f"approval of v{event.version} rejected by {event.rejected_by}: {event.reason}"
     elif isinstance(event, ModelRolledBack):
+        if row.challenger == event.from_version:
+            row.challenger = None
         row.champion = event.to_version
         row.stage, row.detail = "rolled back", event.reason
+
+
+def _apply_routing_table(row: ModelStatus, table: DeploymentChanged) -> None:
+    """Show canary weights and shadows; promotions and rollbacks say the rest in their own events."""
+    if table.champion is not None:
+        row.champion = table.champion.version
+    if table.stage == "canary" and table.challenger is not None:
+        row.challenger = table.challenger.version
+        row.stage = f"canary {table.challenger_weight * 100:g}%"
+        row.detail = table.reason
+    elif table.stage == "shadow" and table.shadows:
+        row.challenger = table.shadows[0].version
+        row.stage, row.detail = "shadow", table.reason
 
 
 async def read_status(settings: ServiceSettings) -> list[ModelStatus]:
