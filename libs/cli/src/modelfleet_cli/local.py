@@ -62,16 +62,28 @@ def fleet_environment(home: Path) -> dict[str, str]:
     """Settings every local service shares: one data store, one registry signing key, the policies.
 
     The signing key is made once per local home; its public half is the fleet's trusted key, so
-    serving and the evaluator accept exactly what this fleet's registry signed.
+    serving and the evaluator accept exactly what this fleet's registry signed. The approvers file
+    starts empty (every approval is rejected) until people add the lines `modelfleet keygen` prints.
     """
     key = home / "signing" / "registry.pem"
     ArtifactSigner.load_or_create(key)
+    approvers = home / "approvers.txt"
+    if not approvers.exists():
+        approvers.write_text(APPROVERS_HEADER)
     return {
         "FLEET_DATA_DIR": str(home / "data"),
         "FLEET_SIGNING_KEY_FILE": str(key),
         "FLEET_TRUSTED_KEYS_FILE": str(key.with_name(key.name + ".pub")),
         "FLEET_POLICY_DIR": str(REPO / "policies"),
+        "FLEET_APPROVER_KEYS_FILE": str(approvers),
     }
+
+
+APPROVERS_HEADER = """\
+# Approvers whose signed approvals the deployer accepts: one `name base64key` line each, the name
+# as listed in policies/<risk class>.yaml. `modelfleet keygen KEYFILE --approver NAME` prints the
+# line; the deployer reads this file when it starts.
+"""
 
 
 def up(home: Path) -> None:
