@@ -23,12 +23,23 @@ class RouteTarget(Contract):
 
 
 class DeploymentChanged(Event):
-    """The routing table of a model. Compacted by model: the latest one is what serving does."""
+    """The routing table of a model, and the deployer's durable rollout state behind it.
+
+    Compacted by model: the latest one is what serving does (`stage` through `shadows`), and it is
+    also enough for the deployer to rebuild its memory of the model after losing its local state
+    (`candidate` through `passing_versions`; serving ignores those).
+    """
 
     event_type: Literal["deployment.changed"] = "deployment.changed"
     schema_version: Literal[1] = 1
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
-    revision: int = Field(ge=0, description="Increases with every change of this model's table.")
+    revision: int = Field(
+        ge=0,
+        description=(
+            "Increases with every change of this model's table or of the deployer's durable "
+            "rollout state; a consumer keeps the highest revision it has seen."
+        ),
+    )
     stage: Stage = Field(description="Rollout stage of the challenger (or of the model).")
     champion: RouteTarget | None = Field(default=None, description="Version answering by default.")
     challenger: RouteTarget | None = Field(default=None, description="Canary version, if any.")
@@ -39,6 +50,40 @@ class DeploymentChanged(Event):
         default_factory=list, description="Versions that get a mirrored copy and never answer."
     )
     reason: str = Field(default="", description="Why the table changed.")
+    candidate: RouteTarget | None = Field(
+        default=None,
+        description=(
+            "Version in rollout (shadow, awaiting approval or canary), even while it answers no "
+            "requests; `challenger` names it only while it takes canary traffic. Empty when none "
+            "is in rollout, and in events from deployers that predate this field."
+        ),
+    )
+    canary_step_index: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "0-based index into the model's canary steps of the step `candidate` is in (stage "
+            "`canary`); 0 otherwise."
+        ),
+    )
+    pending_approval: str | None = Field(
+        default=None,
+        description="Version waiting for a signed approval (stage `awaiting_approval`), if any.",
+    )
+    last_known_good: RouteTarget | None = Field(
+        default=None,
+        description=(
+            "Previous champion: where a rollback without a named version goes once no candidate is "
+            "in rollout."
+        ),
+    )
+    passing_versions: list[RouteTarget] = Field(
+        default_factory=list,
+        description=(
+            "Every version of the model that passed evaluation, oldest first: the versions a "
+            "person may roll back to by name."
+        ),
+    )
 
 
 class ApprovalRequested(Event):

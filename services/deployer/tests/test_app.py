@@ -8,10 +8,28 @@ from faststream.kafka import TestKafkaBroker
 from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
-from modelfleet_contracts import DeploymentChanged, ModelPromoted, ModelRegistered, RollbackRequested
-from modelfleet_contracts.topics import DEPLOYMENTS, MODEL_PROMOTIONS, MODEL_REGISTRATIONS, ROLLBACK_REQUESTS
+from modelfleet_contracts import (
+    DeploymentChanged,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRolledBack,
+    ModelSpec,
+    ModelSpecSubmitted,
+    RollbackRequested,
+)
+from modelfleet_contracts.rollout import RouteTarget
+from modelfleet_contracts.topics import (
+    DEPLOYMENTS,
+    MODEL_PROMOTIONS,
+    MODEL_REGISTRATIONS,
+    MODEL_ROLLBACKS,
+    MODEL_SPECS,
+    ROLLBACK_REQUESTS,
+    Topic,
+)
 from modelfleet_deployer import app as deployer_app
 from modelfleet_deployer.app import service
+from modelfleet_deployer.handlers import SPECS, load_rollout
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
 
@@ -74,3 +92,67 @@ def test_the_startup_hook_refuses_an_invalid_policy_directory(
             deployer_app.dependencies()
     finally:
         deployer_app.dependencies.cache_clear()
+
+
+def target(version: str) -> RouteTarget:
+    return RouteTarget(
+        version=version,
+        model_uri=f"models:/pump-7/{version}",
+        digest="a" * 64,
+        signature="c2lnbmF0dXJl",
+        signing_key_id="0123456789abcdef",
+    )
+
+
+@pytest.mark.usefixtures("isolated_state")
+async def test_the_startup_hook_rebuilds_an_empty_store_from_the_compacted_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = DeploymentChanged(
+        producer="deployer",
+        model="pump-7",
+        revision=5,
+        stage="promoted",
+        champion=target("2"),
+        last_known_good=target("1"),
+        passing_versions=[target("1"), target("2")],
+    )
+    document = ModelSpec.model_validate(
+        {
+            "metadata": {"name": "pump-7", "owner": "ops@example.com", "risk_class": "low"},
+            "spec": {
+                "dataset": {"name": "pumps"},
+                "features": ["pressure"],
+                "target": "failed",
+                "pipeline": {"template": "tabular-classifier", "version": "1"},
+            },
+        }
+    )
+    spec = ModelSpecSubmitted(producer="cli", model="pump-7", revision="r1", spec=document)
+    topics = {DEPLOYMENTS.name: [table], MODEL_SPECS.name: [spec]}
+
+    async def read_topic_snapshot(topic: Topic) -> list[bytes]:
+        return [event.model_dump_json().encode() for event in topics.get(topic.name, [])]
+
+    monkeypatch.setattr(deployer_app, "read_topic_snapshot", read_topic_snapshot)
+    await deployer_app.build_dependencies()
+
+    state = deployer_app.dependencies().state
+    assert load_rollout(state, "pump-7").durable[:3] == ("promoted", target("2"), target("1"))
+    assert state.get(SPECS, "pump-7")["risk_class"] == "low"
+
+    rollbacks: list[ModelRolledBack] = []
+
+    @service.broker.subscriber(service.namer.topic(MODEL_ROLLBACKS))  # type: ignore[untyped-decorator]
+    async def capture_rollback(rollback: ModelRolledBack) -> None:
+        rollbacks.append(rollback)
+
+    request = RollbackRequested(producer="cli:oncall", model="pump-7", reason="pager")
+    async with TestKafkaBroker(service.broker) as broker:
+        await broker.publish(
+            request.model_dump_json().encode(),
+            topic=service.namer.topic(ROLLBACK_REQUESTS),
+            headers=event_headers(request),
+        )
+    [rollback] = rollbacks
+    assert (rollback.from_version, rollback.to_version) == ("2", "1")

@@ -26,6 +26,7 @@ from modelfleet_contracts import (
     SloBreached,
 )
 from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.specs import MonitoringPolicy, RolloutPolicy
 from modelfleet_deployer.approvals import ApproverKeys, approval_message
 from modelfleet_deployer.rollout import (
@@ -43,6 +44,7 @@ from modelfleet_deployer.rollout import (
     on_model_retired,
     on_rollback_requested,
     on_slo_breached,
+    rollout_from_table,
 )
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
@@ -686,3 +688,169 @@ def test_canary_steps_that_do_not_increase_are_refused() -> None:
 def test_empty_canary_steps_are_refused() -> None:
     with pytest.raises(PolicyError, match="canary_steps must not be empty"):
         effective_policy(risk_policy("low"), RolloutPolicy(canary_steps=[]))
+
+
+# --- durability: the latest table is enough to rebuild the state ------------------------------
+
+
+def rebuilt(deployer: Deployer) -> Deployer:
+    """A deployer that lost its store and rebuilt the state from the last table it published."""
+    last = deployer.tables()[-1]
+    return Deployer(deployer.policy, deployer.keys, rollout_from_table(last), [last], deployer.clock)
+
+
+def assert_rebuilds(deployer: Deployer) -> ModelRollout:
+    state = rollout_from_table(deployer.tables()[-1])
+    assert state.durable == deployer.state.durable
+    assert (state.model, state.revision) == (deployer.state.model, deployer.state.revision)
+    return state
+
+
+def canary_step_2() -> Deployer:
+    deployer = in_canary()
+    deployer.apply(health("2", 100))
+    assert (deployer.state.step_index, deployer.state.weight) == (1, 0.5)
+    return deployer
+
+
+def rolled_back() -> Deployer:
+    deployer = in_canary()
+    deployer.apply(breach("2"))
+    assert deployer.state.stage == "rolled_back"
+    return deployer
+
+
+def retired() -> Deployer:
+    deployer = promoted_three_times()
+    deployer.apply(ModelSpecRetired(producer="cli:owner", model=MODEL, reason="gone"))
+    return deployer
+
+
+def in_shadow() -> Deployer:
+    deployer = with_champion(low_risk(shadow=True))
+    deployer.apply(registered("2"))
+    assert deployer.state.stage == "shadow"
+    return deployer
+
+
+@pytest.mark.parametrize(
+    "reach",
+    [promoted_three_times, awaiting_approval, canary_step_2, rolled_back, retired, in_shadow],
+    ids=lambda reach: reach.__name__,
+)
+def test_the_last_published_table_rebuilds_every_durable_field(reach: object) -> None:
+    assert callable(reach)
+    deployer = reach()
+    assert isinstance(deployer, Deployer)
+    assert_rebuilds(deployer)
+
+
+def test_every_state_of_a_whole_life_is_rebuilt_from_the_last_table_published_by_then() -> None:
+    deployer = with_champion(high_risk())
+    inputs: list[Event] = [
+        registered("2"),
+        health("2", 100, route="shadow"),
+        approval("mallory", MALLORY),
+        approval("alice", ALICE),
+        health("2", 40),
+        health("2", 100),
+        health("2", 100),
+        registered("3"),
+        registered("4"),
+        health("4", 100, route="shadow"),
+        ApprovalRejected(producer="cli:alice", model=MODEL, version="4", rejected_by="alice", reason="bias"),
+        breach("2"),
+        rollback(to_version="2"),
+        ModelSpecRetired(producer="cli:owner", model=MODEL, reason="gone"),
+    ]
+    for event in inputs:
+        deployer.apply(event)
+        assert_rebuilds(deployer)
+
+
+def test_a_change_of_the_version_in_rollout_is_published_even_when_the_routing_stays_the_same() -> None:
+    deployer = Deployer(high_risk(), ALICE_KEYS)
+    deployer.apply(registered("1"))
+    before = deployer.tables()[-1]
+    transition = deployer.apply(registered("2"))
+    table = transition.events[0]
+    assert isinstance(table, DeploymentChanged)
+    routing = ("stage", "champion", "challenger", "challenger_weight", "shadows")
+    assert [getattr(table, name) for name in routing] == [getattr(before, name) for name in routing]
+    assert table.revision == before.revision + 1
+    assert (table.candidate and table.candidate.version, table.pending_approval) == ("2", "2")
+    assert [target.version for target in table.passing_versions] == ["1", "2"]
+
+
+def test_a_rebuilt_deployer_rolls_back_to_the_same_last_known_good() -> None:
+    deployer = promoted_three_times()
+    again = rebuilt(deployer)
+    request = rollback()
+    deployer.apply(request)
+    again.apply(request)
+    assert again.serving() == deployer.serving() == ("2", None, 0.0)
+    assert again.published[1:] == deployer.published[-len(again.published) + 1 :]
+
+
+def test_a_rebuilt_deployer_still_knows_every_version_a_person_may_roll_back_to() -> None:
+    again = rebuilt(promoted_three_times())
+    again.apply(rollback(to_version="1"))
+    assert again.serving() == ("1", None, 0.0)
+
+
+def test_a_rebuilt_deployer_promotes_the_pending_version_on_its_approval() -> None:
+    deployer = awaiting_approval()
+    again = rebuilt(deployer)
+    approved = approval("alice", ALICE)
+    deployer.apply(approved)
+    again.apply(approved)
+    assert again.serving() == deployer.serving() == ("1", "2", 0.1)
+    assert again.tables()[-1] == deployer.tables()[-1]
+
+
+def test_a_rebuilt_canary_step_counts_its_requests_again_from_zero() -> None:
+    deployer = canary_step_2()
+    deployer.apply(health("2", 60))
+    again = rebuilt(deployer)
+    window = health("2", 40)
+    deployer.apply(window)
+    again.apply(window)
+    assert deployer.serving() == ("1", "2", 1.0)
+    assert again.serving() == ("1", "2", 0.5)
+    again.apply(health("2", 60))
+    assert again.serving() == ("1", "2", 1.0)
+
+
+def test_the_input_behind_the_last_table_redelivered_after_a_rebuild_changes_nothing() -> None:
+    deployer = in_canary()
+    window = health("2", 100)
+    deployer.apply(window)
+    again = rebuilt(deployer)
+    transition = again.apply(window)
+    assert (transition.events, again.state.weight) == ((), 0.5)
+
+
+def test_a_table_from_before_the_durable_fields_rebuilds_what_it_can() -> None:
+    def target(version: str) -> RouteTarget:
+        return RouteTarget(
+            version=version,
+            model_uri=f"models:/{MODEL}/{version}",
+            digest=f"{version:0>64}",
+            signature="c2lnbmF0dXJl",
+            signing_key_id="0123456789abcdef",
+        )
+
+    legacy = DeploymentChanged.model_validate(
+        {
+            "producer": "deployer",
+            "model": MODEL,
+            "revision": 4,
+            "stage": "awaiting_approval",
+            "champion": target("1").model_dump(),
+            "shadows": [target("2").model_dump()],
+        }
+    )
+    state = rollout_from_table(legacy)
+    assert state.challenger == target("2")
+    assert (state.pending_approval, state.mirrored, state.last_known_good) == ("2", True, None)
+    assert [known.version for known in state.versions] == ["1", "2"]

@@ -1,9 +1,11 @@
 """deployer: wiring of the broker, subscribers and publishers."""
 
+import asyncio
 import logging
 from functools import cache
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.kafka import read_snapshot
 from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
 from modelfleet_common.state import SqliteKeyValueStore
@@ -28,9 +30,10 @@ from modelfleet_contracts.topics import (
     MODEL_SPECS,
     ROLLBACK_REQUESTS,
     SLO_BREACHES,
+    Topic,
 )
 
-from . import handlers
+from . import handlers, rebuild
 from .approvals import APPROVER_KEYS_ENV, ApproverKeys
 from .config import DeployerSettings
 
@@ -111,7 +114,15 @@ async def on_rollback_requested(event: RollbackRequested) -> None:
 app = service.app()
 
 
+async def read_topic_snapshot(topic: Topic) -> list[bytes]:
+    """Every message of one of this fleet's topics, from its beginning to its end now."""
+    async with asyncio.timeout(settings.state_rebuild_timeout_seconds):
+        return await read_snapshot(settings.kafka, service.namer.topic(topic))
+
+
 @app.on_startup
-def build_dependencies() -> None:
-    """Load and validate policies and approver keys before consuming: a bad file stops the service."""
-    dependencies()
+async def build_dependencies() -> None:
+    """Before consuming: load and validate policies and approver keys (a bad file stops the
+    service), then rebuild the state the local store lacks from the compacted topics (Kafka
+    unreachable stops it too: running on a forgotten state would treat every model as new)."""
+    await rebuild.rebuild_state(dependencies(), read_topic_snapshot, mode=settings.state_rebuild)

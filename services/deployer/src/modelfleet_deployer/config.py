@@ -1,6 +1,7 @@
 """Settings of the deployer service."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -20,4 +21,18 @@ class DeployerSettings(ServiceSettings):
             "Approvers' Ed25519 public keys, one `name base64key` line each (`modelfleet keygen "
             "--approver NAME` prints it). Without it every approval is rejected, saying so."
         ),
+    )
+    state_rebuild: Literal["missing", "all"] = Field(
+        default="missing",
+        description=(
+            "At startup, rebuild from the compacted `deployments` and `model-specs` topics the "
+            "rollout state and spec of the models missing from the local store (`missing`: after "
+            "losing FLEET_STATE_DIR), or of every model (`all`: the store is known to be stale; "
+            "per-step request counts restart)."
+        ),
+    )
+    state_rebuild_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long reading each compacted topic at startup may take before startup fails.",
     )

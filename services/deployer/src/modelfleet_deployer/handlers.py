@@ -3,6 +3,9 @@
 Each handler loads the model's `ModelRollout` and remembered spec from the key-value store, calls
 the pure transition of `rollout`, publishes the events it returns and stores the new state.
 
+The store is a cache of what the compacted topics say (see `rollout` and `rebuild`): at startup,
+models missing from it are rebuilt from the latest `DeploymentChanged` and spec of each model.
+
 Crash safety: events are published before the state is stored and the input is marked handled.
 A crash in between redelivers the input to the old state, and the transition republishes the
 very same events (their ids derive from the input's id), which consumers deduplicate; once the
@@ -110,7 +113,8 @@ def _spec_record(
     }
 
 
-def _policy_of(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> EffectivePolicy:
+def policy_of(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> EffectivePolicy:
+    """The effective policy of a remembered spec; a rollout that makes no sense is a `PermanentError`."""
     try:
         return effective_policy(
             deps.policies[record["risk_class"]],
@@ -119,6 +123,14 @@ def _policy_of(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> Eff
         )
     except PolicyError as error:
         raise PermanentError(f"{model}: {error}; fix the spec's rollout and apply it again") from error
+
+
+def submitted_spec_record(event: ModelSpecSubmitted) -> dict[str, Any]:
+    """What the deployer remembers of a submitted spec: risk class and rollout/monitoring overrides."""
+    body = event.spec.spec
+    return _spec_record(
+        event.spec.metadata.risk_class, body.rollout, body.monitoring, source="spec", revision=event.revision
+    )
 
 
 def _remembered_spec(deps: DeployerDeps, model: str, event: Event) -> dict[str, Any]:
@@ -157,7 +169,7 @@ async def _apply(
 
     async def transition_and_publish() -> None:
         before = load_rollout(deps.state, model)
-        policy = _policy_of(deps, model, _remembered_spec(deps, model, event))
+        policy = policy_of(deps, model, _remembered_spec(deps, model, event))
         transition = transition_of(before, policy, deps.clock())
         # Publish first: a crash before the store is written replays the same events (see above).
         for published in transition.events:
@@ -184,12 +196,9 @@ async def remember_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps
     if isinstance(event, ModelSpecRetired):
         await retire_model(event, deps)
         return
-    body = event.spec.spec
-    record = _spec_record(
-        event.spec.metadata.risk_class, body.rollout, body.monitoring, source="spec", revision=event.revision
-    )
+    record = submitted_spec_record(event)
     # Refuse a spec whose rollout makes no sense now, not when its next version arrives.
-    _policy_of(deps, event.model, record)
+    policy_of(deps, event.model, record)
     async with deps.lock(event.model):
         deps.state.put(SPECS, event.model, record)
     log_event(logger, f"spec remembered: {record['risk_class']} risk", event)

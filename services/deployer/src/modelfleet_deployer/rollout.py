@@ -13,6 +13,17 @@ are stale by their natural key (a version already known, a health window already
 breach of a version no longer in traffic). Events published for an input get ids derived from
 the input's id, so a redelivery after a crash republishes the very same events and consumers
 deduplicate them.
+
+Durability: the compacted `deployments` topic is the source of truth and the deployer's local
+store only a cache. Every change of the *durable* state (`ModelRollout.durable`: stage, champion,
+last known good, the version in rollout and how far it got, the pending approval, every passing
+version) is published as a `DeploymentChanged` with a new revision, even when serving's routing
+table stays the same, so the latest record of a model is enough to rebuild it
+(`rollout_from_table`). What a step has counted so far (`step_requests`, `last_window_end`,
+`champion_live`) and the bookkeeping (`history`, `recent_inputs`) is not published: after a
+rebuild a shadow stage or canary step counts its requests again from zero and waits for a fresh
+champion metric. That is the conservative choice: a version may take a little longer to
+advance, but never advances on evidence that cannot be checked any more.
 """
 
 from __future__ import annotations
@@ -159,7 +170,7 @@ class ModelRollout:
     step_index: int = 0
     #: Share of request keys the challenger answers (0 unless in `canary`).
     weight: float = 0.0
-    #: Revision of the last published routing table; 0 = none published yet.
+    #: Revision of the last published `DeploymentChanged`; 0 = none published yet.
     revision: int = 0
     #: Challenger requests counted in the current shadow stage or canary step.
     step_requests: int = 0
@@ -181,9 +192,25 @@ class ModelRollout:
 
     @property
     def table(self) -> tuple[Any, ...]:
-        """What serving is told; any change of it is published with a new revision."""
+        """What serving acts on: the routing part of the published `DeploymentChanged`."""
         challenger = self.challenger if self.stage == "canary" else None
         return (self.stage, self.champion, challenger, self.weight, tuple(self.shadows))
+
+    @property
+    def durable(self) -> tuple[Any, ...]:
+        """What the published `DeploymentChanged` carries (the table and more); any change of it
+        is published with a new revision, so `rollout_from_table` can rebuild it."""
+        return (
+            self.stage,
+            self.champion,
+            self.last_known_good,
+            self.challenger,
+            self.mirrored,
+            self.step_index,
+            self.weight,
+            self.pending_approval,
+            self.versions,
+        )
 
     @property
     def shadows(self) -> list[RouteTarget]:
@@ -258,25 +285,67 @@ class _Step:
         )
 
     def done(self, reason: str) -> Transition:
-        """Publish the routing table if it changed, remember the input, return the transition."""
-        if self.state.table != self.before.table:
+        """Publish the table if the durable state changed, remember the input, return the transition."""
+        if self.state.durable != self.before.durable:
             self.set(revision=self.state.revision + 1)
             table = self._event(
-                DeploymentChanged,
-                "DeploymentChanged",
-                model=self.state.model,
-                revision=self.state.revision,
-                stage=self.state.stage,
-                champion=self.state.champion,
-                challenger=self.state.challenger if self.state.stage == "canary" else None,
-                challenger_weight=self.state.weight,
-                shadows=self.state.shadows,
-                reason=reason,
+                DeploymentChanged, "DeploymentChanged", **table_fields(self.state), reason=reason
             )
             # Serving acts on the table; publish it before the facts that explain it.
             self.events.insert(0, table)
         self.set(recent_inputs=(*self.state.recent_inputs, self.cause.event_id)[-RECENT_INPUTS:])
         return Transition(self.state, tuple(self.events))
+
+
+def table_fields(state: ModelRollout) -> dict[str, Any]:
+    """The `DeploymentChanged` fields of a state: serving's routing table and the durable rest."""
+    return {
+        "model": state.model,
+        "revision": state.revision,
+        "stage": state.stage,
+        "champion": state.champion,
+        "challenger": state.challenger if state.stage == "canary" else None,
+        "challenger_weight": state.weight,
+        "shadows": state.shadows,
+        "candidate": state.challenger,
+        "canary_step_index": state.step_index,
+        "pending_approval": state.pending_approval,
+        "last_known_good": state.last_known_good,
+        "passing_versions": list(state.versions),
+    }
+
+
+def rollout_from_table(table: DeploymentChanged) -> ModelRollout:
+    """The durable state of a model rebuilt from its latest `DeploymentChanged`.
+
+    Per-step counters start afresh (see the module docstring). The input that caused the table
+    counts as applied, so its redelivery after the rebuild does not apply it a second time.
+    Tables published before the durable fields existed lack them: their champion, canary and
+    shadow stand in for the version in rollout and the passing versions, and no last known good
+    is known (a rollback then has to name its version).
+    """
+    candidate = table.candidate or table.challenger or next(iter(table.shadows), None)
+    versions = list(table.passing_versions)
+    for target in (table.last_known_good, table.champion, candidate):
+        if target is not None and all(known.version != target.version for known in versions):
+            versions.append(target)
+    pending = table.pending_approval
+    if pending is None and table.stage == "awaiting_approval" and candidate is not None:
+        pending = candidate.version
+    return ModelRollout(
+        model=table.model,
+        stage=table.stage,
+        champion=table.champion,
+        last_known_good=table.last_known_good,
+        challenger=candidate,
+        mirrored=bool(table.shadows),
+        step_index=table.canary_step_index,
+        weight=table.challenger_weight,
+        revision=table.revision,
+        pending_approval=pending,
+        versions=tuple(versions),
+        recent_inputs=() if table.causation_id is None else (table.causation_id,),
+    )
 
 
 def _seen(state: ModelRollout, event: Event) -> bool:

@@ -1,0 +1,145 @@
+"""Rebuild the deployer's local state from the compacted topics, before it consumes anything.
+
+The local key-value store is a cache. The source of truth is two compacted topics keyed by model:
+`deployments` (the latest `DeploymentChanged`, which carries the durable rollout state, see
+`rollout`) and `model-specs` (the latest spec, whose risk class and overrides make the policy).
+A deployer that lost its volume would otherwise forget every champion, last known good version
+and pending approval, and treat the next registered version as a model's first.
+
+Only models missing from the store are rebuilt by default: a stored state is at least as fresh
+as the topic (events are published before the state is stored) and still holds the step counters
+and the ids of recently applied inputs, which the topic does not carry. `mode="all"` replaces
+every stored state anyway, for a store known to be stale (e.g. restored from an old backup).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError
+
+from modelfleet_common.consumer import PermanentError
+from modelfleet_contracts import DeploymentChanged, ModelSpecRetired, ModelSpecSubmitted
+from modelfleet_contracts.topics import DEPLOYMENTS, MODEL_SPECS, Topic
+
+from .handlers import ROLLOUTS, SPECS, DeployerDeps, policy_of, submitted_spec_record
+from .rollout import rollout_from_table
+
+logger = logging.getLogger("modelfleet.deployer")
+
+#: Reads every message value of a (logical) topic from its beginning to its end now.
+SnapshotReader = Callable[[Topic], Awaitable[list[bytes]]]
+
+RebuildMode = Literal["missing", "all"]
+
+
+@dataclass(frozen=True)
+class RebuiltState:
+    """Which models got their rollout state and their spec back from the topics."""
+
+    rollouts: tuple[str, ...]
+    specs: tuple[str, ...]
+    #: Specs on the topic whose rollout makes no sense (the deployer refused them when they came).
+    refused_specs: tuple[str, ...] = ()
+    #: Messages that are not valid events of their topic (the dead-letter topic's business).
+    malformed: int = 0
+
+
+def latest_tables(values: Iterable[bytes]) -> tuple[dict[str, DeploymentChanged], int]:
+    """The highest-revision `DeploymentChanged` of each model, and how many messages were malformed.
+
+    A compacted topic keeps older records until the log cleaner runs, so several may be present.
+    """
+    tables: dict[str, DeploymentChanged] = {}
+    malformed = 0
+    for value in values:
+        try:
+            event = DEPLOYMENTS.parse(value)
+        except ValidationError:
+            malformed += 1
+            continue
+        assert isinstance(event, DeploymentChanged)
+        current = tables.get(event.model)
+        if current is None or event.revision >= current.revision:
+            tables[event.model] = event
+    return tables, malformed
+
+
+def latest_specs(values: Iterable[bytes]) -> tuple[dict[str, ModelSpecSubmitted | ModelSpecRetired], int]:
+    """The latest spec event of each model (in log order), and how many messages were malformed.
+
+    One model's events share a key, hence a partition, so log order is the order they happened.
+    """
+    specs: dict[str, ModelSpecSubmitted | ModelSpecRetired] = {}
+    malformed = 0
+    for value in values:
+        try:
+            event = MODEL_SPECS.parse(value)
+        except ValidationError:
+            malformed += 1
+            continue
+        assert isinstance(event, ModelSpecSubmitted | ModelSpecRetired)
+        specs[event.model] = event
+    return specs, malformed
+
+
+async def rebuild_state(
+    deps: DeployerDeps, read_snapshot: SnapshotReader, *, mode: RebuildMode = "missing"
+) -> RebuiltState:
+    """Seed the store with the rollout state and spec of every model it lacks (all, with `"all"`).
+
+    A retired model's spec is not remembered (retirement forgets it), but its retired rollout
+    state is, so its passing versions stay known. Must run before the deployer consumes events.
+    """
+    tables, bad_tables = latest_tables(await read_snapshot(DEPLOYMENTS))
+    specs, bad_specs = latest_specs(await read_snapshot(MODEL_SPECS))
+    stored_rollouts = {model for model, _ in deps.state.items(ROLLOUTS)}
+    stored_specs = {model for model, _ in deps.state.items(SPECS)}
+
+    rebuilt_rollouts: list[str] = []
+    for model, table in sorted(tables.items()):
+        if mode == "missing" and model in stored_rollouts:
+            continue
+        deps.state.put(ROLLOUTS, model, rollout_from_table(table).to_json())
+        rebuilt_rollouts.append(model)
+
+    rebuilt_specs: list[str] = []
+    refused: list[str] = []
+    for model, event in sorted(specs.items()):
+        if mode == "missing" and model in stored_specs:
+            continue
+        if isinstance(event, ModelSpecRetired):
+            # Retirement forgets the spec; a stale store may still remember it.
+            deps.state.delete(SPECS, model)
+            continue
+        record = submitted_spec_record(event)
+        try:
+            policy_of(deps, model, record)
+        except PermanentError as error:
+            # Refused when it arrived too; the model keeps the safe default until a valid spec.
+            logger.warning("spec not rebuilt: %s", error, extra={"model": model, "revision": event.revision})
+            refused.append(model)
+            continue
+        deps.state.put(SPECS, model, record)
+        rebuilt_specs.append(model)
+
+    rebuilt = RebuiltState(
+        tuple(rebuilt_rollouts), tuple(rebuilt_specs), tuple(refused), bad_tables + bad_specs
+    )
+    logger.info(
+        "rebuilt the rollout state of %d and the spec of %d models from the compacted topics",
+        len(rebuilt.rollouts),
+        len(rebuilt.specs),
+        extra={
+            "mode": mode,
+            "rebuilt_rollouts": list(rebuilt.rollouts),
+            "rebuilt_specs": list(rebuilt.specs),
+            "kept_rollouts": len(stored_rollouts & tables.keys()) if mode == "missing" else 0,
+            "refused_specs": list(rebuilt.refused_specs),
+            "malformed_messages": rebuilt.malformed,
+        },
+    )
+    return rebuilt
