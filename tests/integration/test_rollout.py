@@ -7,12 +7,14 @@
 - A high-risk model waits for a listed approver's signature.
 - A tampered artifact is never served, and the refusal is published.
 - A serving restart loses no prediction log of an answered request.
+- A deployer that lost its state volume rebuilds it from the compacted topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -382,3 +384,29 @@ async def test_a_serving_restart_loses_no_logged_prediction_of_an_answered_reque
 
     logged = await fleet.events(PREDICTION_LOGS, until=lambda found: answered <= logged_ids(found))
     assert answered <= logged_ids(logged)
+
+
+async def test_a_deployer_that_lost_its_state_volume_still_knows_the_version_waiting_for_approval(
+    fleet: RunningFleet,
+) -> None:
+    model = f"sensor-amnesia{fleet.suffix}"
+    _apply(fleet, "amnesia", _sensor_spec(model, "high"))
+    [request] = _of(await fleet.events(APPROVAL_REQUESTS, until=lambda found: _of(found, model)), model)
+    assert isinstance(request, ApprovalRequested)
+
+    # The pod is gone and its volume with it: a new deployer starts with an empty state directory.
+    deployer = fleet.services["deployer"]
+    deployer.stop()
+    shutil.rmtree(deployer.env["FLEET_STATE_DIR"])
+    deployer.start(timeout=120)
+    assert "rebuilt the rollout state of" in deployer.log_path.read_text()
+
+    officer_key = fleet.root / "approvers" / "risk-officer.pem"
+    approved = fleet.cli(
+        "approve", model, request.version, "--key-file", str(officer_key), "--approver", "risk-officer"
+    )
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    promoted = await _champion_of(fleet, model)
+    assert (promoted.version, promoted.decided_by) == (request.version, "deployer")
+    rejections = await fleet.events(APPROVALS_REJECTED, until=lambda found: True, timeout=5)
+    assert not _of(rejections, model), "the rebuilt deployer must still know the version is waiting"
