@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.envelope import Contract, Event
 from modelfleet_contracts.snapshots import breaking_changes, check, schema_of
 
 
@@ -48,6 +48,48 @@ class WithFewerStages(Event):
     model: str = Field(description="m")
     score: float = Field(description="s")
     stage: Literal["a"] = Field(description="st")
+
+
+class Target(Contract):
+    version: str = Field(description="v")
+
+
+class TargetWithNote(Contract):
+    version: str = Field(description="v")
+    note: str | None = Field(default=None, description="n")
+
+
+class TargetRenamed(Contract):
+    number: str = Field(description="v")
+
+
+class Routed(Event):
+    event_type: Literal["x.routed"] = "x.routed"
+    schema_version: Literal[1] = 1
+    target: Target | None = Field(default=None, description="t")
+
+
+class RoutedWithNote(Event):
+    event_type: Literal["x.routed"] = "x.routed"
+    schema_version: Literal[1] = 1
+    target: TargetWithNote | None = Field(default=None, description="t")
+
+
+class RoutedRenamed(Event):
+    event_type: Literal["x.routed"] = "x.routed"
+    schema_version: Literal[1] = 1
+    target: TargetRenamed | None = Field(default=None, description="t")
+
+
+def test_a_nested_optional_model_may_gain_an_optional_field() -> None:
+    assert breaking_changes(schema_of(Routed), schema_of(RoutedWithNote)) == []
+
+
+def test_a_nested_optional_model_losing_a_field_breaks_the_contract() -> None:
+    assert breaking_changes(schema_of(Routed), schema_of(RoutedRenamed)) == [
+        "$.target.version: field removed or renamed",
+        "$.target.number: field became required",
+    ]
 
 
 def changes(new: type[Event]) -> list[str]:

@@ -20,6 +20,10 @@ class RouteTarget(Contract):
     digest: str = Field(description="sha256 hex digest the artifact must have.")
     signature: str = Field(description="Base64 Ed25519 signature of the digest.")
     signing_key_id: str = Field(description="Id of the signing key.")
+    dataset_version: str | None = Field(
+        default=None,
+        description="Content hash of the dataset version it was trained on; stamped on its prediction logs.",
+    )
 
 
 class DeploymentChanged(Event):

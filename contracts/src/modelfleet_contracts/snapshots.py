@@ -84,11 +84,9 @@ def breaking_changes(
             )
     for key in ("anyOf", "oneOf"):
         if key in old or key in new:
-            old_variants = [_shape(_resolve(v, old_root), old_root) for v in old.get(key, [])]
-            new_variants = [_shape(_resolve(v, new_root), new_root) for v in new.get(key, [])]
-            missing = [v for v in old_variants if v not in new_variants]
-            if missing:
-                problems.append(f"{path}: {key} lost the variant(s) {missing}")
+            problems += _union_changes(
+                old.get(key, []), new.get(key, []), old_root, new_root, path=path, key=key
+            )
 
     for key in (
         "type",
@@ -108,6 +106,45 @@ def breaking_changes(
             problems.append(f"{path}: `{key}` changed from {old[key]!r} to {new.get(key)!r}")
         elif key in new and key not in old and key not in ("format",):
             problems.append(f"{path}: new constraint `{key}`={new[key]!r}")
+    return problems
+
+
+def _union_changes(
+    old_variants: list[dict[str, Any]],
+    new_variants: list[dict[str, Any]],
+    old_root: dict[str, Any],
+    new_root: dict[str, Any],
+    *,
+    path: str,
+    key: str,
+) -> list[str]:
+    """Old union variants that no new variant still accepts.
+
+    An object variant is kept when some new object variant reads it without a breaking change, so
+    a nested model may gain optional fields as the top level may; other variants must stay equal.
+    """
+    resolved_new = [_resolve(v, new_root) for v in new_variants]
+    new_shapes = [_shape(v, new_root) for v in resolved_new]
+    new_objects = [v for v in resolved_new if "properties" in v]
+    problems: list[str] = []
+    missing: list[str] = []
+    for variant in (_resolve(v, old_root) for v in old_variants):
+        if "properties" not in variant:
+            if _shape(variant, old_root) not in new_shapes:
+                missing.append(_shape(variant, old_root))
+            continue
+        attempts = [
+            breaking_changes(variant, candidate, old_root=old_root, new_root=new_root, path=path)
+            for candidate in new_objects
+        ]
+        if not attempts:
+            missing.append(_shape(variant, old_root))
+        elif all(attempts):
+            # The closest new variant explains best what changed.
+            closest: list[str] = min(attempts, key=len)
+            problems += closest
+    if missing:
+        problems.append(f"{path}: {key} lost the variant(s) {missing}")
     return problems
 
 

@@ -229,6 +229,15 @@ def test_the_first_passing_version_becomes_champion_at_once() -> None:
     assert (promoted.version, promoted.previous_version, promoted.decided_by) == ("1", None, "deployer")
 
 
+def test_the_routing_table_tells_serving_which_dataset_version_a_version_was_trained_on() -> None:
+    deployer = Deployer(low_risk())
+    event = registered("1")
+    deployer.apply(event.model_copy(update={"lineage": {"dataset_version": "ds-4f2a"}}))
+    champion = deployer.tables()[-1].champion
+    assert champion is not None
+    assert champion.dataset_version == "ds-4f2a"
+
+
 def test_a_high_risk_models_first_version_waits_for_approval_before_taking_any_traffic() -> None:
     deployer = Deployer(high_risk(), ALICE_KEYS)
     deployer.apply(registered("1"))

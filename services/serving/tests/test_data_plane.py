@@ -175,6 +175,17 @@ async def test_bad_inputs_are_unprocessable_and_the_problem_is_named(
     assert problem in response.json()["error"]
 
 
+async def test_every_logged_prediction_names_the_dataset_version_its_model_was_trained_on(
+    client: httpx.AsyncClient, champion: RouteTarget
+) -> None:
+    deploy("lineaged", champion=champion.model_copy(update={"dataset_version": "ds-4f2a"}))
+    response = await client.post("/predict", json={"model": "lineaged", "inputs": [ROW, ROW]})
+    assert response.status_code == 200, response.text
+    await serving_app.prediction_log.flush()
+    records = [r for b in logged_batches if b.model == "lineaged" for r in b.predictions]
+    assert [r.dataset_version for r in records] == ["ds-4f2a", "ds-4f2a"]
+
+
 async def test_a_tampered_artifact_is_refused_never_served_and_reported_once(
     lab: Lab, client: httpx.AsyncClient
 ) -> None:

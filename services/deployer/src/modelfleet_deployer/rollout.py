@@ -376,6 +376,7 @@ def on_model_registered(
         digest=event.digest,
         signature=event.signature,
         signing_key_id=event.signing_key_id,
+        dataset_version=event.lineage.get("dataset_version") or None,
     )
     step = _Step(state, event, policy, now)
     step.set(versions=(*state.versions, target))

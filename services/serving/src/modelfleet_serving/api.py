@@ -88,7 +88,9 @@ class DataPlane:
         except NoServableVersion as error:
             raise HttpError(404, str(error)) from error
         loaded = await self._load(model, route.target)
-        outputs = await self._predict_and_log(model, loaded, route.route, route.request_key, rows)
+        outputs = await self._predict_and_log(
+            model, loaded, route.target, route.route, route.request_key, rows
+        )
         for shadow in route.shadows:
             task = asyncio.create_task(self._mirror(model, shadow, route.request_key, rows))
             self._mirrors.add(task)
@@ -162,7 +164,13 @@ class DataPlane:
             logger.exception("artifact refusal could not be published", extra={"model": model})
 
     async def _predict_and_log(
-        self, model: str, loaded: LoadedModel, route: Route, request_key: str, rows: list[dict[str, Scalar]]
+        self,
+        model: str,
+        loaded: LoadedModel,
+        target: RouteTarget,
+        route: Route,
+        request_key: str,
+        rows: list[dict[str, Scalar]],
     ) -> Outputs:
         started = time.perf_counter()
         try:
@@ -170,9 +178,9 @@ class DataPlane:
             # In a thread: a large batch must not stall the event loop (and the broker with it).
             outputs = await asyncio.to_thread(predict, loaded.estimator, frame)
         except InvalidInputs as error:
-            self._log(model, loaded.version, route, request_key, rows, started, error=str(error))
+            self._log(model, target, route, request_key, rows, started, error=str(error))
             raise HttpError(422, str(error)) from error
-        self._log(model, loaded.version, route, request_key, rows, started, predictions=outputs.predictions)
+        self._log(model, target, route, request_key, rows, started, predictions=outputs.predictions)
         return outputs
 
     async def _mirror(
@@ -181,7 +189,7 @@ class DataPlane:
         """A shadow's prediction: logged with route `shadow`, never returned; its failures stay its own."""
         try:
             loaded = await self._load(model, target)
-            await self._predict_and_log(model, loaded, "shadow", request_key, rows)
+            await self._predict_and_log(model, loaded, target, "shadow", request_key, rows)
         except HttpError as error:
             logger.warning(
                 "shadow prediction failed",
@@ -193,7 +201,7 @@ class DataPlane:
     def _log(
         self,
         model: str,
-        version: str,
+        target: RouteTarget,
         route: Route,
         request_key: str,
         rows: list[dict[str, Scalar]],
@@ -209,12 +217,13 @@ class DataPlane:
                 model,
                 PredictionRecord(
                     request_id=row_request_id(request_key, index, len(rows)),
-                    version=version,
+                    version=target.version,
                     route=route,
                     features=dict(row),
                     prediction=None if predictions is None else predictions[index],
                     latency_ms=latency_ms,
                     error=error,
+                    dataset_version=target.dataset_version,
                     predicted_at=now,
                 ),
             )
