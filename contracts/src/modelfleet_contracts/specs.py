@@ -100,6 +100,14 @@ class RolloutPolicy(Contract):
     requires_approval: bool | None = Field(
         default=None, description="Stop before live traffic until an approver signs off."
     )
+    min_live_labels: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Labels a health window needs before its live metric is compared with the champion's: "
+            "fewer are too noisy to roll a version back on."
+        ),
+    )
 
 
 DriftMethod = Literal["psi", "ks", "jensen_shannon", "wasserstein", "chi_square"]

@@ -409,6 +409,24 @@ def test_live_accuracy_within_the_margin_of_the_champion_is_non_inferior_and_adv
     assert deployer.state.weight == 0.5
 
 
+def test_a_window_with_too_few_labels_is_not_compared_on_live_accuracy() -> None:
+    deployer = in_canary()  # low risk: min_live_labels 20
+    deployer.apply(health("1", 900, route="champion", accuracy=0.91, labelled=400))
+    deployer.apply(health("2", 30, accuracy=0.0, labelled=3))
+    assert deployer.of(ModelRolledBack) == []
+    deployer.apply(health("2", 30, accuracy=0.5, labelled=20))
+    (rolled_back,) = deployer.of(ModelRolledBack)
+    assert isinstance(rolled_back, ModelRolledBack)
+    assert "live accuracy 0.5000 on 20 labels" in rolled_back.reason
+
+
+def test_the_champions_live_accuracy_on_too_few_labels_is_no_reference() -> None:
+    deployer = in_canary()
+    deployer.apply(health("1", 900, route="champion", accuracy=1.0, labelled=5))
+    deployer.apply(health("2", 100, accuracy=0.80, labelled=50))
+    assert deployer.of(ModelRolledBack) == []
+
+
 def test_a_breach_of_the_promoted_champion_rolls_back_to_the_previous_champion() -> None:
     deployer = in_canary()
     for _ in range(3):
@@ -662,7 +680,11 @@ def test_spec_rollout_overrides_win_field_by_field_and_unset_fields_keep_the_ris
         risk_policy("high").spec.rollout, RolloutPolicy(canary_steps=[20, 100], shadow=False)
     )
     assert merged == RolloutPolicy(
-        shadow=False, canary_steps=[20, 100], min_requests_per_step=1000, requires_approval=True
+        shadow=False,
+        canary_steps=[20, 100],
+        min_requests_per_step=1000,
+        requires_approval=True,
+        min_live_labels=50,
     )
 
 
@@ -684,6 +706,7 @@ def test_the_effective_policy_takes_slos_and_approvers_from_the_risk_class_unles
         max_error_rate=0.01,
         max_latency_p99_ms=80,
         live_margin=0.02,
+        min_live_labels=50,
     )
 
 

@@ -67,7 +67,7 @@ HISTORY_LIMIT = 200
 
 #: Used only when neither the risk policy nor the spec sets a rollout field.
 FALLBACK_ROLLOUT = RolloutPolicy(
-    shadow=False, canary_steps=[100], min_requests_per_step=1, requires_approval=False
+    shadow=False, canary_steps=[100], min_requests_per_step=1, requires_approval=False, min_live_labels=30
 )
 
 
@@ -108,6 +108,8 @@ class EffectivePolicy:
     max_latency_p99_ms: float | None
     #: How much lower the challenger's live metric may be than the champion's (higher is better).
     live_margin: float
+    #: Labels a window needs before its live metric counts (as the champion's reference, or against it).
+    min_live_labels: int
 
 
 def effective_policy(
@@ -138,6 +140,7 @@ def effective_policy(
         max_error_rate=slos.max_error_rate,
         max_latency_p99_ms=slos.max_latency_p99_ms,
         live_margin=risk.spec.gates.non_inferiority_margin,
+        min_live_labels=merged.min_live_labels or 1,
     )
 
 
@@ -565,6 +568,7 @@ def _health_problem(
         champion_live is not None
         and report.live_metric_value is not None
         and report.live_metric == champion_live[0]
+        and report.labelled >= policy.min_live_labels
     ):
         name, reference = champion_live
         # Live metrics are "higher is better" (accuracy); the monitor reports them that way.
@@ -591,7 +595,11 @@ def on_health_reported(
     step = _Step(state, event, policy, now)
     champion, challenger = state.champion, state.challenger
     if champion is not None and event.version == champion.version and event.route == "champion":
-        if event.live_metric is None or event.live_metric_value is None:
+        if (
+            event.live_metric is None
+            or event.live_metric_value is None
+            or event.labelled < policy.min_live_labels
+        ):
             return Transition(state)
         step.set(champion_live=(event.live_metric, event.live_metric_value))
         return step.done("")
