@@ -395,8 +395,9 @@ def test_worse_live_accuracy_than_the_champion_rolls_back() -> None:
     deployer.apply(health("2", 100, accuracy=0.80, labelled=50))
     (rolled_back,) = deployer.of(ModelRolledBack)
     assert isinstance(rolled_back, ModelRolledBack)
-    assert "live accuracy 0.8000 on 50 labels is below the champion's 0.9100 minus the margin 0.05" in (
-        rolled_back.reason
+    assert (
+        "live accuracy 0.8000 on 50 labels is below the champion's 0.9100 (on 400) minus the margin 0.05"
+        in rolled_back.reason
     )
     assert deployer.serving() == ("1", None, 0.0)
 
@@ -417,7 +418,26 @@ def test_a_window_with_too_few_labels_is_not_compared_on_live_accuracy() -> None
     deployer.apply(health("2", 30, accuracy=0.5, labelled=20))
     (rolled_back,) = deployer.of(ModelRolledBack)
     assert isinstance(rolled_back, ModelRolledBack)
-    assert "live accuracy 0.5000 on 20 labels" in rolled_back.reason
+    # Labels add up over the step: (0.0 x 3 + 0.5 x 20) / 23.
+    assert "live accuracy 0.4348 on 23 labels" in rolled_back.reason
+
+
+def test_live_accuracy_is_compared_on_the_labels_of_the_whole_step_not_one_window() -> None:
+    deployer = in_canary()
+    for _ in range(4):  # each window alone is below the 20 labels low risk asks for
+        deployer.apply(health("1", 100, route="champion", accuracy=0.9, labelled=10))
+        deployer.apply(health("2", 10, accuracy=0.6, labelled=10))
+    (rolled_back,) = deployer.of(ModelRolledBack)
+    assert isinstance(rolled_back, ModelRolledBack)
+    assert "live accuracy 0.6000 on 20 labels is below the champion's 0.9000 (on 20)" in rolled_back.reason
+
+
+def test_a_new_canary_step_scores_both_versions_afresh() -> None:
+    deployer = in_canary()
+    deployer.apply(health("1", 900, route="champion", accuracy=0.91, labelled=400))
+    deployer.apply(health("2", 100, accuracy=0.90, labelled=50))
+    assert deployer.state.weight == 0.5
+    assert (deployer.state.champion_live, deployer.state.challenger_live) == (None, None)
 
 
 def test_the_champions_live_accuracy_on_too_few_labels_is_no_reference() -> None:

@@ -20,7 +20,7 @@ last known good, the version in rollout and how far it got, the pending approval
 version) is published as a `DeploymentChanged` with a new revision, even when serving's routing
 table stays the same, so the latest record of a model is enough to rebuild it
 (`rollout_from_table`). What a step has counted so far (`step_requests`, `last_window_end`,
-`champion_live`) and the bookkeeping (`history`, `recent_inputs`) is not published: after a
+`champion_live`, `challenger_live`) and the bookkeeping (`history`, `recent_inputs`) is not published: after a
 rebuild a shadow stage or canary step counts its requests again from zero and waits for a fresh
 champion metric. That is the conservative choice: a version may take a little longer to
 advance, but never advances on evidence that cannot be checked any more.
@@ -159,6 +159,33 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class LiveTally:
+    """Labels scored for one version since its current step began: the live metric as a mean."""
+
+    metric: str
+    total: float = 0.0
+    labels: int = 0
+
+    @property
+    def value(self) -> float:
+        """Mean of the metric over the labels (0 labels: 0, never compared)."""
+        return self.total / self.labels if self.labels else 0.0
+
+    @staticmethod
+    def add(tally: LiveTally | None, report: ModelHealthReported) -> LiveTally | None:
+        """`tally` with the report's labelled window added; a different metric starts a new tally."""
+        if report.live_metric is None or report.live_metric_value is None or report.labelled == 0:
+            return tally
+        if tally is None or tally.metric != report.live_metric:
+            tally = LiveTally(report.live_metric)
+        return LiveTally(
+            tally.metric,
+            tally.total + report.live_metric_value * report.labelled,
+            tally.labels + report.labelled,
+        )
+
+
+@dataclass(frozen=True)
 class ModelRollout:
     """Everything the deployer knows about one model's rollout. Immutable: transitions replace it."""
 
@@ -179,8 +206,11 @@ class ModelRollout:
     step_requests: int = 0
     #: End of the last challenger health window counted, so a window is never counted twice.
     last_window_end: datetime | None = None
-    #: Latest live metric of the champion, (name, value): the reference the challenger is held to.
-    champion_live: tuple[str, float] | None = None
+    #: The champion's live metric since the current step began: the reference the challenger is held
+    #: to, over the same stretch of traffic.
+    champion_live: LiveTally | None = None
+    #: The challenger's live metric since the current step began.
+    challenger_live: LiveTally | None = None
     #: Version waiting for a signed approval, if any.
     pending_approval: str | None = None
     #: Every passing version registered, so people can roll back to any of them.
@@ -228,6 +258,9 @@ class ModelRollout:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelRollout:
         """The state `to_json` produced, validated field by field."""
+        if isinstance(data.get("champion_live"), list):
+            # Stored before live metrics were tallied per step ([name, value]): recount from here.
+            data = {**data, "champion_live": None}
         return _rollout_adapter().validate_python(data)
 
 
@@ -253,6 +286,7 @@ NO_CHALLENGER: dict[str, Any] = {
     "step_requests": 0,
     "mirrored": False,
     "pending_approval": None,
+    "challenger_live": None,
 }
 
 
@@ -417,6 +451,8 @@ def on_model_registered(
         pending_approval=None,
         weight=0.0,
         mirrored=False,
+        champion_live=None,
+        challenger_live=None,
     )
     reason = f"version {target.version} passed evaluation"
     if state.champion is None:
@@ -467,6 +503,9 @@ def _enter_canary_step(step: _Step, index: int, reason: str) -> Transition:
         step_requests=0,
         mirrored=False,
         pending_approval=None,
+        # Both versions are scored afresh on the traffic of this step.
+        champion_live=None,
+        challenger_live=None,
     )
     reason = (
         f"{reason}; canary step {index + 1}/{len(steps)}: {steps[index]}% of traffic to {challenger.version}"
@@ -551,9 +590,14 @@ def _replace_champion(step: _Step, target: RouteTarget, why: str, *, decided_by:
 
 
 def _health_problem(
-    report: ModelHealthReported, policy: EffectivePolicy, champion_live: tuple[str, float] | None
+    report: ModelHealthReported,
+    policy: EffectivePolicy,
+    champion_live: LiveTally | None,
+    challenger_live: LiveTally | None,
 ) -> str | None:
-    """Why the challenger's window fails, with the numbers; None if it meets every bound."""
+    """Why the challenger fails: its window's SLOs, or its live metric over the step, with the
+    numbers; None if it meets every bound. Live metrics are compared once both versions have
+    `min_live_labels` labels in the step."""
     if policy.max_error_rate is not None and report.requests > 0:
         rate = report.errors / report.requests
         if rate > policy.max_error_rate:
@@ -564,20 +608,24 @@ def _health_problem(
     p99 = report.latency_p99_ms
     if policy.max_latency_p99_ms is not None and p99 is not None and p99 > policy.max_latency_p99_ms:
         return f"p99 latency {p99:g} ms exceeds the SLO {policy.max_latency_p99_ms:g} ms"
-    if (
-        champion_live is not None
-        and report.live_metric_value is not None
-        and report.live_metric == champion_live[0]
-        and report.labelled >= policy.min_live_labels
-    ):
-        name, reference = champion_live
-        # Live metrics are "higher is better" (accuracy); the monitor reports them that way.
-        if report.live_metric_value < reference - policy.live_margin:
-            return (
-                f"live {name} {report.live_metric_value:.4f} on {report.labelled} labels is below the "
-                f"champion's {reference:.4f} minus the margin {policy.live_margin:g}"
-            )
-    return None
+    return _live_problem(champion_live, challenger_live, policy)
+
+
+def _live_problem(
+    champion: LiveTally | None, challenger: LiveTally | None, policy: EffectivePolicy
+) -> str | None:
+    """Why the challenger's live metric over the step is not non-inferior to the champion's."""
+    if champion is None or challenger is None or challenger.metric != champion.metric:
+        return None
+    if min(champion.labels, challenger.labels) < policy.min_live_labels:
+        return None
+    # Live metrics are "higher is better" (accuracy); the monitor reports them that way.
+    if challenger.value >= champion.value - policy.live_margin:
+        return None
+    return (
+        f"live {challenger.metric} {challenger.value:.4f} on {challenger.labels} labels is below the "
+        f"champion's {champion.value:.4f} (on {champion.labels}) minus the margin {policy.live_margin:g}"
+    )
 
 
 def on_health_reported(
@@ -595,21 +643,19 @@ def on_health_reported(
     step = _Step(state, event, policy, now)
     champion, challenger = state.champion, state.challenger
     if champion is not None and event.version == champion.version and event.route == "champion":
-        if (
-            event.live_metric is None
-            or event.live_metric_value is None
-            or event.labelled < policy.min_live_labels
-        ):
+        tally = LiveTally.add(state.champion_live, event)
+        if tally == state.champion_live:
             return Transition(state)
-        step.set(champion_live=(event.live_metric, event.live_metric_value))
+        step.set(champion_live=tally)
         return step.done("")
     expected_route = {"shadow": "shadow", "canary": "challenger"}.get(state.stage)
     if challenger is None or event.version != challenger.version or event.route != expected_route:
         return Transition(state)
     if state.last_window_end is not None and event.window_end <= state.last_window_end:
         return Transition(state)
-    step.set(last_window_end=event.window_end)
-    problem = _health_problem(event, policy, state.champion_live)
+    challenger_live = LiveTally.add(state.challenger_live, event)
+    step.set(last_window_end=event.window_end, challenger_live=challenger_live)
+    problem = _health_problem(event, policy, state.champion_live, challenger_live)
     where = "shadow" if state.stage == "shadow" else f"canary at {state.weight * 100:g}%"
     if problem is not None:
         return _withdraw_challenger(step, f"{problem} ({where})", decided_by=PRODUCER)
@@ -621,8 +667,8 @@ def on_health_reported(
         f"{where} passed: {requests} requests (minimum {policy.min_requests_per_step}), "
         f"last window {event.errors} errors, p99 {event.latency_p99_ms} ms"
         + (
-            f", live {event.live_metric} {event.live_metric_value:.4f}"
-            if event.live_metric_value is not None
+            f", live {challenger_live.metric} {challenger_live.value:.4f} on {challenger_live.labels} labels"
+            if challenger_live is not None
             else ""
         )
     )
