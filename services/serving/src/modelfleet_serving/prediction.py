@@ -13,8 +13,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
+from sklearn.pipeline import Pipeline
 
 Scalar = str | int | float | bool | None
+
+#: Classifiers whose `predict` is the class of highest `predict_proba` (ties to the first class, as
+#: both do). For them one pass over the pipeline gives labels and probabilities; running `predict`
+#: and `predict_proba` would transform the row twice, doubling the cost of a one-row request.
+ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "LogisticRegression",
+        "HistGradientBoostingClassifier",
+        "GradientBoostingClassifier",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+    }
+)
 
 
 class InvalidInputs(Exception):
@@ -66,7 +81,11 @@ def features_frame(estimator: Any, rows: list[dict[str, Scalar]]) -> pd.DataFram
             raise InvalidInputs(
                 f"inputs[{index}] lacks feature columns {missing}; the model expects {columns}"
             )
-    return pd.DataFrame([[row[column] for column in columns] for row in rows], columns=columns)
+    # An object Index, not pandas 3's Arrow-backed strings: scikit-learn's feature-name checks and
+    # column selection convert the names on every call, and that cost dominated one-row requests.
+    return pd.DataFrame(
+        [[row[column] for column in columns] for row in rows], columns=pd.Index(columns, dtype=object)
+    )
 
 
 def predict(estimator: Any, frame: pd.DataFrame) -> Outputs:
@@ -75,14 +94,20 @@ def predict(estimator: Any, frame: pd.DataFrame) -> Outputs:
     Values the model cannot use (text in a numeric column, say) raise `InvalidInputs`.
     """
     try:
-        predictions = np.asarray(estimator.predict(frame)).tolist()
-        probabilities = None
-        if is_classifier(estimator) and hasattr(estimator, "predict_proba"):
-            classes = [str(label) for label in np.asarray(estimator.classes_).tolist()]
-            probabilities = [
-                dict(zip(classes, row, strict=True))
-                for row in np.asarray(estimator.predict_proba(frame)).tolist()
-            ]
+        if not (is_classifier(estimator) and hasattr(estimator, "predict_proba")):
+            return Outputs(predictions=np.asarray(estimator.predict(frame)).tolist(), probabilities=None)
+        classes = np.asarray(estimator.classes_)
+        scores = np.asarray(estimator.predict_proba(frame))
+        if type(_final_step(estimator)).__name__ in ARGMAX_CLASSIFIERS:
+            predictions = classes[scores.argmax(axis=1)].tolist()
+        else:
+            predictions = np.asarray(estimator.predict(frame)).tolist()
     except (ValueError, TypeError) as error:
         raise InvalidInputs(f"the model cannot use these inputs: {error}") from error
+    names = [str(label) for label in classes.tolist()]
+    probabilities = [dict(zip(names, row, strict=True)) for row in scores.tolist()]
     return Outputs(predictions=predictions, probabilities=probabilities)
+
+
+def _final_step(estimator: Any) -> Any:
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
