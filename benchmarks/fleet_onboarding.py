@@ -25,14 +25,11 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +39,8 @@ import pandas as pd
 import psutil
 import yaml
 from aiokafka import AIOKafkaConsumer
+from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure
 
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import MODEL_REGISTRATIONS, TRAINING_FAILED, TRAINING_FINISHED
@@ -53,12 +49,6 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baselines" / "mlflow_sequential.py"
 SERVICES = ("ingest", "trainer", "evaluator", "registry")
 ROWS_PER_MODEL = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_data(models: int, seed: int = 11) -> pd.DataFrame:
@@ -112,42 +102,6 @@ def fleet_documents(models: int, source: str) -> list[dict[str, Any]]:
         },
     }
     return [dataset, fleet]
-
-
-@dataclass
-class Infrastructure:
-    bootstrap: str
-    tracking_uri: str
-    home: Path
-    owned: bool
-
-    def processes(self) -> list[psutil.Process]:
-        """Kafka and MLflow server processes (with children) when this run started them."""
-        if not self.owned:
-            return []
-        marker = str(self.home)
-        found = []
-        for process in psutil.process_iter(["cmdline"]):
-            if marker in " ".join(process.info["cmdline"] or []) and process.pid != os.getpid():
-                found.append(process)
-        return found
-
-
-def start_infrastructure(home: Path) -> Infrastructure:
-    bootstrap = os.environ.get("FLEET_KAFKA_BOOTSTRAP")
-    tracking = os.environ.get("FLEET_MLFLOW_TRACKING_URI")
-    if bootstrap and tracking:
-        return Infrastructure(bootstrap, tracking, home, owned=False)
-    shutil.rmtree(home / "mlflow", ignore_errors=True)  # an empty registry for every run
-    bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
-    tracking = local_mlflow.start(home, port=free_port(), timeout=180)
-    return Infrastructure(bootstrap, tracking, home, owned=True)
-
-
-def stop_infrastructure(infra: Infrastructure) -> None:
-    if infra.owned:
-        local_mlflow.stop(infra.home)
-        local_kafka.stop(infra.home)
 
 
 def wait_ready(ports: list[int], services: list[subprocess.Popen[bytes]], work: Path) -> None:

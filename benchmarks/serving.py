@@ -69,7 +69,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -84,10 +83,9 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
+from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure
 
 from modelfleet_cli.local import service_python
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner, directory_digest
 from modelfleet_contracts import DeploymentChanged
@@ -102,12 +100,6 @@ ROWS_PER_MODEL = 200
 #: Memory serving estimates per byte of model files (FLEET_SERVING_MEMORY_FACTOR, its default).
 MEMORY_FACTOR = 3.0
 MODELFLEET, RAY = "modelfleet", "Ray Serve"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def model_name(index: int) -> str:
@@ -245,31 +237,6 @@ async def publish_deployments(bootstrap: str, namer: TopicNamer, fleet: Fleet) -
 
 
 # --- infrastructure and the two servers ------------------------------------------------------------
-
-
-@dataclass
-class Infrastructure:
-    bootstrap: str
-    tracking_uri: str
-    home: Path
-    owned: bool
-
-
-def start_infrastructure(home: Path) -> Infrastructure:
-    bootstrap = os.environ.get("FLEET_KAFKA_BOOTSTRAP")
-    tracking = os.environ.get("FLEET_MLFLOW_TRACKING_URI")
-    if bootstrap and tracking:
-        return Infrastructure(bootstrap, tracking, home, owned=False)
-    shutil.rmtree(home / "mlflow", ignore_errors=True)  # an empty tracking server for every run
-    bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
-    tracking = local_mlflow.start(home, port=free_port(), timeout=180)
-    return Infrastructure(bootstrap, tracking, home, owned=True)
-
-
-def stop_infrastructure(infra: Infrastructure) -> None:
-    if infra.owned:
-        local_mlflow.stop(infra.home)
-        local_kafka.stop(infra.home)
 
 
 def ensure_ray_venv() -> Path:
