@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 from pathlib import Path
 
@@ -71,18 +70,6 @@ def test_a_verified_model_loads_and_predicts(lab: Lab, logged: RouteTarget, tmp_
     assert loaded.estimator.predict(np.zeros((3, 2))).shape == (3,)
     assert store.loaded() == [("churn", logged.version)]
     assert not any((tmp_path / "scratch").iterdir()), "downloaded files are removed once loaded"
-
-
-def test_a_loaded_model_is_kept_out_of_the_cyclic_collectors_full_passes(
-    lab: Lab, logged: RouteTarget, tmp_path: Path
-) -> None:
-    gc.unfreeze()
-    store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
-    loaded = store.load("churn", logged)
-    frozen = gc.get_freeze_count()
-    assert frozen > 0
-    assert not any(obj is loaded.estimator for obj in gc.get_objects())
-    gc.unfreeze()
 
 
 def test_a_registry_uri_is_fetched_from_the_versions_own_storage(

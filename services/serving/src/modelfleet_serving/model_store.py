@@ -14,7 +14,6 @@ are unloaded by `unload_idle`, which the app calls periodically.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import tempfile
 import threading
@@ -240,12 +239,6 @@ class ModelStore:
                 self._raise_if_recently_refused(key)
                 loaded = self._fetch_verify_load(model, target)
                 self._insert(key, loaded)
-                # Loaded models are long-lived and hold most of the process's objects (about 180
-                # per model): moved out of the collector's generations, a full collection no
-                # longer walks them, which took over 100 ms with 1,000 models loaded and showed
-                # up as the p99 of every request it paused. Refcounting still frees an unloaded
-                # model; only the few reference cycles created during loading are never collected.
-                gc.freeze()
                 return loaded
         finally:
             self._release_key_lock(key, key_lock)
