@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from modelfleet_common.idempotency import InMemoryIdempotencyStore
-from modelfleet_common.policies import load_policies
-from modelfleet_common.state import InMemoryKeyValueStore
 from modelfleet_contracts import (
-    ApprovalGranted,
     DeploymentChanged,
     ModelHealthReported,
-    ModelRegistered,
     ModelRolledBack,
-    ModelSpec,
     ModelSpecRetired,
-    ModelSpecSubmitted,
     RollbackRequested,
 )
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.topics import DEPLOYMENTS, MODEL_SPECS, Topic
-from modelfleet_deployer.approvals import ApproverKeys, approval_message
 from modelfleet_deployer.handlers import (
     ROLLOUTS,
     SPECS,
@@ -42,27 +31,7 @@ from modelfleet_deployer.handlers import (
 from modelfleet_deployer.rebuild import latest_tables, rebuild_state
 from modelfleet_deployer.rollout import ModelRollout
 
-POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
-POLICIES = load_policies(POLICY_DIR)
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-OFFICER = Ed25519PrivateKey.generate()
-OFFICER_KEYS = ApproverKeys.from_lines(
-    [f"risk-officer {base64.b64encode(OFFICER.public_key().public_bytes_raw()).decode()}"]
-)
-MODEL = "churn-se"
-
-
-@dataclass
-class Publisher:
-    """Keeps what is published, like the topics would."""
-
-    events: list[Event] = field(default_factory=list)
-
-    async def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type[Event]) -> list[Any]:
-        return [event for event in self.events if isinstance(event, kind)]
+from .deployer_builders import MODEL, NOW, approval, in_memory_deps, published, registered, spec
 
 
 @dataclass
@@ -78,52 +47,6 @@ class Topics:
     async def __call__(self, topic: Topic) -> list[bytes]:
         self.read.append(topic.name)
         return self.messages.get(topic.name, [])
-
-
-def fresh_deps() -> DeployerDeps:
-    return DeployerDeps(
-        policies=POLICIES,
-        approver_keys=OFFICER_KEYS,
-        state=InMemoryKeyValueStore(),
-        handled=InMemoryIdempotencyStore(),
-        publish=Publisher(),
-        clock=lambda: NOW,
-    )
-
-
-def published(deps: DeployerDeps) -> Publisher:
-    assert isinstance(deps.publish, Publisher)
-    return deps.publish
-
-
-def spec(risk_class: str, model: str = MODEL, **rollout: object) -> ModelSpecSubmitted:
-    document = ModelSpec.model_validate(
-        {
-            "metadata": {"name": model, "owner": "churn@example.com", "risk_class": risk_class},
-            "spec": {
-                "dataset": {"name": "customers"},
-                "features": ["tenure"],
-                "target": "churned",
-                "pipeline": {"template": "tabular-classifier", "version": "1"},
-                "rollout": rollout,
-            },
-        }
-    )
-    return ModelSpecSubmitted(producer="cli", model=model, revision=f"rev-{risk_class}", spec=document)
-
-
-def registered(version: str) -> ModelRegistered:
-    return ModelRegistered(
-        producer="registry",
-        model=MODEL,
-        version=version,
-        run_id=f"run-{version}",
-        model_uri=f"models:/{MODEL}/{version}",
-        digest="a" * 64,
-        signature="c2lnbmF0dXJl",
-        signing_key_id="0123456789abcdef",
-        passed_evaluation=True,
-    )
 
 
 def health(version: str, requests: int, hour: int) -> ModelHealthReported:
@@ -143,20 +66,9 @@ def health(version: str, requests: int, hour: int) -> ModelHealthReported:
     )
 
 
-def approval(version: str) -> ApprovalGranted:
-    signature = base64.b64encode(OFFICER.sign(approval_message(MODEL, version))).decode()
-    return ApprovalGranted(
-        producer="cli:risk-officer",
-        model=MODEL,
-        version=version,
-        approver="risk-officer",
-        signature=signature,
-    )
-
-
 async def promoted_twice() -> tuple[DeployerDeps, Topics]:
     """Version 2 promoted over version 1 (the last known good); the topics as the deployer left them."""
-    deps = fresh_deps()
+    deps = in_memory_deps()
     low = spec("low", canary_steps=[100], min_requests_per_step=10)
     await remember_model_spec(low, deps)
     await roll_out_version(registered("1"), deps)
@@ -178,7 +90,7 @@ def durable(state: ModelRollout) -> tuple[Any, ...]:
 
 async def test_a_deployer_with_an_empty_store_gets_every_models_state_and_spec_back() -> None:
     before, topics = await promoted_twice()
-    after = fresh_deps()
+    after = in_memory_deps()
     rebuilt = await rebuild_state(after, topics)
     assert (rebuilt.rollouts, rebuilt.specs) == ((MODEL,), (MODEL,))
     assert topics.read == ["deployments", "model-specs"]
@@ -188,7 +100,7 @@ async def test_a_deployer_with_an_empty_store_gets_every_models_state_and_spec_b
 
 async def test_a_rebuilt_deployer_rolls_back_to_the_same_last_known_good_publishing_the_same_events() -> None:
     before, topics = await promoted_twice()
-    after = fresh_deps()
+    after = in_memory_deps()
     await rebuild_state(after, topics)
     request = RollbackRequested(producer="cli:oncall", model=MODEL, reason="pager")
     already = len(published(before).events)
@@ -200,14 +112,14 @@ async def test_a_rebuilt_deployer_rolls_back_to_the_same_last_known_good_publish
 
 
 async def test_a_rebuilt_deployer_promotes_the_version_that_was_waiting_for_approval() -> None:
-    before = fresh_deps()
+    before = in_memory_deps()
     high = spec("high")
     await remember_model_spec(high, before)
     await roll_out_version(registered("1"), before)
     topics = Topics()
     topics.add(MODEL_SPECS, high)
     topics.add(DEPLOYMENTS, *published(before).of(DeploymentChanged))
-    after = fresh_deps()
+    after = in_memory_deps()
     await rebuild_state(after, topics)
     assert load_rollout(after.state, MODEL).pending_approval == "1"
 
@@ -253,7 +165,7 @@ async def test_a_retired_model_keeps_its_versions_but_not_its_spec() -> None:
     await remember_model_spec(retirement, before)
     topics.add(MODEL_SPECS, retirement)
     topics.add(DEPLOYMENTS, published(before).of(DeploymentChanged)[-1])
-    after = fresh_deps()
+    after = in_memory_deps()
     rebuilt = await rebuild_state(after, topics)
     assert (rebuilt.rollouts, rebuilt.specs) == ((MODEL,), ())
     state = load_rollout(after.state, MODEL)
@@ -264,7 +176,7 @@ async def test_a_retired_model_keeps_its_versions_but_not_its_spec() -> None:
 async def test_a_spec_the_deployer_refused_is_not_rebuilt_either(caplog: pytest.LogCaptureFixture) -> None:
     topics = Topics()
     topics.add(MODEL_SPECS, spec("medium", canary_steps=[50, 10]))
-    after = fresh_deps()
+    after = in_memory_deps()
     rebuilt = await rebuild_state(after, topics)
     assert (rebuilt.specs, rebuilt.refused_specs) == ((), (MODEL,))
     assert after.state.get(SPECS, MODEL) is None
