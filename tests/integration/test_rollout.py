@@ -250,17 +250,24 @@ async def test_a_high_risk_model_waits_for_a_listed_approver_and_an_unlisted_one
     assert promoted.version == request.version
 
 
+async def _champion_then_canary(
+    fleet: RunningFleet, model: str, rollout: dict[str, Any]
+) -> DeploymentChanged:
+    """Version 1 of a low-risk `model` as champion, then version 2 (a new spec revision) in canary."""
+    _apply(fleet, f"{model}-v1", _sensor_spec(model, "low", rollout=rollout))
+    assert (await _champion_of(fleet, model)).version == "1"
+    # A new revision of the spec trains version 2, which must earn its traffic step by step.
+    _apply(fleet, f"{model}-v2", _sensor_spec(model, "low", rollout=rollout, hyperparameters={"C": 0.5}))
+    return await _canary_of(fleet, model, "2")
+
+
 async def test_a_second_version_goes_through_the_canary_steps_on_live_traffic_and_is_promoted(
     fleet: RunningFleet,
 ) -> None:
     model = f"sensor-canary{fleet.suffix}"
-    rollout = {"canary_steps": [50, 100], "min_requests_per_step": 30}
-    _apply(fleet, "canary-v1", _sensor_spec(model, "low", rollout=rollout))
-    assert (await _champion_of(fleet, model)).version == "1"
-
-    # A new revision of the spec trains version 2, which must earn its traffic step by step.
-    _apply(fleet, "canary-v2", _sensor_spec(model, "low", rollout=rollout, hyperparameters={"C": 0.5}))
-    canary = await _canary_of(fleet, model, "2")
+    canary = await _champion_then_canary(
+        fleet, model, {"canary_steps": [50, 100], "min_requests_per_step": 30}
+    )
     assert canary.challenger_weight == 0.5
     assert canary.champion is not None
     assert canary.champion.version == "1"
@@ -293,11 +300,7 @@ async def test_a_challenger_worse_on_live_feedback_is_rolled_back_and_the_old_ch
 ) -> None:
     model = f"sensor-regress{fleet.suffix}"
     # So many requests per step that only a breach can end the canary.
-    rollout = {"canary_steps": [50, 100], "min_requests_per_step": 1_000_000}
-    _apply(fleet, "regress-v1", _sensor_spec(model, "low", rollout=rollout))
-    assert (await _champion_of(fleet, model)).version == "1"
-    _apply(fleet, "regress-v2", _sensor_spec(model, "low", rollout=rollout, hyperparameters={"C": 0.5}))
-    await _canary_of(fleet, model, "2")
+    await _champion_then_canary(fleet, model, {"canary_steps": [50, 100], "min_requests_per_step": 1_000_000})
 
     # Labels that agree with the champion and contradict the challenger on every request.
     def label_for(answer: Answer) -> int:
