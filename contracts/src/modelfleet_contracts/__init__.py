@@ -20,6 +20,7 @@ from .monitoring import (
     DriftDetected,
     FeatureDrift,
     ModelHealthReported,
+    ModelReviewed,
     PerformanceDegraded,
     SloBreached,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "ModelHealthReported",
     "ModelPromoted",
     "ModelRegistered",
+    "ModelReviewed",
     "ModelRolledBack",
     "ModelSpec",
     "ModelSpecRetired",

@@ -139,6 +139,18 @@ class DatasetVersionCreated(Event):
     profile_uri: str | None = Field(
         default=None, description="Reference profile (per-feature statistics) used for drift."
     )
+    origin: Literal["batch", "feedback"] | None = Field(
+        default=None,
+        description=(
+            "`feedback`: ingest appended served predictions joined with their labels. Such a "
+            "version becomes the dataset's latest, but trains only the models that ask to be "
+            "retrained (drift, decay, a person), not every model bound to the dataset. Empty means "
+            "`batch`."
+        ),
+    )
+    feedback_rows: int | None = Field(
+        default=None, ge=0, description="Rows of live feedback this version added, for `feedback`."
+    )
 
 
 class DataProblem(Contract):

@@ -38,6 +38,12 @@ class DriftDetected(MonitoringWindow):
     rows: int = Field(ge=0, description="Rows in the window.")
     drift_share: float = Field(ge=0, le=1, description="Share of features that drifted.")
     features: list[FeatureDrift] = Field(description="Per-feature results.")
+    drift_share_threshold: float | None = Field(
+        default=None, description="Share of drifted features at or above which the inputs count as drifted."
+    )
+    prediction_drifted: bool | None = Field(
+        default=None, description="Whether the predictions drifted from the version's first window."
+    )
 
 
 class PerformanceDegraded(MonitoringWindow):
@@ -76,3 +82,38 @@ class ModelHealthReported(MonitoringWindow):
     labelled: int = Field(default=0, ge=0, description="Predictions with ground truth in the window.")
     live_metric: str | None = Field(default=None, description="Name of the live metric, if labels arrived.")
     live_metric_value: float | None = Field(default=None, description="Its value.")
+    business_value: float | None = Field(
+        default=None, description="Business KPI earned in the window (labelled correct predictions x value)."
+    )
+
+
+ReviewDecision = Literal["keep", "retrain", "canary", "rollback", "retire"]
+
+
+class ModelReviewed(Event):
+    """The periodic review of one model (cadence by risk class), kept with its audit trail."""
+
+    event_type: Literal["model.reviewed"] = "model.reviewed"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model reviewed.")
+    risk_class: str = Field(description="Risk class, which sets the cadence.")
+    period_start: AwareDatetime = Field(description="Start of the reviewed period.")
+    period_end: AwareDatetime = Field(description="End of the reviewed period.")
+    champion: str | None = Field(default=None, description="Champion version at the end of the period.")
+    challenger: str | None = Field(default=None, description="Version in shadow or canary, if any.")
+    requests: int = Field(ge=0, description="Predictions served in the period.")
+    errors: int = Field(ge=0, description="Failed predictions in the period.")
+    labelled: int = Field(ge=0, description="Predictions whose labels arrived in the period.")
+    live_metric: str | None = Field(default=None, description="Live metric, if labels arrived.")
+    live_metric_value: float | None = Field(default=None, description="Its value over the period.")
+    drift_events: int = Field(ge=0, description="Drift detections in the period.")
+    max_drift_share: float | None = Field(default=None, description="Largest drifted share seen.")
+    incidents: list[str] = Field(
+        default_factory=list,
+        description="SLO breaches, decays, rollbacks and refused artifacts of the period, one line each.",
+    )
+    compute_seconds: float = Field(ge=0, description="Model compute spent serving (sum of latencies): the cost.")
+    business_kpi: str | None = Field(default=None, description="Name and unit of the business KPI.")
+    business_value: float | None = Field(default=None, description="KPI earned on labelled predictions.")
+    decision: ReviewDecision = Field(description="What the review concludes.")
+    reason: str = Field(description="Why, with the numbers.")

@@ -129,6 +129,24 @@ class MonitoringPolicy(Contract):
     max_latency_p99_ms: float | None = Field(
         default=None, gt=0, description="p99 latency SLO of the serving path, in milliseconds."
     )
+    drift_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Share of the features that must drift (each by `drift_method`) to call the inputs drifted.",
+    )
+    max_performance_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Largest relative loss of the live metric, over `window_size` labels, against its value "
+            "at evaluation time before the model counts as decayed (0.1 = 10 % worse)."
+        ),
+    )
+    review_interval_seconds: int | None = Field(
+        default=None, ge=1, description="Cadence of the model's periodic review report."
+    )
 
 
 class RetrainPolicy(Contract):

@@ -20,7 +20,13 @@ from .data import (
 )
 from .envelope import Event
 from .evaluation import ModelEvaluated
-from .monitoring import DriftDetected, ModelHealthReported, PerformanceDegraded, SloBreached
+from .monitoring import (
+    DriftDetected,
+    ModelHealthReported,
+    ModelReviewed,
+    PerformanceDegraded,
+    SloBreached,
+)
 from .registry import ModelArchived, ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
 from .rollout import (
     ApprovalGranted,
@@ -120,6 +126,9 @@ PERFORMANCE_DEGRADATIONS = Topic(
 )
 SLO_BREACHES = Topic("slo-breaches", (SloBreached,), "Breached serving SLOs.")
 MODEL_HEALTH = Topic("model-health", (ModelHealthReported,), "Periodic live health per version.")
+MODEL_REVIEWS = Topic(
+    "model-reviews", (ModelReviewed,), "Periodic review reports per model, part of its audit trail."
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     MODEL_SPECS,
@@ -148,6 +157,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     PERFORMANCE_DEGRADATIONS,
     SLO_BREACHES,
     MODEL_HEALTH,
+    MODEL_REVIEWS,
 )
 
 ALL_EVENTS: tuple[type[Event], ...] = tuple(c for t in ALL_TOPICS for c in t.contracts)
