@@ -6,6 +6,7 @@ import json
 import math
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -45,7 +46,7 @@ def test_the_profile_of_a_numeric_column_has_counts_moments_deciles_and_a_histog
     table = pa.table({"n": pa.array([*range(10, 0, -1), None], pa.int64())})
     profile = reference_profile(table, dataset="d", version="v1")
     column = profile["columns"]["n"]
-    assert profile["profile_version"] == 1
+    assert profile["profile_version"] == 2
     assert (profile["dataset"], profile["version"], profile["row_count"]) == ("d", "v1", 11)
     assert column["kind"] == "numeric"
     assert (column["count"], column["null_count"], column["infinite_count"]) == (10, 1, 0)
@@ -57,6 +58,26 @@ def test_the_profile_of_a_numeric_column_has_counts_moments_deciles_and_a_histog
     assert column["quantiles"]["values"] == pytest.approx(deciles)
     assert column["histogram"]["edges"] == pytest.approx(deciles)
     assert column["histogram"]["counts"] == [1] * 10
+
+
+def test_drift_bins_give_each_value_of_a_discrete_column_its_own_bin_with_counts_and_means() -> None:
+    column = reference_profile(
+        pa.table({"calls": [0.0, 0.0, 0.0, 1.0, 1.0, 2.0, 5.0, 5.0, 5.0, 5.0]}), dataset="d", version="v"
+    )["columns"]["calls"]
+    assert column["drift_bins"] == {
+        "edges": [0.0, 1.0, 2.0],
+        "counts": [3, 2, 1, 4],
+        "means": [0.0, 1.0, 2.0, 5.0],
+    }
+
+
+def test_drift_bins_of_a_continuous_column_hold_about_equal_mass() -> None:
+    values = np.random.default_rng(7).normal(size=5000)
+    bins = reference_profile(pa.table({"x": values}), dataset="d", version="v")["columns"]["x"]["drift_bins"]
+    assert len(bins["counts"]) == len(bins["edges"]) + 1 == 100
+    assert sum(bins["counts"]) == 5000
+    assert 49 <= min(bins["counts"]) <= max(bins["counts"]) <= 51
+    assert bins["means"][0] < bins["edges"][0] < bins["means"][1]
 
 
 def test_repeated_deciles_make_one_edge_and_a_constant_column_one_bin() -> None:

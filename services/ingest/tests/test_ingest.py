@@ -73,7 +73,7 @@ async def test_a_batch_becomes_one_stored_version_announced_once(
     }
     assert version.profile_uri == str(Path(version.uri).with_name(f"{version.version}.profile.json"))
     profile = json.loads(Path(version.profile_uri).read_text())
-    assert (profile["profile_version"], profile["version"]) == (1, version.version)
+    assert (profile["profile_version"], profile["version"]) == (2, version.version)
     assert profile["columns"]["temperature"]["mean"] == pytest.approx(85.3)
 
 
