@@ -89,9 +89,9 @@ def test_draining_closes_the_window_and_a_silent_version_is_not_reported() -> No
 def test_a_redelivered_batch_does_not_double_count() -> None:
     health = tracker()
     batch = [record("r1"), record("r2", error="boom")]
-    assert health.add_predictions("churn", batch, now=0.0) == 2
+    assert len(health.add_predictions("churn", batch, now=0.0)) == 2
 
-    assert health.add_predictions("churn", batch, now=1.0) == 0
+    assert len(health.add_predictions("churn", batch, now=1.0)) == 0
     (summary,) = health.drain(T0)
 
     assert (summary.requests, summary.errors) == (2, 1)
@@ -102,7 +102,7 @@ def test_a_redelivery_after_the_report_is_not_counted_again() -> None:
     health.add_predictions("churn", [record("r1")], now=0.0)
     health.drain(T0)
 
-    assert health.add_predictions("churn", [record("r1")], now=5.0) == 0
+    assert len(health.add_predictions("churn", [record("r1")], now=5.0)) == 0
     assert health.drain(T0 + timedelta(seconds=10)) == []
 
 
@@ -121,9 +121,9 @@ def test_live_accuracy_is_the_share_of_labels_the_version_predicted() -> None:
     )
     health.add_predictions("churn", [record("r1", version="2", route="shadow", prediction=0)], now=0.0)
 
-    assert health.add_label("churn", "r1", 1, "classification", now=1.0) == 2
-    assert health.add_label("churn", "r2", 1, "classification", now=1.0) == 1
-    assert health.add_label("churn", "r3", "yes", "classification", now=1.0) == 1
+    assert len(health.add_label("churn", "r1", 1, "classification", now=1.0)) == 2
+    assert len(health.add_label("churn", "r2", 1, "classification", now=1.0)) == 1
+    assert len(health.add_label("churn", "r3", "yes", "classification", now=1.0)) == 1
     champion, shadow = health.drain(T0)
 
     assert (champion.labelled, champion.live_metric) == (3, "accuracy")
@@ -153,8 +153,8 @@ def test_regression_labels_give_the_negated_mean_absolute_error() -> None:
 def test_a_redelivered_label_is_scored_once() -> None:
     health = tracker()
     health.add_predictions("churn", [record("r1", prediction=1)], now=0.0)
-    assert health.add_label("churn", "r1", 0, "classification", now=1.0) == 1
-    assert health.add_label("churn", "r1", 0, "classification", now=2.0) == 0
+    assert len(health.add_label("churn", "r1", 0, "classification", now=1.0)) == 1
+    assert len(health.add_label("churn", "r1", 0, "classification", now=2.0)) == 0
     (summary,) = health.drain(T0)
     assert (summary.labelled, summary.live_metric_value) == (1, 0.0)
 
@@ -162,9 +162,9 @@ def test_a_redelivered_label_is_scored_once() -> None:
 def test_a_label_for_a_failed_or_unknown_prediction_scores_nothing() -> None:
     health = tracker()
     health.add_predictions("churn", [record("r1", error="boom")], now=0.0)
-    assert health.add_label("churn", "r1", 1, "classification", now=1.0) == 0
-    assert health.add_label("churn", "nope", 1, "classification", now=1.0) == 0
-    assert health.add_label("other", "r1", 1, "classification", now=1.0) == 0
+    assert len(health.add_label("churn", "r1", 1, "classification", now=1.0)) == 0
+    assert len(health.add_label("churn", "nope", 1, "classification", now=1.0)) == 0
+    assert len(health.add_label("other", "r1", 1, "classification", now=1.0)) == 0
 
 
 def test_labels_arriving_between_reports_count_in_the_next_window_with_traffic() -> None:
@@ -185,9 +185,9 @@ def test_the_label_buffer_evicts_the_oldest_predictions_beyond_its_size() -> Non
     health.add_predictions("churn", [record(f"r{i}") for i in range(5)], now=0.0)
 
     assert health.buffered("churn") == 3
-    assert health.add_label("churn", "r0", 1, "classification", now=1.0) == 0
-    assert health.add_label("churn", "r1", 1, "classification", now=1.0) == 0
-    assert health.add_label("churn", "r4", 1, "classification", now=1.0) == 1
+    assert len(health.add_label("churn", "r0", 1, "classification", now=1.0)) == 0
+    assert len(health.add_label("churn", "r1", 1, "classification", now=1.0)) == 0
+    assert len(health.add_label("churn", "r4", 1, "classification", now=1.0)) == 1
 
 
 def test_the_label_buffer_evicts_predictions_older_than_its_time_limit() -> None:
@@ -195,9 +195,9 @@ def test_the_label_buffer_evicts_predictions_older_than_its_time_limit() -> None
     health.add_predictions("churn", [record("old")], now=0.0)
     health.add_predictions("churn", [record("new")], now=30.0)
 
-    assert health.add_label("churn", "old", 1, "classification", now=61.0) == 0
+    assert len(health.add_label("churn", "old", 1, "classification", now=61.0)) == 0
     assert health.buffered("churn") == 1
-    assert health.add_label("churn", "new", 1, "classification", now=61.0) == 1
+    assert len(health.add_label("churn", "new", 1, "classification", now=61.0)) == 1
 
 
 def test_forgetting_a_model_drops_its_windows_and_buffer() -> None:

@@ -8,28 +8,48 @@ from functools import cache
 
 from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
-from modelfleet_contracts import DatasetVersionCreated, GroundTruthObserved, PredictionLogged, SpecEvent
+from modelfleet_common.state import SqliteKeyValueStore
+from modelfleet_contracts import (
+    DatasetVersionCreated,
+    DeploymentChanged,
+    GroundTruthObserved,
+    ModelArtifactRefused,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRolledBack,
+    PredictionLogged,
+    SpecEvent,
+    TrainingFinished,
+)
 from modelfleet_contracts.topics import (
+    ARTIFACT_REFUSALS,
     DATASET_VERSIONS,
+    DEPLOYMENTS,
     DRIFT,
     GROUND_TRUTH,
     MODEL_HEALTH,
+    MODEL_PROMOTIONS,
+    MODEL_REGISTRATIONS,
+    MODEL_REVIEWS,
+    MODEL_ROLLBACKS,
     MODEL_SPECS,
     PERFORMANCE_DEGRADATIONS,
     PREDICTION_LOGS,
     SLO_BREACHES,
+    TRAINING_FINISHED,
 )
 
 from . import handlers
 from .config import MonitorSettings
 from .health import HealthTracker
+from .metrics import MonitorMetrics
+from .references import FsspecProfiles, ReferenceCache, VersionFacts
 
 logger = logging.getLogger("modelfleet.monitor")
 
 settings = MonitorSettings()
 service = FleetService("monitor", settings)
-# DRIFT and PERFORMANCE_DEGRADATIONS are declared for the AsyncAPI document; they come with #5.
-publish = service.publisher(DRIFT, PERFORMANCE_DEGRADATIONS, SLO_BREACHES, MODEL_HEALTH)
+publish = service.publisher(DRIFT, PERFORMANCE_DEGRADATIONS, SLO_BREACHES, MODEL_HEALTH, MODEL_REVIEWS)
 
 
 def utc_now() -> datetime:
@@ -55,6 +75,9 @@ def dependencies() -> handlers.MonitorDeps:
         policies=policies,
         clock=utc_now,
         slo_min_requests=settings.monitor_slo_min_requests,
+        facts=VersionFacts(SqliteKeyValueStore(settings.state_dir / "monitor-state.sqlite")),
+        references=ReferenceCache(FsspecProfiles(), capacity=settings.monitor_reference_cache_size),
+        metrics=MonitorMetrics(service.metrics.registry),
     )
 
 
@@ -75,7 +98,37 @@ async def on_model_spec(event: SpecEvent) -> None:
 
 @service.subscriber(DATASET_VERSIONS)
 async def on_dataset_version_created(event: DatasetVersionCreated) -> None:
-    await handlers.note_dataset_version_created(event)
+    await handlers.note_dataset_version_created(event, dependencies())
+
+
+@service.subscriber(TRAINING_FINISHED)
+async def on_training_finished(event: TrainingFinished) -> None:
+    await handlers.note_training_finished(event, dependencies())
+
+
+@service.subscriber(MODEL_REGISTRATIONS)
+async def on_model_registered(event: ModelRegistered) -> None:
+    await handlers.note_model_registered(event, dependencies())
+
+
+@service.subscriber(DEPLOYMENTS)
+async def on_deployment_changed(event: DeploymentChanged) -> None:
+    await handlers.note_deployment_changed(event, dependencies())
+
+
+@service.subscriber(MODEL_PROMOTIONS)
+async def on_model_promoted(event: ModelPromoted) -> None:
+    await handlers.note_model_promoted(event, dependencies())
+
+
+@service.subscriber(MODEL_ROLLBACKS)
+async def on_model_rolled_back(event: ModelRolledBack) -> None:
+    await handlers.note_model_rolled_back(event, dependencies())
+
+
+@service.subscriber(ARTIFACT_REFUSALS)
+async def on_artifact_refused(event: ModelArtifactRefused) -> None:
+    await handlers.note_artifact_refused(event, dependencies())
 
 
 async def report_periodically(interval_seconds: float) -> None:

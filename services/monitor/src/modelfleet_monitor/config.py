@@ -40,3 +40,11 @@ class MonitorSettings(ServiceSettings):
         ge=1,
         description="Fewest requests in a window for it to be judged against the SLOs (`SloBreached`).",
     )
+    monitor_reference_cache_size: int = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "Reference profiles (per dataset version and feature list) kept in memory; more are "
+            "read again from the dataset store when needed."
+        ),
+    )

@@ -59,11 +59,23 @@ class HealthSummary:
     labelled: int
     live_metric: str | None
     live_metric_value: float | None
+    #: Sum of the latencies (the compute the window cost) and of the label scores.
+    latency_sum_ms: float = 0.0
+    live_score_sum: float = 0.0
 
     @property
     def error_rate(self) -> float:
         """Share of failed predictions (0 for a window without requests)."""
         return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """How one version's prediction scored against its label (1/0, or -|error|)."""
+
+    version: str
+    route: Route
+    score: float
 
 
 @dataclass(frozen=True)
@@ -127,8 +139,10 @@ class HealthTracker:
         """How many request ids of `model` are waiting for (or kept after) their label."""
         return len(self._buffers.get(model, ()))
 
-    def add_predictions(self, model: str, records: Sequence[PredictionRecord], *, now: float) -> int:
-        """Count a batch of `model`'s predictions; returns how many were new (not redelivered).
+    def add_predictions(
+        self, model: str, records: Sequence[PredictionRecord], *, now: float
+    ) -> list[PredictionRecord]:
+        """Count a batch of `model`'s predictions; returns those that were new (not redelivered).
 
         O(len(records)): duplicates are found by request id and version in the window and the
         buffer, then counts and latencies are added per window with numpy.
@@ -156,7 +170,7 @@ class HealthTracker:
             buffer.popitem(last=False)
         if fresh:
             self._count(model, fresh)
-        return len(fresh)
+        return fresh
 
     def _count(self, model: str, records: Sequence[PredictionRecord]) -> None:
         keys = [WindowKey(model, record.version, record.route) for record in records]
@@ -175,8 +189,10 @@ class HealthTracker:
             window.errors += int(errors[index])
             window.latency_batches.append(latencies[group == index])
 
-    def add_label(self, model: str, request_id: str, label: JsonValue, task: LiveTask, *, now: float) -> int:
-        """Join a label to the buffered predictions of `request_id`; returns how many it scored.
+    def add_label(
+        self, model: str, request_id: str, label: JsonValue, task: LiveTask, *, now: float
+    ) -> list[LabelScore]:
+        """Join a label to the buffered predictions of `request_id`; returns the scores it gave.
 
         A label for a request no longer (or never) buffered, for a failed prediction, or one
         already labelled (a redelivery) scores nothing. A regression label that is not a number
@@ -184,12 +200,12 @@ class HealthTracker:
         """
         buffer = self._buffers.get(model)
         if buffer is None:
-            return 0
+            return []
         self._evict(buffer, now)
         request = buffer.get(request_id)
         if request is None:
-            return 0
-        scored = 0
+            return []
+        scored: list[LabelScore] = []
         for version, buffered in request.by_version.items():
             if buffered.labelled or buffered.failed:
                 continue
@@ -204,7 +220,7 @@ class HealthTracker:
             window.live_task = task
             window.labelled += 1
             window.live_score_sum += score
-            scored += 1
+            scored.append(LabelScore(version, buffered.route, score))
         return scored
 
     def _evict(self, buffer: OrderedDict[str, _Request], now: float) -> None:
@@ -255,6 +271,8 @@ def summarize(key: WindowKey, window: _Window, start: datetime, end: datetime) -
         labelled=window.labelled,
         live_metric=LIVE_METRIC[live] if live else None,
         live_metric_value=window.live_score_sum / window.labelled if live else None,
+        latency_sum_ms=float(latencies.sum()),
+        live_score_sum=window.live_score_sum,
     )
 
 
