@@ -3,6 +3,7 @@
 import functools
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
 from modelfleet_common.state import SqliteKeyValueStore
 from modelfleet_contracts import (
@@ -34,7 +35,7 @@ from .task import TaskConfig
 settings = TrainerSettings()
 service = FleetService("trainer", settings)
 # Declared at import so the AsyncAPI document shows what trainer produces.
-publish = service.publisher(TRAINING_STARTED, TRAINING_FINISHED, TRAINING_FAILED)
+publish = service.publisher(TRAINING_STARTED, TRAINING_FINISHED, TRAINING_FAILED, RETRAIN_REQUESTS)
 
 
 def _runner() -> TrainingRunner:
@@ -63,6 +64,7 @@ def dependencies() -> handlers.TrainerDeps:
             max_attempts=settings.max_training_attempts,
             backoff_seconds=settings.training_backoff_seconds,
         ),
+        policies=load_policies(settings.policy_dir),
     )
 
 
@@ -91,12 +93,12 @@ async def on_retrain_requested(event: RetrainRequested) -> None:
 
 @service.subscriber(DRIFT, max_workers=settings.consumer_workers)
 async def on_drift_detected(event: DriftDetected) -> None:
-    await handlers.note_drift_detected(event)
+    await handlers.retrain_on_drift(event, dependencies())
 
 
 @service.subscriber(PERFORMANCE_DEGRADATIONS, max_workers=settings.consumer_workers)
 async def on_performance_degraded(event: PerformanceDegraded) -> None:
-    await handlers.note_performance_degraded(event)
+    await handlers.retrain_on_decay(event, dependencies())
 
 
 app = service.app()

@@ -14,11 +14,12 @@ from modelfleet_common.state import KeyValueStore
 from modelfleet_contracts import DatasetVersionCreated, ModelSpec, ModelSpecSubmitted
 from modelfleet_contracts.specs import DatasetBinding
 
-from .domain import DatasetVersionRef, KnownSpec, resolve_version
+from .domain import DatasetVersionRef, KnownSpec, LastRetrain, resolve_version
 
 SPECS = "trainer.specs"
 VERSIONS = "trainer.dataset_versions"
 LATEST_VERSIONS = "trainer.latest_dataset_versions"
+AUTOMATIC_RETRAINS = "trainer.automatic_retrains"
 
 
 class TrainerCatalog:
@@ -65,6 +66,16 @@ class TrainerCatalog:
         self.store.put(VERSIONS, _version_key(event.dataset, event.version), {"uri": event.uri})
         self.store.put(LATEST_VERSIONS, event.dataset, event.version)
         return ref
+
+    def last_automatic_retrain(self, model: str) -> LastRetrain | None:
+        """The latest retrain drift or decay asked for, which starts the model's cooldown."""
+        value = self.store.get(AUTOMATIC_RETRAINS, model)
+        return None if value is None else LastRetrain(datetime.fromisoformat(value["at"]), value["event_id"])
+
+    def record_automatic_retrain(self, model: str, retrain: LastRetrain) -> None:
+        self.store.put(
+            AUTOMATIC_RETRAINS, model, {"at": retrain.at.isoformat(), "event_id": retrain.event_id}
+        )
 
     def latest_version(self, dataset: str) -> str | None:
         value = self.store.get(LATEST_VERSIONS, dataset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -12,6 +13,13 @@ from modelfleet_common.settings import ServiceSettings
 class TrainerSettings(ServiceSettings):
     """`FLEET_*` settings plus how trainings run: where, how many at once, how often retried."""
 
+    policy_dir: Path = Field(
+        default=Path("policies"),
+        description=(
+            "Directory of the risk policies (`low.yaml` … `critical.yaml`): their `retrain` part says "
+            "whether drift and decay retrain a model, and the cooldown between two such retrains."
+        ),
+    )
     max_concurrent_trainings: int = Field(
         default=2, ge=1, description="Trainings (fit + MLflow logging) running at the same time."
     )

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from modelfleet_contracts import ModelSpec
-from modelfleet_contracts.specs import DatasetBinding
+from modelfleet_contracts import DriftDetected, ModelSpec, PerformanceDegraded
+from modelfleet_contracts.specs import DatasetBinding, RetrainPolicy
 
 LATEST = "latest"
 
@@ -154,3 +154,70 @@ def specs_to_train_on(specs: Iterable[KnownSpec], dataset: str, version: str) ->
 def is_stale(known: KnownSpec | None, submitted_at: datetime) -> bool:
     """A submission older than the spec already known is a late redelivery: it must not win."""
     return known is not None and submitted_at < known.submitted_at
+
+
+@dataclass(frozen=True)
+class LastRetrain:
+    """The latest automatic retrain of a model: when, and which event asked for it."""
+
+    at: datetime
+    event_id: str
+
+
+@dataclass(frozen=True)
+class RetrainVerdict:
+    """Whether a drift or decay event retrains the model, and why (or why not)."""
+
+    retrain: bool
+    reason: str
+
+
+def automatic_retrain(
+    trigger: DriftDetected | PerformanceDegraded,
+    spec: RetrainPolicy,
+    risk_class: RetrainPolicy,
+    last: LastRetrain | None,
+) -> RetrainVerdict:
+    """Decide whether a drift or decay event retrains its model.
+
+    Both the risk class and the spec must allow retraining on that trigger (a spec cannot retrain
+    a model its risk class keeps under human control). Within the cooldown after an automatic
+    retrain (the spec's, else the risk class's), further events do not retrain: a burst of drift
+    windows is one incident. Times are the events' own, so a replay decides the same way; the event
+    that caused the last retrain is always allowed again (its request may not have been published).
+    """
+    drift = isinstance(trigger, DriftDetected)
+    allowed = (spec.on_drift and risk_class.on_drift) if drift else (spec.on_decay and risk_class.on_decay)
+    if not allowed:
+        return RetrainVerdict(False, f"retraining on {'drift' if drift else 'decay'} is off for this model")
+    if last is not None and last.event_id != str(trigger.event_id):
+        cooldown = spec.cooldown_seconds if spec.cooldown_seconds is not None else risk_class.cooldown_seconds
+        elapsed = (trigger.occurred_at - last.at).total_seconds()
+        if cooldown is not None and 0 <= elapsed < cooldown:
+            return RetrainVerdict(
+                False,
+                f"in cooldown: retrained {elapsed:.0f}s ago, the cooldown is {cooldown}s "
+                f"(until {(last.at.timestamp() + cooldown):.0f})",
+            )
+    return RetrainVerdict(True, trigger_detail(trigger))
+
+
+def trigger_detail(trigger: DriftDetected | PerformanceDegraded) -> str:
+    """The numbers behind a drift or decay event, for the retrain request and the audit trail."""
+    if isinstance(trigger, PerformanceDegraded):
+        return (
+            f"v{trigger.version} live {trigger.metric} {trigger.observed:.3g} < {trigger.threshold:.3g} "
+            f"(evaluated {trigger.baseline:.3g}) over {trigger.labelled_rows} labels"
+        )
+    drifted = [
+        f"{f.feature} {f.method} {f.statistic:.3g} vs {f.threshold:g}" for f in trigger.features if f.drifted
+    ]
+    threshold = (
+        f" (threshold {trigger.drift_share_threshold:.2f})"
+        if trigger.drift_share_threshold is not None
+        else ""
+    )
+    return (
+        f"v{trigger.version} drift share {trigger.drift_share:.2f}{threshold} over {trigger.rows} rows: "
+        + (", ".join(drifted) or "predictions drifted")
+    )

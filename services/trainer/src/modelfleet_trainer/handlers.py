@@ -2,15 +2,19 @@
 
 Spec and data triggers train once per natural key (model, spec revision, dataset version), so a
 redelivered event, a re-applied spec or a repeated version announcement never trains twice; a
-retrain request trains once per request (its event id).
+retrain request trains once per request (its event id). Drift and decay become a retrain request
+at most once per cooldown (`domain.automatic_retrain`); versions ingest made from live feedback
+train nobody by themselves, they are the newest data of the next retrain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
@@ -21,17 +25,21 @@ from modelfleet_contracts import (
     ModelSpecSubmitted,
     PerformanceDegraded,
     RetrainRequested,
+    RiskPolicy,
 )
 from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.specs import RiskClass
 
 from .catalog import TrainerCatalog
-from .coordinator import TrainingCoordinator
+from .coordinator import SERVICE, TrainingCoordinator
 from .domain import (
     DatasetNotReady,
     DatasetVersionRef,
     KnownSpec,
+    LastRetrain,
     TrainingJob,
     UnknownModel,
+    automatic_retrain,
     is_stale,
     specs_to_train_on,
 )
@@ -44,8 +52,13 @@ class TrainerDeps:
     catalog: TrainerCatalog
     handled: IdempotencyStore
     coordinator: TrainingCoordinator
+    #: Risk policies by class: whether drift and decay retrain, and the cooldown.
+    policies: Mapping[RiskClass, RiskPolicy] = field(default_factory=dict)
     #: Keys being trained right now: a redelivery meanwhile must not start a second training.
     in_flight: set[str] = field(default_factory=set)
+    #: Drift and decay events are handled concurrently (`max_workers`); the cooldown check and its
+    #: record must not interleave, or two events of one burst could both retrain.
+    automatic_retrains: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 async def apply_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: TrainerDeps) -> None:
@@ -66,8 +79,19 @@ async def apply_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: T
 
 
 async def record_dataset_version(event: DatasetVersionCreated, deps: TrainerDeps) -> None:
-    """Remember the version; train every spec that follows `latest` of its dataset or pins it."""
+    """Remember the version; train every spec that follows `latest` of its dataset or pins it.
+
+    A version made from live feedback only becomes the dataset's latest: retraining every model
+    of a shared dataset whenever labels arrive would retrain models nothing is wrong with.
+    """
     data = deps.catalog.record_version(event)
+    if event.origin == "feedback":
+        log_event(
+            logger,
+            f"feedback version recorded ({event.feedback_rows} new rows); the next retrain uses it",
+            event,
+        )
+        return
     specs = specs_to_train_on(deps.catalog.specs(), event.dataset, event.version)
     log_event(logger, f"dataset version recorded; {len(specs)} model(s) to train", event)
     # All at once: the coordinator bounds how many actually run in parallel.
@@ -103,14 +127,52 @@ async def retrain_model(event: RetrainRequested, deps: TrainerDeps) -> None:
     await _guarded(f"retrain:{event.event_id}", retrain, event, deps)
 
 
-async def note_drift_detected(event: DriftDetected) -> None:
-    """Receive drift may call for a retrain."""
-    log_event(logger, "received", event)
+async def retrain_on_drift(event: DriftDetected, deps: TrainerDeps) -> None:
+    """Ask for a retrain of a drifted model, unless its policy says no or it is in cooldown."""
+    await _retrain_automatically(event, "drift", deps)
 
 
-async def note_performance_degraded(event: PerformanceDegraded) -> None:
-    """Receive decay may call for a retrain."""
-    log_event(logger, "received", event)
+async def retrain_on_decay(event: PerformanceDegraded, deps: TrainerDeps) -> None:
+    """Ask for a retrain of a decayed model, unless its policy says no or it is in cooldown."""
+    await _retrain_automatically(event, "decay", deps)
+
+
+async def _retrain_automatically(
+    event: DriftDetected | PerformanceDegraded, reason: Literal["drift", "decay"], deps: TrainerDeps
+) -> None:
+    async with deps.automatic_retrains:
+        await _decide_retrain(event, reason, deps)
+
+
+async def _decide_retrain(
+    event: DriftDetected | PerformanceDegraded, reason: Literal["drift", "decay"], deps: TrainerDeps
+) -> None:
+    known = deps.catalog.spec(event.model)
+    if known is None:
+        log_event(logger, f"{reason} of a model without a current spec; nothing to retrain", event)
+        return
+    risk_class = deps.policies[known.spec.metadata.risk_class].spec.retrain
+    verdict = automatic_retrain(
+        event, known.spec.spec.retrain, risk_class, deps.catalog.last_automatic_retrain(event.model)
+    )
+    if not verdict.retrain:
+        log_event(logger, f"{reason} does not retrain: {verdict.reason}", event)
+        return
+    # Recorded before publishing: a crash in between redelivers this event, which the record lets
+    # through again (same event id), while any other event of the burst meets the cooldown.
+    deps.catalog.record_automatic_retrain(event.model, LastRetrain(event.occurred_at, str(event.event_id)))
+    await deps.coordinator.publish(
+        RetrainRequested(
+            producer=SERVICE,
+            model=event.model,
+            reason=reason,
+            detail=verdict.reason,
+            # A retrain request per incident: its event id is its idempotency key downstream.
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"retrain:{event.event_id}"),
+            **event.caused(),
+        )
+    )
+    log_event(logger, f"retrain requested on {reason}: {verdict.reason}", event)
 
 
 def _job(known: KnownSpec, data: DatasetVersionRef, trigger: str, cause: Event) -> TrainingJob:
