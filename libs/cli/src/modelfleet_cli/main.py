@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -32,6 +33,7 @@ from modelfleet_contracts.specs import MODEL_NAME_PATTERN
 from modelfleet_contracts.topics import ALL_TOPICS, DATASET_REJECTIONS, DATASET_VERSIONS
 
 from .applying import plan
+from .audit import audit_trail, concerns_model, read_audit_events
 from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
 from .manifests import check_columns, load_path
@@ -316,6 +318,57 @@ def lineage(
             link.spec_revision[:12],
             link.verdict or "?",
             ", ".join(link.aliases) or "-",
+        )
+    console.print(table)
+
+
+def _iso_datetime(text: str, hint: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time; write e.g. 2025-06-01 or 2025-06-01T08:00:00+02:00",
+            param_hint=hint,
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def audit(
+    model: Annotated[str, typer.Argument(help="Model name.", callback=_validate_model)],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only entries at or after this ISO 8601 time, e.g. 2025-06-01T08:00 (UTC unless it says)."
+        ),
+    ] = None,
+) -> None:
+    """Every decision about MODEL, automatic or human: what, why (with the numbers), who, when."""
+    start = _iso_datetime(since, "--since") if since else None
+    settings = ServiceSettings()
+    events = _kafka(settings, read_audit_events(settings), doing="read the fleet's events from")
+    if not concerns_model(model, events):
+        console.print(
+            f"[red]no events for model {model} on {settings.kafka.bootstrap}[/]; is the name right? "
+            "`modelfleet status` lists models"
+        )
+        raise typer.Exit(1)
+    entries = audit_trail(model, events)
+    if start is not None:
+        entries = [entry for entry in entries if entry.at >= start]
+    if as_json:
+        typer.echo(json.dumps([entry.as_dict() for entry in entries], indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{model}: {len(entries)} decisions and triggers")
+    table.add_column("when (UTC)", no_wrap=True)
+    table.add_column("what", overflow="fold")
+    table.add_column("why", overflow="fold", ratio=3)
+    table.add_column("who", overflow="fold")
+    table.add_column("caused by", overflow="fold")
+    for entry in entries:
+        table.add_row(
+            entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.what, entry.why, entry.who, entry.caused_by or "-"
         )
     console.print(table)
 
