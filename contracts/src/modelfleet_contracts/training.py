@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from .envelope import Event
 from .specs import MODEL_NAME_PATTERN, ModelSpec
@@ -22,6 +22,14 @@ class RetrainRequested(Event):
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model to retrain.")
     reason: RetrainReason = Field(description="What triggered the request.")
     detail: str = Field(default="", description="Free text: the triggering numbers or a note.")
+    data_after: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "Train on a dataset version announced after this time (e.g. the end of the drifted "
+            "window, so the live rows that drifted are in it); the trainer waits a bounded time for "
+            "one, then trains on the newest it has."
+        ),
+    )
 
 
 class TrainingRun(Event):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ def runner() -> FakeRunner:
 def deps(runner: FakeRunner) -> TrainerDeps:
     deps = make_deps(runner)
     deps.policies = POLICIES
+    deps.data_wait_seconds = 2.0
     return deps
 
 
@@ -171,10 +173,53 @@ async def test_a_feedback_version_trains_nobody_but_the_next_retrain_uses_it(
     await record_dataset_version(feedback, deps)
     assert runner.trained_on == [("pump-failure", "v1")]
 
-    await retrain_on_drift(drift(T0), deps)
+    await retrain_on_drift(drift(feedback.occurred_at - timedelta(seconds=1)), deps)
     [request] = requests(deps)
     await retrain_model(request, deps)
     assert runner.trained_on == [("pump-failure", "v1"), ("pump-failure", "v2")]
     assert runner.trained[-1].trigger == "drift"
     finished = published(deps).of(TrainingFinished)[-1]
     assert finished.causation_id == request.event_id
+
+
+def feedback_version(name: str, at: datetime) -> DatasetVersionCreated:
+    return DatasetVersionCreated(
+        producer="ingest",
+        occurred_at=at,
+        dataset="machines",
+        version=name,
+        uri=f"/data/machines/{name}.parquet",
+        row_count=150,
+        columns=[],
+        source_uri=f"/data/feedback/machines/{name}.parquet",
+        origin="feedback",
+        feedback_rows=50,
+    )
+
+
+async def test_a_retrain_on_drift_waits_for_the_feedback_of_the_drifted_window(
+    deps: TrainerDeps, runner: FakeRunner
+) -> None:
+    await trained_model(deps)
+    await record_dataset_version(feedback_version("v2", T0 - timedelta(minutes=1)), deps)  # older feedback
+    await retrain_on_drift(drift(T0), deps)
+    [request] = requests(deps)
+    assert request.data_after == T0
+
+    retraining = asyncio.create_task(retrain_model(request, deps))
+    await asyncio.sleep(0.2)
+    assert runner.trained_on == [("pump-failure", "v1")]  # still waiting
+    await record_dataset_version(feedback_version("v3", T0 + timedelta(seconds=5)), deps)
+    await retraining
+    assert runner.trained_on[-1] == ("pump-failure", "v3")
+
+
+async def test_without_newer_feedback_the_retrain_uses_the_newest_data_after_the_wait(
+    deps: TrainerDeps, runner: FakeRunner
+) -> None:
+    deps.data_wait_seconds = 0.1
+    await trained_model(deps)
+    await retrain_on_drift(drift(datetime.now(UTC) + timedelta(hours=1)), deps)
+    [request] = requests(deps)
+    await retrain_model(request, deps)
+    assert runner.trained_on == [("pump-failure", "v1"), ("pump-failure", "v1")]

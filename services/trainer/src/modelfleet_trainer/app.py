@@ -65,6 +65,7 @@ def dependencies() -> handlers.TrainerDeps:
             backoff_seconds=settings.training_backoff_seconds,
         ),
         policies=load_policies(settings.policy_dir),
+        data_wait_seconds=settings.retrain_data_wait_seconds,
     )
 
 

@@ -62,8 +62,12 @@ class TrainerCatalog:
 
     def record_version(self, event: DatasetVersionCreated) -> DatasetVersionRef:
         """Remember a new dataset version and make it the dataset's latest."""
-        ref = DatasetVersionRef(dataset=event.dataset, version=event.version, uri=event.uri)
-        self.store.put(VERSIONS, _version_key(event.dataset, event.version), {"uri": event.uri})
+        ref = DatasetVersionRef(event.dataset, event.version, event.uri, announced_at=event.occurred_at)
+        self.store.put(
+            VERSIONS,
+            _version_key(event.dataset, event.version),
+            {"uri": event.uri, "announced_at": event.occurred_at.isoformat()},
+        )
         self.store.put(LATEST_VERSIONS, event.dataset, event.version)
         return ref
 
@@ -84,7 +88,12 @@ class TrainerCatalog:
     def version(self, dataset: str, version: str) -> DatasetVersionRef | None:
         """A version the trainer has seen announced, or None."""
         value = self.store.get(VERSIONS, _version_key(dataset, version))
-        return None if value is None else DatasetVersionRef(dataset, version, str(value["uri"]))
+        if value is None:
+            return None
+        announced = value.get("announced_at")
+        return DatasetVersionRef(
+            dataset, version, str(value["uri"]), datetime.fromisoformat(announced) if announced else None
+        )
 
     def resolve(self, binding: DatasetBinding) -> DatasetVersionRef | None:
         """The known version a binding means now (pinned, or latest), or None if there is none yet."""

@@ -20,6 +20,14 @@ class TrainerSettings(ServiceSettings):
             "whether drift and decay retrain a model, and the cooldown between two such retrains."
         ),
     )
+    retrain_data_wait_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description=(
+            "How long a retrain on drift or decay waits for a dataset version newer than the window "
+            "that triggered it (ingest makes one from live feedback every `FLEET_INGEST_FEEDBACK_SECONDS`)."
+        ),
+    )
     max_concurrent_trainings: int = Field(
         default=2, ge=1, description="Trainings (fit + MLflow logging) running at the same time."
     )

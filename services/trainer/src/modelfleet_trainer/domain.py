@@ -89,6 +89,8 @@ class DatasetVersionRef:
     dataset: str
     version: str
     uri: str
+    #: When ingest announced it (unknown for versions recorded before this was kept).
+    announced_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class TrainerDeps:
     policies: Mapping[RiskClass, RiskPolicy] = field(default_factory=dict)
     #: Keys being trained right now: a redelivery meanwhile must not start a second training.
     in_flight: set[str] = field(default_factory=set)
+    #: Longest a retrain asking for data newer than its trigger waits for such a version.
+    data_wait_seconds: float = 120.0
     #: Drift and decay events are handled concurrently (`max_workers`); the cooldown check and its
     #: record must not interleave, or two events of one burst could both retrain.
     automatic_retrains: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -101,9 +103,12 @@ async def record_dataset_version(event: DatasetVersionCreated, deps: TrainerDeps
 
 
 async def retrain_model(event: RetrainRequested, deps: TrainerDeps) -> None:
-    """Train the model's current spec on the version its binding means now."""
+    """Train the model's current spec on the version its binding means now (for drift and decay,
+    a version newer than the drifted window, once ingest has made it from the live feedback)."""
 
     async def retrain() -> None:
+        if event.data_after is not None:
+            await _wait_for_newer_data(event, deps)
         known = deps.catalog.spec(event.model)
         if known is None:
             error = UnknownModel(
@@ -125,6 +130,26 @@ async def retrain_model(event: RetrainRequested, deps: TrainerDeps) -> None:
         await deps.coordinator.train(_job(known, data, event.reason, event), event)
 
     await _guarded(f"retrain:{event.event_id}", retrain, event, deps)
+
+
+async def _wait_for_newer_data(event: RetrainRequested, deps: TrainerDeps) -> None:
+    """Wait (bounded) until the model's dataset has a version announced after `event.data_after`."""
+    assert event.data_after is not None
+    deadline = asyncio.get_running_loop().time() + deps.data_wait_seconds
+    while True:
+        known = deps.catalog.spec(event.model)
+        data = deps.catalog.resolve(known.binding) if known else None
+        fresh = data is not None and data.announced_at is not None and data.announced_at >= event.data_after
+        if known is None or fresh or asyncio.get_running_loop().time() >= deadline:
+            if known is not None and not fresh:
+                log_event(
+                    logger,
+                    f"no dataset version newer than {event.data_after.isoformat()} after "
+                    f"{deps.data_wait_seconds:g}s; retraining on the newest known",
+                    event,
+                )
+            return
+        await asyncio.sleep(min(1.0, deps.data_wait_seconds / 10))
 
 
 async def retrain_on_drift(event: DriftDetected, deps: TrainerDeps) -> None:
@@ -167,6 +192,7 @@ async def _decide_retrain(
             model=event.model,
             reason=reason,
             detail=verdict.reason,
+            data_after=event.window_end,
             # A retrain request per incident: its event id is its idempotency key downstream.
             event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"retrain:{event.event_id}"),
             **event.caused(),
