@@ -11,6 +11,7 @@ from modelfleet_common.idempotency import InMemoryIdempotencyStore
 from modelfleet_contracts import ColumnSpec, DatasetSpec, DatasetSpecSubmitted
 from modelfleet_contracts.data import DatasetMetadata, DatasetSchema
 from modelfleet_contracts.envelope import Event
+from modelfleet_ingest.feedback_state import SqliteFeedbackState
 from modelfleet_ingest.handlers import IngestDeps, SpecWait, record_dataset_spec
 from modelfleet_ingest.state import SqliteIngestState
 from modelfleet_ingest.store import DatasetStore
@@ -52,6 +53,7 @@ def deps(tmp_path: Path, published: Published) -> IngestDeps:
         state=SqliteIngestState(tmp_path / "state" / "ingest-state.sqlite"),
         handled=InMemoryIdempotencyStore(),
         publish=published,
+        feedback=SqliteFeedbackState(tmp_path / "state" / "ingest-feedback.sqlite"),
         # Tiny waits: the tests are about what happens, not how long it takes.
         spec_wait=SpecWait(total_seconds=0.05, first_interval_seconds=0.01),
     )

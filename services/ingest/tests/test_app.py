@@ -6,6 +6,7 @@ import importlib
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -23,7 +24,23 @@ from modelfleet_contracts import (
 )
 from modelfleet_contracts.data import DatasetMetadata, DatasetSchema
 from modelfleet_contracts.envelope import Event
-from modelfleet_contracts.topics import DATA_BATCHES, DATASET_SPECS, DATASET_VERSIONS
+from modelfleet_contracts.serving import GroundTruthObserved, PredictionLogged, PredictionRecord
+from modelfleet_contracts.specs import (
+    DatasetBinding,
+    ModelMetadata,
+    ModelSpec,
+    ModelSpecBody,
+    ModelSpecSubmitted,
+    PipelineRef,
+)
+from modelfleet_contracts.topics import (
+    DATA_BATCHES,
+    DATASET_SPECS,
+    DATASET_VERSIONS,
+    GROUND_TRUTH,
+    MODEL_SPECS,
+    PREDICTION_LOGS,
+)
 
 
 @pytest.fixture
@@ -76,3 +93,47 @@ async def test_a_declared_dataset_s_batch_becomes_an_announced_version(ingest_ap
     assert fsspec.filesystem("memory").exists(version.uri)
     handled = service.metrics.events_handled.labels(service.namer.topic(DATA_BATCHES), batch.event_type)
     assert handled._value.get() == 1
+
+
+async def test_a_prediction_and_its_label_join_into_a_pending_feedback_row(ingest_app: ModuleType) -> None:
+    service = ingest_app.service
+    spec = ModelSpec(
+        metadata=ModelMetadata(name="scorer", owner="team@example.com", risk_class="low"),
+        spec=ModelSpecBody(
+            dataset=DatasetBinding(name="points"),
+            features=["x"],
+            target="label",
+            pipeline=PipelineRef(template="tabular-classifier", version="1"),
+        ),
+    )
+    record = PredictionRecord(
+        request_id="req-1",
+        version="1",
+        route="champion",
+        features={"x": 1.5},
+        prediction="a",
+        latency_ms=2.0,
+        predicted_at=datetime.now(UTC),
+    )
+
+    async with TestKafkaBroker(service.broker) as broker:
+        await publish(
+            broker,
+            service.namer.topic(MODEL_SPECS),
+            ModelSpecSubmitted(producer="test", model="scorer", revision="r1", spec=spec),
+        )
+        await publish(
+            broker,
+            service.namer.topic(PREDICTION_LOGS),
+            PredictionLogged(producer="serving", model="scorer", predictions=[record]),
+        )
+        await publish(
+            broker,
+            service.namer.topic(GROUND_TRUTH),
+            GroundTruthObserved(producer="labels", model="scorer", request_id="req-1", label="b"),
+        )
+
+    claim = ingest_app.deps.feedback.claim("points")
+    assert claim is not None
+    [row] = claim.rows
+    assert (row.model, row.request_id, row.row.values) == ("scorer", "req-1", {"x": 1.5, "label": "b"})

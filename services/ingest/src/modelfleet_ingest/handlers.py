@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
+from prometheus_client import CollectorRegistry, Counter
 from tenacity import AsyncRetrying, retry_if_result, stop_before_delay, wait_exponential
 
 from modelfleet_common.consumer import PermanentError
@@ -21,11 +24,17 @@ from modelfleet_contracts import (
     DatasetSpecSubmitted,
     DatasetVersionCreated,
     DatasetVersionRejected,
+    GroundTruthObserved,
+    ModelSpecRetired,
+    ModelSpecSubmitted,
+    PredictionLogged,
 )
 from modelfleet_contracts.data import DATASET_NAME_PATTERN
 from modelfleet_contracts.envelope import Event
 
 from .domain import infer_format, reference_profile
+from .feedback import ROUTE_RANK, FeedbackBinding, feedback_problems, quarantine_parquet, split_feedback
+from .feedback_state import Arrival, Claim, FeedbackState, WaitingPrediction
 from .state import DeclaredSpec, IngestState, VersionRecord
 from .store import BatchInaccessible, BatchMissing, DatasetStore
 from .validation import (
@@ -51,6 +60,48 @@ class SpecWait:
     max_interval_seconds: float = 1.0
 
 
+@dataclass(frozen=True)
+class FeedbackPolicy:
+    """How live feedback waits and when it becomes a version."""
+
+    ttl_seconds: float = 7 * 24 * 3600.0
+    max_waiting_per_model: int = 50_000
+    min_rows: int = 1
+
+
+class FeedbackMetrics:
+    """Prometheus counters of live feedback (labelled by kind and reason only: bounded sets)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self.dropped = Counter(
+            "fleet_ingest_feedback_dropped_total",
+            "Predictions or labels that stopped waiting for their other half without joining it.",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        self.joined = Counter(
+            "fleet_ingest_feedback_joined_total",
+            "Predictions joined with their label into a feedback row.",
+            registry=registry,
+        )
+
+
+class DatasetLocks:
+    """One lock per dataset, around reading its latest version and recording the next one."""
+
+    def __init__(self) -> None:
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def __call__(self, dataset: str) -> asyncio.Lock:
+        return self._locks[dataset]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class IngestDeps:
     """What the handlers work with; tests pass a store and state in tmp_path and a recording publisher."""
@@ -59,7 +110,12 @@ class IngestDeps:
     state: IngestState
     handled: IdempotencyStore
     publish: Callable[[Event], Awaitable[None]]
+    feedback: FeedbackState
     spec_wait: SpecWait = field(default_factory=SpecWait)
+    feedback_policy: FeedbackPolicy = field(default_factory=FeedbackPolicy)
+    feedback_metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics)
+    clock: Callable[[], datetime] = utc_now
+    dataset_locks: DatasetLocks = field(default_factory=DatasetLocks)
 
 
 @dataclass(frozen=True)
@@ -98,15 +154,19 @@ async def ingest_batch(event: DataBatchSubmitted, deps: IngestDeps) -> None:
         log_event(logger, "batch already rejected; nothing to do", event)
         return
     declared = await _wait_for_spec(event.dataset, deps) if _valid_name(event.dataset) else None
-    latest = deps.state.latest_version(event.dataset) if event.mode == "append" and declared else None
-    # Reading, validating and writing data is blocking work: keep the event loop (and with it the
-    # consumer's heartbeats) free.
-    outcome = await asyncio.to_thread(_make_version, event, declared, latest, deps)
+    # Live feedback appends to the same dataset from a periodic task: one change of a dataset's
+    # latest version at a time, or one of two appends would be lost from the lineage.
+    async with deps.dataset_locks(event.dataset):
+        latest = deps.state.latest_version(event.dataset) if event.mode == "append" and declared else None
+        # Reading, validating and writing data is blocking work: keep the event loop (and with it
+        # the consumer's heartbeats) free.
+        outcome = await asyncio.to_thread(_make_version, event, declared, latest, deps)
+        if not isinstance(outcome, Rejection):
+            deps.state.record_version(outcome, event_id=str(event.event_id), mode=event.mode)
     if isinstance(outcome, Rejection):
         rejection = outcome
         await once(deps.handled, _rejected_key(event), lambda: _reject(event, rejection, deps))
         return
-    deps.state.record_version(outcome, event_id=str(event.event_id), mode=event.mode)
     await _announce(event, outcome, deps)
 
 
@@ -141,24 +201,33 @@ def _make_version(
     if checked.table is None:
         quarantined = store.quarantine(event.dataset, event.uri, raw)
         return Rejection(checked.problems, checked.rows_rejected, quarantined)
-    rows = checked.table
-    if latest is not None:
-        base = validate_batch(store.read_version(event.dataset, latest.version), spec.spec.spec)
-        if base.table is None:
-            problems = [_base_problem(latest, spec, problem) for problem in base.problems]
-            return Rejection(problems, None, store.quarantine(event.dataset, event.uri, raw))
-        rows = pa.concat_tables([base.table, rows])
+    stored = _store_version(event.dataset, checked.table, spec, latest, store)
+    if isinstance(stored, list):
+        return Rejection(stored, None, store.quarantine(event.dataset, event.uri, raw))
+    return stored
 
-    stored = store.put_version(event.dataset, rows)
-    profile = reference_profile(rows, dataset=event.dataset, version=stored.version)
+
+def _store_version(
+    dataset: str, rows: pa.Table, declared: DeclaredSpec, latest: VersionRecord | None, store: DatasetStore
+) -> VersionRecord | list[DataProblem]:
+    """Store `rows` (validated and cast) as a version of `dataset`, after the rows of `latest` when
+    appending, with its reference profile; or the problems of a `latest` that no longer fits the
+    declared spec. Shared by `append` batches and live feedback."""
+    if latest is not None:
+        base = validate_batch(store.read_version(dataset, latest.version), declared.spec.spec)
+        if base.table is None:
+            return [_base_problem(latest, declared, problem) for problem in base.problems]
+        rows = pa.concat_tables([base.table, rows])
+    stored = store.put_version(dataset, rows)
+    profile = reference_profile(rows, dataset=dataset, version=stored.version)
     return VersionRecord(
-        dataset=event.dataset,
+        dataset=dataset,
         version=stored.version,
         uri=stored.uri,
-        profile_uri=store.put_profile(event.dataset, stored.version, profile),
+        profile_uri=store.put_profile(dataset, stored.version, profile),
         row_count=rows.num_rows,
         columns=[(column.name, str(column.type)) for column in rows.schema],
-        spec_revision=spec.revision,
+        spec_revision=declared.revision,
     )
 
 
@@ -260,3 +329,230 @@ def _rejected_key(event: DataBatchSubmitted) -> str:
 
 def _valid_name(dataset: str) -> bool:
     return re.fullmatch(DATASET_NAME_PATTERN, dataset) is not None
+
+
+# --- Live feedback: served predictions joined with their labels become rows of their dataset ---
+
+
+class FeedbackFlushFailed(Exception):
+    """Some datasets' feedback could not be materialized this time (their rows stay claimed)."""
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """What one claim of feedback rows became: a version and/or a rejection of some rows."""
+
+    version: VersionRecord | None
+    feedback_uri: str | None
+    feedback_rows: int
+    rejection: Rejection | None
+
+
+async def note_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: IngestDeps) -> None:
+    """Remember which dataset, target column and row filter a model's feedback rows belong to (and
+    join what waited for it); forget a retired model and what waited for it."""
+    if isinstance(event, ModelSpecRetired):
+        dropped = deps.feedback.forget_model(event.model)
+        deps.feedback_metrics.dropped.labels("waiting", "retired").inc(dropped)
+        log_event(logger, f"model retired: its feedback is forgotten ({dropped} waiting rows dropped)", event)
+        return
+    binding = FeedbackBinding.of(event.spec)
+    arrival = deps.feedback.put_binding(event.model, binding, event.revision, now=deps.clock().timestamp())
+    _count(arrival, "waiting", deps)
+    log_event(logger, f"feedback of the model goes to dataset {binding.dataset!r}", event)
+
+
+async def record_predictions(event: PredictionLogged, deps: IngestDeps) -> None:
+    """Keep the batch's successful predictions until their labels arrive (one per request, the
+    route that answered rather than a shadow), joining those already labelled."""
+    now = deps.clock().timestamp()
+    oldest = now - deps.feedback_policy.ttl_seconds
+    answered = [record for record in event.predictions if record.error is None]
+    fresh = [
+        WaitingPrediction(
+            request_id=record.request_id,
+            route_rank=ROUTE_RANK[record.route],
+            version=record.version,
+            features=record.features,
+            predicted_at=record.predicted_at.timestamp(),
+        )
+        for record in answered
+        if record.predicted_at.timestamp() >= oldest
+    ]
+    # A prediction older than the TTL would be expired at once, and its tombstone may be gone.
+    deps.feedback_metrics.dropped.labels("prediction", "expired").inc(len(answered) - len(fresh))
+    arrival = deps.feedback.add_predictions(
+        event.model, fresh, now=now, max_waiting=deps.feedback_policy.max_waiting_per_model
+    )
+    _count(arrival, "prediction", deps)
+
+
+async def record_ground_truth(event: GroundTruthObserved, deps: IngestDeps) -> None:
+    """Join the label with its prediction, or keep it until the prediction arrives (serving
+    batches its logs, so a label can come first)."""
+    now = deps.clock().timestamp()
+    observed = event.occurred_at.timestamp()
+    if observed < now - deps.feedback_policy.ttl_seconds:
+        deps.feedback_metrics.dropped.labels("label", "expired").inc()
+        log_event(logger, "label older than the feedback TTL; not joined", event)
+        return
+    arrival = deps.feedback.add_label(
+        event.model,
+        event.request_id,
+        event.label,
+        observed_at=observed,
+        now=now,
+        max_waiting=deps.feedback_policy.max_waiting_per_model,
+    )
+    _count(arrival, "label", deps)
+
+
+async def materialize_feedback(now: datetime, deps: IngestDeps) -> None:
+    """Append every dataset's joined feedback rows to its latest version as a new `feedback`
+    version, and quarantine (and announce the rejection of) the rows that break its schema.
+
+    Expired waiting rows are dropped first. A dataset that fails (an I/O error, say) keeps its
+    claim for the next run and does not hold back the others; `FeedbackFlushFailed` names it.
+    """
+    policy = deps.feedback_policy
+    expired = deps.feedback.expire(now.timestamp() - policy.ttl_seconds)
+    deps.feedback_metrics.dropped.labels("prediction", "expired").inc(expired.predictions)
+    deps.feedback_metrics.dropped.labels("label", "expired").inc(expired.labels)
+    failed: list[str] = []
+    for dataset, pending in sorted(deps.feedback.pending().items()):
+        if pending < policy.min_rows:
+            continue
+        declared = deps.state.spec(dataset)
+        if declared is None:
+            logger.warning(
+                "feedback rows wait: their dataset has no declared spec to validate them against; "
+                "apply its Dataset spec (`modelfleet apply`)",
+                extra={"dataset": dataset, "rows": pending},
+            )
+            continue
+        try:
+            async with deps.dataset_locks(dataset):
+                claim = deps.feedback.claim(dataset)
+                if claim is not None:
+                    await _materialize_claim(claim, declared, now, deps)
+        except Exception:
+            logger.exception("feedback of a dataset could not be materialized", extra={"dataset": dataset})
+            failed.append(dataset)
+    if failed:
+        raise FeedbackFlushFailed(
+            f"feedback of datasets {failed} could not be materialized; retried next time"
+        )
+
+
+async def _materialize_claim(claim: Claim, declared: DeclaredSpec, now: datetime, deps: IngestDeps) -> None:
+    # Replaying a claim whose version is already recorded must not append its rows a second time.
+    produced = deps.state.batch_outcome(claim.flush)
+    latest = None if produced is not None else deps.state.latest_version(claim.dataset)
+    outcome = await asyncio.to_thread(_build_feedback_version, claim, declared, latest, produced, deps.store)
+    if outcome.version is not None and outcome.feedback_uri is not None:
+        if produced is None:
+            deps.state.record_version(outcome.version, event_id=claim.flush, mode="feedback")
+        await _announce_feedback(claim, outcome.version, outcome.feedback_uri, outcome.feedback_rows, deps)
+    if outcome.rejection is not None:
+        rejection = outcome.rejection
+        await once(deps.handled, f"rejected:{claim.flush}", lambda: _reject_feedback(claim, rejection, deps))
+    # Only now: a crash before this replays the claim, and every step above is idempotent.
+    deps.feedback.settle(claim.flush, now=now.timestamp())
+
+
+def _build_feedback_version(
+    claim: Claim,
+    declared: DeclaredSpec,
+    latest: VersionRecord | None,
+    produced: VersionRecord | None,
+    store: DatasetStore,
+) -> FeedbackOutcome:
+    """Blocking part of `materialize_feedback`: validate the claim's rows, store the valid ones
+    appended to `latest` (unless `produced` says that was done), quarantine the others."""
+    schema = declared.spec.spec
+    split = split_feedback(claim.rows, schema)
+    version = produced
+    problems = list(split.problems)
+    rejected = split.rejected
+    if split.accepted is not None and version is None:
+        stored = _store_version(claim.dataset, split.accepted, declared, latest, store)
+        if isinstance(stored, list):
+            # The latest version no longer fits the spec: nothing can be appended to it, so every
+            # row is quarantined (as an `append` batch would be) and numbered as in that file.
+            rejected = list(claim.rows)
+            problems = stored + feedback_problems(rejected, schema)[1]
+        else:
+            version = stored
+    feedback_uri = None
+    if version is not None and split.accepted is not None:
+        feedback_uri = store.put_feedback(claim.dataset, split.accepted)
+    rejection = None
+    if rejected:
+        source = _feedback_source(claim)
+        quarantined = store.quarantine(
+            claim.dataset, f"{source}.parquet", quarantine_parquet(rejected, schema)
+        )
+        rejection = Rejection(problems, len(rejected), quarantined)
+    accepted_rows = len(split.accepted_rows) if feedback_uri is not None else 0
+    return FeedbackOutcome(version, feedback_uri, accepted_rows, rejection)
+
+
+async def _announce_feedback(
+    claim: Claim, record: VersionRecord, feedback_uri: str, feedback_rows: int, deps: IngestDeps
+) -> None:
+    async def announce() -> None:
+        # A root event: no single event caused it, the rows come from many requests and labels.
+        await deps.publish(
+            DatasetVersionCreated(
+                producer=SERVICE,
+                dataset=record.dataset,
+                version=record.version,
+                uri=record.uri,
+                row_count=record.row_count,
+                columns=[ColumnInfo(name=name, dtype=dtype) for name, dtype in record.columns],
+                source_uri=feedback_uri,
+                profile_uri=record.profile_uri,
+                origin="feedback",
+                feedback_rows=feedback_rows,
+            )
+        )
+        logger.info(
+            "feedback version created",
+            extra={"dataset": record.dataset, "version": record.version, "feedback_rows": feedback_rows},
+        )
+
+    if not await once(deps.handled, f"version:{record.dataset}:{record.version}", announce):
+        logger.info(
+            "feedback version already announced", extra={"dataset": record.dataset, "flush": claim.flush}
+        )
+
+
+async def _reject_feedback(claim: Claim, rejection: Rejection, deps: IngestDeps) -> None:
+    await deps.publish(
+        DatasetVersionRejected(
+            producer=SERVICE,
+            dataset=claim.dataset,
+            source_uri=_feedback_source(claim),
+            quarantine_uri=rejection.quarantine_uri,
+            problems=rejection.problems,
+            rows_rejected=rejection.rows_rejected,
+        )
+    )
+    logger.warning(
+        "feedback rows rejected and quarantined",
+        extra={
+            "dataset": claim.dataset,
+            "rows": rejection.rows_rejected,
+            "quarantine_uri": rejection.quarantine_uri,
+        },
+    )
+
+
+def _feedback_source(claim: Claim) -> str:
+    """What a rejection of feedback rows names as its source: the dataset and the claim's rows."""
+    return f"feedback://{claim.dataset}/rows-{claim.range}"
+
+
+def _count(arrival: Arrival, kind: str, deps: IngestDeps) -> None:
+    deps.feedback_metrics.joined.inc(arrival.joined)
+    deps.feedback_metrics.dropped.labels(kind, "bound").inc(arrival.evicted)

@@ -4,6 +4,7 @@ reference profiles, and a quarantine for the raw bytes of rejected batches.
     <root>/datasets/<name>/<version>.parquet        the version (written once, never modified)
     <root>/datasets/<name>/<version>.profile.json   its reference profile
     <root>/quarantine/<name>/<sha256>-<file name>   a rejected batch's bytes, as received
+    <root>/feedback/<name>/<sha256>.parquet         live feedback rows a version appended
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class DatasetStore:
         if not self.fs.exists(path):
             text = json.dumps(profile, indent=2, allow_nan=False) + "\n"
             self._write_once(path, text.encode())
+        return self._uri(path)
+
+    def put_feedback(self, dataset: str, table: pa.Table) -> str:
+        """Store the live feedback rows a version appended (cast, as appended), once; returns the
+        URI, which the version's `source_uri` names."""
+        path = f"{self.root}/feedback/{_safe_segment(dataset)}/{content_version(table)}.parquet"
+        if not self.fs.exists(path):
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink)
+            self._write_once(path, sink.getvalue().to_pybytes())
         return self._uri(path)
 
     def quarantine(self, dataset: str, uri: str, raw: bytes | None, reason: str = "") -> str:

@@ -8,7 +8,7 @@ the first row after a CSV header is data row 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -78,11 +78,13 @@ class UnreadableBatch(Exception):
 
 @dataclass(frozen=True)
 class Validation:
-    """The outcome of checking a batch: the cast table when it is valid, else every problem."""
+    """The outcome of checking a batch: the cast table when it is valid, else every problem, and
+    which rows are at fault (all of them when the set of columns is wrong)."""
 
     table: pa.Table | None
     problems: list[DataProblem]
     rows_rejected: int
+    rejected: Mask = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -129,11 +131,13 @@ def validate_batch(table: pa.Table, schema: DatasetSchema) -> Validation:
         problems += column_problems
         rejected |= bad_rows
         cast_columns.append(cast.values)
-    rows_rejected = table.num_rows if structural else int(rejected.sum())
+    if structural:
+        rejected[:] = True
     if problems:
-        return Validation(table=None, problems=problems, rows_rejected=rows_rejected)
+        return Validation(table=None, problems=problems, rows_rejected=int(rejected.sum()), rejected=rejected)
     declared = pa.schema([pa.field(spec.name, ARROW_TYPES[spec.type]) for spec in schema.columns])
-    return Validation(table=pa.Table.from_arrays(cast_columns, schema=declared), problems=[], rows_rejected=0)
+    table = pa.Table.from_arrays(cast_columns, schema=declared)
+    return Validation(table=table, problems=[], rows_rejected=0, rejected=rejected)
 
 
 def cast_column(source: pa.Array, column_type: ColumnType) -> _Cast:
