@@ -146,6 +146,27 @@ class Kafka:
         finally:
             await consumer.stop()
 
+    async def read_to_end(self, topic: str, timeout: float = 60.0) -> list[ConsumerRecord[Any, Any]]:
+        """Every record of `topic` written so far (up to the end offsets when called)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        records: list[ConsumerRecord[Any, Any]] = []
+        try:
+            partitions = await self._partitions(consumer, topic, timeout)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            deadline = time.monotonic() + timeout
+            while any(await consumer.position(p) < ends[p] for p in partitions):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic}: could not read to its end in {timeout}s")
+                batch = await consumer.getmany(timeout_ms=500)
+                for partition, part in batch.items():
+                    records.extend(record for record in part if record.offset < ends[partition])
+            return records
+        finally:
+            await consumer.stop()
+
     @staticmethod
     async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
         deadline = time.monotonic() + timeout
@@ -179,6 +200,10 @@ class RunningFleet:
             text=True,
             timeout=timeout,
         )
+
+    async def all_events(self, topic: Topic) -> list[Event]:
+        """Every event published on `topic` so far."""
+        return [topic.parse(r.value) for r in await self.kafka.read_to_end(self.namer.topic(topic))]
 
     async def events(self, topic: Topic, until: Any, timeout: float = 240) -> list[Event]:
         """Events of `topic` once `until(events)` holds; fails with the services' logs if it never does."""

@@ -192,3 +192,18 @@ async def test_a_retired_model_is_no_longer_reported() -> None:
 
     assert await handlers.report_health(clock.advance(10), deps) == []
     assert "churn" not in deps.models
+
+
+async def test_a_label_that_comes_before_its_prediction_counts_when_the_prediction_arrives() -> None:
+    deps, _publisher, clock = make_deps()
+    await handlers.record_ground_truth(
+        GroundTruthObserved(producer="serving", model="churn", request_id="r0", label=1), deps
+    )
+    assert deps.tracker.early_labels("churn") == 1
+    await handlers.record_predictions(logged("churn", "1", "champion", 2), deps)
+
+    (report,) = await handlers.report_health(clock.advance(10), deps)
+
+    assert isinstance(report, ModelHealthReported)
+    assert (report.labelled, report.live_metric_value) == (1, 1.0)
+    assert deps.tracker.early_labels("churn") == 0

@@ -247,3 +247,13 @@ def test_classes_spelled_as_int_or_float_are_the_same_class() -> None:
     assert label_score(1, 1.0, "classification") == 1.0
     assert label_score("a", "b", "classification") == 0.0
     assert label_score("a", 3.0, "regression") is None
+
+
+def test_early_labels_are_bounded_and_expire_like_predictions() -> None:
+    health = HealthTracker(max_buffered_per_model=2, label_ttl_seconds=60, started_at=T0)
+    for index in range(3):
+        assert health.add_label("churn", f"r{index}", 1, "classification", now=0.0) == []
+    assert health.early_labels("churn") == 2
+    health.add_label("churn", "late", 1, "classification", now=100.0)
+    assert health.early_labels("churn") == 1  # the two older ones expired
+    assert health.settle_early_labels("churn", [record("r0")], now=100.0) == []

@@ -47,6 +47,7 @@ from .drift import FeatureResult, ProfileError
 from .health import (
     HealthSummary,
     HealthTracker,
+    LabelScore,
     LiveTask,
     effective_monitoring,
     live_task_of_template,
@@ -133,6 +134,9 @@ async def record_predictions(event: PredictionLogged, deps: MonitorDeps) -> None
             "ignored predictions already counted",
             extra={"model": event.model, "duplicates": len(event.predictions) - len(fresh)},
         )
+    await _score_labels(
+        event.model, deps.tracker.settle_early_labels(event.model, fresh, now=now.timestamp()), event, deps
+    )
     by_version: dict[str, list[PredictionRecord]] = defaultdict(list)
     for record in fresh:
         # Shadows see the champion's inputs again; their drift is the champion's.
@@ -149,23 +153,31 @@ async def record_predictions(event: PredictionLogged, deps: MonitorDeps) -> None
 
 
 async def record_ground_truth(event: GroundTruthObserved, deps: MonitorDeps) -> None:
-    """Score the predictions a label belongs to: live metric per health window, and decay."""
+    """Score the predictions a label belongs to: live metric per health window, and decay.
+
+    A label whose prediction has not arrived yet waits for it; `record_predictions` scores it.
+    """
     profile = deps.profile(event.model)
-    now = deps.clock()
-    scores = deps.tracker.add_label(
-        event.model, event.request_id, event.label, profile.live_task, now=now.timestamp()
+    now = deps.clock().timestamp()
+    await _score_labels(
+        event.model,
+        deps.tracker.add_label(event.model, event.request_id, event.label, profile.live_task, now=now),
+        event,
+        deps,
     )
-    if not scores:
-        log_event(logger, "label matched no waiting prediction (unknown, evicted or already scored)", event)
-        return
+
+
+async def _score_labels(model: str, scores: list[LabelScore], cause: Event, deps: MonitorDeps) -> None:
+    """Add label scores to their versions' decay windows; publish decay when one crossed its bound."""
+    profile, now = deps.profile(model), deps.clock()
     for score in scores:
         if score.route == "shadow":
             continue
-        watch = _watch(event.model, score.version, None, deps)
-        baseline = deps.facts.baseline(event.model, score.version, profile.live_task)
-        finding = watch.add_scores([score.score], baseline, deps.slos(event.model), now)
+        watch = _watch(model, score.version, None, deps)
+        baseline = deps.facts.baseline(model, score.version, profile.live_task)
+        finding = watch.add_scores([score.score], baseline, deps.slos(model), now)
         if finding is not None and finding.decayed:
-            await _report_decay(finding, event, deps)
+            await _report_decay(finding, cause, deps)
 
 
 async def note_model_spec(event: SpecEvent, deps: MonitorDeps) -> None:

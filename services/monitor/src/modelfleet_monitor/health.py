@@ -134,6 +134,9 @@ class HealthTracker:
         self._window_start = started_at
         self._windows: dict[WindowKey, _Window] = {}
         self._buffers: dict[str, OrderedDict[str, _Request]] = {}
+        # Labels that came before their prediction (serving batches its logs, a caller may not):
+        # (label, task, received_at) by request id, bounded and aged like the predictions.
+        self._early: dict[str, OrderedDict[str, tuple[JsonValue, LiveTask, float]]] = {}
 
     def buffered(self, model: str) -> int:
         """How many request ids of `model` are waiting for (or kept after) their label."""
@@ -199,11 +202,11 @@ class HealthTracker:
         scores nothing either.
         """
         buffer = self._buffers.get(model)
-        if buffer is None:
-            return []
-        self._evict(buffer, now)
-        request = buffer.get(request_id)
+        if buffer is not None:
+            self._evict(buffer, now)
+        request = buffer.get(request_id) if buffer is not None else None
         if request is None:
+            self._keep_early(model, request_id, label, task, now)
             return []
         scored: list[LabelScore] = []
         for version, buffered in request.by_version.items():
@@ -222,6 +225,34 @@ class HealthTracker:
             window.live_score_sum += score
             scored.append(LabelScore(version, buffered.route, score))
         return scored
+
+    def early_labels(self, model: str) -> int:
+        """How many labels of `model` wait for their prediction."""
+        return len(self._early.get(model, ()))
+
+    def settle_early_labels(
+        self, model: str, records: Sequence[PredictionRecord], *, now: float
+    ) -> list[LabelScore]:
+        """Score the labels that arrived before these (just added) predictions."""
+        early = self._early.get(model)
+        if not early:
+            return []
+        scored: list[LabelScore] = []
+        for request_id in dict.fromkeys(record.request_id for record in records):
+            waiting = early.pop(request_id, None)
+            if waiting is not None:
+                label, task, _received = waiting
+                scored += self.add_label(model, request_id, label, task, now=now)
+        return scored
+
+    def _keep_early(self, model: str, request_id: str, label: JsonValue, task: LiveTask, now: float) -> None:
+        early = self._early.setdefault(model, OrderedDict())
+        early[request_id] = (label, task, now)
+        oldest_kept = now - self.label_ttl_seconds
+        while early and (
+            len(early) > self.max_buffered_per_model or next(iter(early.values()))[2] < oldest_kept
+        ):
+            early.popitem(last=False)
 
     def _evict(self, buffer: OrderedDict[str, _Request], now: float) -> None:
         oldest_kept = now - self.label_ttl_seconds
@@ -246,6 +277,7 @@ class HealthTracker:
     def forget(self, model: str) -> None:
         """Drop every window and buffered prediction of a model that left the fleet."""
         self._buffers.pop(model, None)
+        self._early.pop(model, None)
         for key in [key for key in self._windows if key.model == model]:
             del self._windows[key]
 
