@@ -392,14 +392,21 @@ def test_a_p99_latency_above_the_slo_rolls_back_even_before_the_minimum_request_
 def test_worse_live_accuracy_than_the_champion_rolls_back() -> None:
     deployer = in_canary()
     deployer.apply(health("1", 900, route="champion", accuracy=0.91, labelled=400))
-    deployer.apply(health("2", 100, accuracy=0.80, labelled=50))
+    deployer.apply(health("2", 100, accuracy=0.70, labelled=100))
     (rolled_back,) = deployer.of(ModelRolledBack)
     assert isinstance(rolled_back, ModelRolledBack)
     assert (
-        "live accuracy 0.8000 on 50 labels is below the champion's 0.9100 (on 400) minus the margin 0.05"
-        in rolled_back.reason
+        "live accuracy 0.7000 on 100 labels is below the champion's 0.9100 (on 400) minus the margin 0.05, "
+        "beyond the 90% confidence bound" in rolled_back.reason
     )
     assert deployer.serving() == ("1", None, 0.0)
+
+
+def test_a_shortfall_within_the_noise_of_a_few_dozen_labels_does_not_roll_back() -> None:
+    deployer = in_canary()
+    deployer.apply(health("1", 900, route="champion", accuracy=0.97, labelled=32))
+    deployer.apply(health("2", 100, accuracy=0.84, labelled=31))
+    assert deployer.of(ModelRolledBack) == []
 
 
 def test_live_accuracy_within_the_margin_of_the_champion_is_non_inferior_and_advances() -> None:

@@ -28,9 +28,11 @@ advance, but never advances on evidence that cannot be checked any more.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
+from statistics import NormalDist
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -110,6 +112,8 @@ class EffectivePolicy:
     live_margin: float
     #: Labels a window needs before its live metric counts (as the champion's reference, or against it).
     min_live_labels: int
+    #: How sure the deployer must be that the challenger is worse (beyond the margin) to roll it back.
+    live_confidence: float = 0.95
 
 
 def effective_policy(
@@ -141,6 +145,7 @@ def effective_policy(
         max_latency_p99_ms=slos.max_latency_p99_ms,
         live_margin=risk.spec.gates.non_inferiority_margin,
         min_live_labels=merged.min_live_labels or 1,
+        live_confidence=risk.spec.gates.confidence,
     )
 
 
@@ -620,12 +625,37 @@ def _live_problem(
     if min(champion.labels, challenger.labels) < policy.min_live_labels:
         return None
     # Live metrics are "higher is better" (accuracy); the monitor reports them that way.
-    if challenger.value >= champion.value - policy.live_margin:
+    shortfall = champion.value - policy.live_margin - challenger.value
+    if shortfall <= 0:
         return None
+    if challenger.metric == "accuracy":
+        # A few dozen labels are noisy: roll back only when the challenger is worse beyond the
+        # margin with the policy's confidence (one-sided two-proportion z-test), else keep going
+        # and let the step gather more labels.
+        z = NormalDist().inv_cdf(policy.live_confidence)
+        error = _accuracy_standard_error(champion, challenger)
+        if shortfall <= z * error:
+            return None
+        bound = f"{z:.2f} x standard error {error:.3f}"
+        beyond = f", beyond the {policy.live_confidence:.0%} confidence bound ({bound})"
+    else:
+        beyond = ""
     return (
         f"live {challenger.metric} {challenger.value:.4f} on {challenger.labels} labels is below the "
         f"champion's {champion.value:.4f} (on {champion.labels}) minus the margin {policy.live_margin:g}"
+        f"{beyond}"
     )
+
+
+def _accuracy_standard_error(champion: LiveTally, challenger: LiveTally) -> float:
+    """Standard error of the difference of two accuracies; shares of 0 or 1 are pulled half a
+    label inwards, so a perfect small sample does not claim zero variance."""
+
+    def variance(tally: LiveTally) -> float:
+        share = min(max(tally.value, 0.5 / tally.labels), 1 - 0.5 / tally.labels)
+        return share * (1 - share) / tally.labels
+
+    return math.sqrt(variance(champion) + variance(challenger))
 
 
 def on_health_reported(
