@@ -112,7 +112,9 @@ class ModelReviewed(Event):
         default_factory=list,
         description="SLO breaches, decays, rollbacks and refused artifacts of the period, one line each.",
     )
-    compute_seconds: float = Field(ge=0, description="Model compute spent serving (sum of latencies): the cost.")
+    compute_seconds: float = Field(
+        ge=0, description="Model compute spent serving (sum of latencies): the cost."
+    )
     business_kpi: str | None = Field(default=None, description="Name and unit of the business KPI.")
     business_value: float | None = Field(default=None, description="KPI earned on labelled predictions.")
     decision: ReviewDecision = Field(description="What the review concludes.")

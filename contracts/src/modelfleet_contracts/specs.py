@@ -133,7 +133,7 @@ class MonitoringPolicy(Contract):
         default=None,
         gt=0,
         le=1,
-        description="Share of the features that must drift (each by `drift_method`) to call the inputs drifted.",
+        description="Share of features that must drift (each by `drift_method`) to call the inputs drifted.",
     )
     max_performance_drop: float | None = Field(
         default=None,
