@@ -242,15 +242,16 @@ class DriftWindow:
         has no numeric feature) and one value list per categorical feature, in the reference's order."""
         reference = self.reference.numeric
         if numeric.size and len(reference.names):
-            bins = np.empty(numeric.shape, dtype=np.int64)
+            by_feature = np.ascontiguousarray(numeric.T)  # one contiguous row per feature
+            bins = np.empty(by_feature.shape, dtype=np.int64)
             for column in range(len(reference.names)):
                 cut = reference.edges[column, : reference.edge_counts[column]]
-                bins[:, column] = np.searchsorted(cut, numeric[:, column], side="left")
-            present = np.isfinite(numeric)
-            flat = (bins.T + self._offsets)[present.T]
+                bins[column] = np.searchsorted(cut, by_feature[column], side="left")
+            present = np.isfinite(by_feature)
+            flat = (bins + self._offsets)[present]
             size = self._counts.size
             self._counts += np.bincount(flat, minlength=size).reshape(self._counts.shape)
-            self._sums += np.bincount(flat, weights=numeric.T[present.T], minlength=size).reshape(
+            self._sums += np.bincount(flat, weights=by_feature[present], minlength=size).reshape(
                 self._sums.shape
             )
         for column, values in enumerate(categorical):
@@ -311,7 +312,7 @@ def _results(
             method,
             float(value),
             threshold,
-            not math.isnan(value) and is_drifted(method, value, threshold),
+            bool(not math.isnan(value) and is_drifted(method, value, threshold)),
         )
         for name, value in zip(names, statistic, strict=True)
     ]
@@ -393,20 +394,32 @@ def _ks_p_value(reference: FloatArray, counts: FloatArray) -> FloatArray:
     n_ref = reference.sum(axis=1)
     n_cur = counts.sum(axis=1)
     gap = np.abs(np.cumsum(_shares(reference), axis=1) - np.cumsum(_shares(counts), axis=1)).max(axis=1)
-    effective = np.round(np.divide(n_ref * n_cur, n_ref + n_cur, out=np.ones_like(n_ref), where=n_cur > 0))
-    return np.asarray(stats.kstwo.sf(gap, np.maximum(effective, 1)), dtype=np.float64)
+    effective = np.divide(n_ref * n_cur, n_ref + n_cur, out=np.ones_like(n_ref), where=n_cur > 0)
+    # Kolmogorov's limit distribution: within 0.002 of the finite-sample one (`kstwo`) at these
+    # sample sizes, and hundreds of times faster when p is small.
+    return np.asarray(stats.kstwobign.sf(np.sqrt(np.maximum(effective, 1)) * gap), dtype=np.float64)
 
 
 def _chi_square_p_value(reference: FloatArray, counts: FloatArray) -> FloatArray:
-    expected = _shares(reference) * counts.sum(axis=1, keepdims=True)
-    seen = expected > 0
-    terms = np.divide((counts - expected) ** 2, expected, out=np.zeros_like(expected), where=seen)
-    statistic = terms.sum(axis=1)
+    """Pearson's two-sample test of homogeneity per row: are both counts drawn alike?
+
+    The reference is a sample too, so expected counts come from both rows pooled (as
+    `scipy.stats.chi2_contingency` does); holding the window to the reference's shares as if they
+    were exact flags a large window of unchanged data as drifted far more often than 5 %.
+    """
+    ref_total = reference.sum(axis=1, keepdims=True)
+    cur_total = counts.sum(axis=1, keepdims=True)
+    pooled = reference + counts
+    total = np.maximum(ref_total + cur_total, 1)
+    seen = pooled > 0
+    statistic = np.zeros(reference.shape[0])
+    for observed, row_total in ((reference, ref_total), (counts, cur_total)):
+        expected = pooled * row_total / total
+        statistic += np.divide(
+            (observed - expected) ** 2, expected, out=np.zeros_like(expected), where=seen
+        ).sum(axis=1)
     degrees = np.maximum(seen.sum(axis=1) - 1, 1)
-    p_value = np.asarray(stats.chi2.sf(statistic, degrees), dtype=np.float64)
-    # A value the reference never had: impossible under the reference, so drifted.
-    p_value[((counts > 0) & ~seen).any(axis=1)] = 0.0
-    return p_value
+    return np.asarray(stats.chi2.sf(statistic, degrees), dtype=np.float64)
 
 
 def _wasserstein(
