@@ -48,7 +48,8 @@ from modelfleet_contracts.topics import (
 from .assembly_data import OWNER, model_spec, sensors
 from .fleet import RunningFleet, running_fleet
 
-pytestmark = pytest.mark.integration
+# The module's fixture runs the whole loop (trainings, drift, retrains, a canary) once, in minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 SERVICES = ("ingest", "trainer", "evaluator", "registry", "deployer", "monitor", "serving")
 FEATURES = ["vibration", "temperature", "machine"]
@@ -342,7 +343,8 @@ def test_a_retrained_model_that_fails_its_gates_is_not_promoted_and_the_audit_sa
     outcome: Outcome,
 ) -> None:
     [retrain] = outcome.of("noisy", outcome.retrains)
-    assert retrain.reason == "drift"
+    # Its window of coin-flip labels decays in the same window its inputs drift: either comes first.
+    assert retrain.reason in ("drift", "decay")
     failed = [e for e in outcome.of("noisy", outcome.evaluations) if not e.passed]
     assert failed, "the retrained candidate should fail its roc_auc gate"
     gate = next(g for g in failed[0].gates if g.gate == "metric:roc_auc")
