@@ -157,7 +157,7 @@ class Kafka:
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
             deadline = time.monotonic() + timeout
-            while any(await consumer.position(p) < ends[p] for p in partitions):
+            while [p for p in partitions if await consumer.position(p) < ends[p]]:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{topic}: could not read to its end in {timeout}s")
                 batch = await consumer.getmany(timeout_ms=500)
