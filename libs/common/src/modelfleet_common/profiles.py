@@ -65,7 +65,8 @@ def _profile_column(array: pa.Array, kind: pa.DataType) -> dict[str, Any]:
 
 def _numeric_profile(array: pa.Array) -> dict[str, Any]:
     values = np.asarray(array.drop_null().cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    finite = values[np.isfinite(values)]
+    # Sorted once: every quantile, histogram and drift bin below is then a lookup or a cut.
+    finite = np.sort(values[np.isfinite(values)])
     infinite_count = int(values.size - finite.size)
     if finite.size == 0:
         return {
@@ -88,8 +89,8 @@ def _numeric_profile(array: pa.Array) -> dict[str, Any]:
         "infinite_count": infinite_count,
         "mean": float(finite.mean()),
         "std": float(finite.std()),
-        "min": float(finite.min()),
-        "max": float(finite.max()),
+        "min": float(finite[0]),
+        "max": float(finite[-1]),
         "quantiles": {"probabilities": QUANTILE_PROBABILITIES, "values": quantiles.tolist()},
         "histogram": {"edges": edges.tolist(), "counts": bin_counts.tolist()},
         "drift_bins": drift_bins(finite),
@@ -103,13 +104,17 @@ def drift_bins(finite: np.ndarray[Any, np.dtype[np.float64]]) -> dict[str, list[
     monitor computes PSI, KS, Jensen-Shannon and Wasserstein without the raw values. A value
     repeated over many quantiles (discrete columns) gets a bin of its own.
     """
-    # Quantiles that are data values, so a discrete column gets no empty bins between its values.
-    inner = np.quantile(finite, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1], method="inverted_cdf")
-    edges = np.unique(inner)
-    edges = edges[edges < finite.max()]  # the last bin must hold the maximum, not be empty above it
-    bins = np.searchsorted(edges, finite, side="left")
-    counts = np.bincount(bins, minlength=edges.size + 1)
-    sums = np.bincount(bins, weights=finite, minlength=edges.size + 1)
+    ordered = np.sort(finite)  # already sorted when called from a profile: then almost free
+    # Quantiles that are data values (the inverted CDF), so a discrete column gets no empty bins
+    # between its values: the value at rank ceil(n * p).
+    ranks = np.ceil(ordered.size * np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]).astype(np.int64) - 1
+    edges = np.unique(ordered[np.clip(ranks, 0, ordered.size - 1)])
+    edges = edges[edges < ordered[-1]]  # the last bin must hold the maximum, not be empty above it
+    # Right-closed bins: a bin ends after the last value equal to its edge.
+    bounds = np.concatenate(([0], np.searchsorted(ordered, edges, side="right"), [ordered.size]))
+    running = np.concatenate(([0.0], np.cumsum(ordered)))
+    counts = np.diff(bounds)
+    sums = np.diff(running[bounds])
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     return {"edges": edges.tolist(), "counts": counts.tolist(), "means": means.tolist()}
 

@@ -43,6 +43,8 @@ P_VALUE_METHODS: Final = frozenset({"ks", "chi_square"})
 COARSE_BINS: Final = 10
 #: Share given to an empty bin in PSI and Jensen-Shannon, so a log or ratio is never of zero.
 EMPTY_SHARE: Final = 1e-4
+#: p-values of the limit distribution within which KS recomputes the finite-sample p-value.
+KS_EXACT_BETWEEN: Final = (1e-4, 0.5)
 #: Smallest reference standard deviation the Wasserstein distance is divided by.
 MIN_STD: Final = 1e-3
 #: The default threshold of each method (PSI 0.2 "significant shift"; tests at 5 %).
@@ -226,7 +228,6 @@ class DriftWindow:
         self._counts = np.zeros_like(numeric.counts)
         self._sums = np.zeros_like(numeric.counts)
         self._categorical = np.zeros_like(categorical.counts)
-        self._offsets = np.arange(len(numeric.names), dtype=np.int64)[:, None] * max(numeric.bins, 1)
 
     def add_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add input rows as dicts (the prediction log's `features`); missing values are skipped."""
@@ -241,19 +242,20 @@ class DriftWindow:
         """Add rows as a `(rows, numeric features)` matrix (NaN = missing; `(rows, 0)` when the model
         has no numeric feature) and one value list per categorical feature, in the reference's order."""
         reference = self.reference.numeric
-        if numeric.size and len(reference.names):
-            by_feature = np.ascontiguousarray(numeric.T)  # one contiguous row per feature
-            bins = np.empty(by_feature.shape, dtype=np.int64)
-            for column in range(len(reference.names)):
-                cut = reference.edges[column, : reference.edge_counts[column]]
-                bins[column] = np.searchsorted(cut, by_feature[column], side="left")
-            present = np.isfinite(by_feature)
-            flat = (bins + self._offsets)[present]
-            size = self._counts.size
-            self._counts += np.bincount(flat, minlength=size).reshape(self._counts.shape)
-            self._sums += np.bincount(flat, weights=by_feature[present], minlength=size).reshape(
-                self._sums.shape
-            )
+        for column in range(len(reference.names) if numeric.size else 0):
+            # Sorting the batch's values once, then cutting them at the edges, counts and sums every
+            # bin with a few hundred binary searches instead of one per value: about ten times
+            # faster on large batches than binning each value.
+            ordered = np.sort(numeric[:, column])
+            # NaN sorts last, beyond +inf: keep the finite values only.
+            ordered = ordered[
+                np.searchsorted(ordered, -np.inf, side="right") : np.searchsorted(ordered, np.inf)
+            ]
+            cut = reference.edges[column, : reference.edge_counts[column]]
+            bounds = np.concatenate(([0], np.searchsorted(ordered, cut, side="right"), [ordered.size]))
+            running = np.concatenate(([0.0], np.cumsum(ordered)))
+            self._counts[column, : bounds.size - 1] += np.diff(bounds)
+            self._sums[column, : bounds.size - 1] += np.diff(running[bounds])
         for column, values in enumerate(categorical):
             index = self.reference.categorical.categories[column]
             other = self._categorical.shape[1] - 1
@@ -394,10 +396,17 @@ def _ks_p_value(reference: FloatArray, counts: FloatArray) -> FloatArray:
     n_ref = reference.sum(axis=1)
     n_cur = counts.sum(axis=1)
     gap = np.abs(np.cumsum(_shares(reference), axis=1) - np.cumsum(_shares(counts), axis=1)).max(axis=1)
-    effective = np.divide(n_ref * n_cur, n_ref + n_cur, out=np.ones_like(n_ref), where=n_cur > 0)
-    # Kolmogorov's limit distribution: within 0.002 of the finite-sample one (`kstwo`) at these
-    # sample sizes, and hundreds of times faster when p is small.
-    return np.asarray(stats.kstwobign.sf(np.sqrt(np.maximum(effective, 1)) * gap), dtype=np.float64)
+    effective = np.maximum(
+        np.divide(n_ref * n_cur, n_ref + n_cur, out=np.ones_like(n_ref), where=n_cur > 0), 1
+    )
+    # Kolmogorov's limit distribution is fast everywhere; the finite-sample one (`kstwo`, what
+    # `scipy.stats.ks_2samp` uses for large samples) is exact but takes up to 0.2 s per feature deep
+    # in the tail. So: the limit first, and `kstwo` only where the verdict could depend on it.
+    p_value = np.asarray(stats.kstwobign.sf(np.sqrt(effective) * gap), dtype=np.float64)
+    near = (p_value > KS_EXACT_BETWEEN[0]) & (p_value < KS_EXACT_BETWEEN[1])
+    if near.any():
+        p_value[near] = stats.kstwo.sf(gap[near], np.round(effective[near]))
+    return p_value
 
 
 def _chi_square_p_value(reference: FloatArray, counts: FloatArray) -> FloatArray:
