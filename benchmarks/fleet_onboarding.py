@@ -51,13 +51,13 @@ SERVICES = ("ingest", "trainer", "evaluator", "registry")
 ROWS_PER_MODEL = 300
 
 
-def make_data(models: int, seed: int = 11) -> pd.DataFrame:
+def make_data(models: int, seed: int = 11, rows_per_model: int = ROWS_PER_MODEL) -> pd.DataFrame:
     """One slice per model: six numeric features, a channel, a label with slice-specific weights."""
     rng = np.random.default_rng(seed)
-    rows = models * ROWS_PER_MODEL
-    segment = np.repeat([f"s{i:04d}" for i in range(models)], ROWS_PER_MODEL)
+    rows = models * rows_per_model
+    segment = np.repeat([f"s{i:04d}" for i in range(models)], rows_per_model)
     x = rng.normal(size=(rows, 6))
-    weights = np.repeat(rng.normal(1.0, 0.4, size=(models, 6)), ROWS_PER_MODEL, axis=0)
+    weights = np.repeat(rng.normal(1.0, 0.4, size=(models, 6)), rows_per_model, axis=0)
     channel = rng.choice(["web", "store", "phone"], rows)
     logit = (x * weights).sum(axis=1) / 2 + np.where(channel == "web", 0.5, 0.0)
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
@@ -69,7 +69,7 @@ def make_data(models: int, seed: int = 11) -> pd.DataFrame:
 
 
 def fleet_documents(models: int, source: str) -> list[dict[str, Any]]:
-    columns = [{"name": "segment", "type": "string"}]
+    columns: list[dict[str, Any]] = [{"name": "segment", "type": "string"}]
     columns += [{"name": f"x{i}", "type": "float"} for i in range(1, 7)]
     columns += [
         {"name": "channel", "type": "string", "categories": ["web", "store", "phone"]},
