@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from modelfleet_contracts import (
     DatasetVersionCreated,
@@ -34,13 +35,20 @@ WINDOW = 200
 
 
 class FakeProfiles:
-    def __init__(self, profiles: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, profiles: dict[str, dict[str, Any]], tables: dict[str, pa.Table] | None = None
+    ) -> None:
         self.profiles = profiles
+        self.tables = tables or {}
         self.reads = 0
 
     def read(self, uri: str) -> dict[str, Any]:
         self.reads += 1
         return self.profiles[uri]
+
+    def read_table(self, uri: str) -> pa.Table:
+        self.reads += 1
+        return self.tables[uri]
 
 
 def spec_event(model: str = "pump", **monitoring: Any) -> ModelSpecSubmitted:
@@ -152,7 +160,7 @@ async def test_a_window_like_the_training_data_publishes_no_drift() -> None:
     for batch in range(4):
         await handlers.record_predictions(traffic(100, prefix=f"b{batch}-", seed=batch), deps)
     assert drift_events(publisher) == []
-    assert deps.metrics.drift_checks.labels("medium")._value.get() == 2
+    assert deps.metrics.drift_checks.labels("medium")._value.get() == 1  # one batch, one check
 
 
 async def test_a_full_window_of_shifted_inputs_publishes_drift_with_its_numbers() -> None:
@@ -250,3 +258,51 @@ async def test_a_reference_is_read_once_for_every_batch_of_a_version() -> None:
     for batch in range(3):
         await handlers.record_predictions(traffic(10, prefix=f"b{batch}-"), deps)
     assert deps.references.source.reads == 1  # type: ignore[attr-defined]
+
+
+async def test_a_model_of_one_site_is_compared_with_that_sites_rows_not_the_whole_dataset() -> None:
+    deps, publisher, _clock = make_deps()
+    deps.tracker = HealthTracker(max_buffered_per_model=10_000, label_ttl_seconds=600, started_at=T0)
+    rng = np.random.default_rng(9)
+    # Two sites with very different machines: the whole dataset looks nothing like either site.
+    hot = {
+        "temperature": rng.normal(95, 5, 1500),
+        "vibration": rng.normal(0.3, 0.05, 1500),
+        "site": ["lul"] * 1500,
+    }
+    cool = {
+        "temperature": rng.normal(70, 5, 1500),
+        "vibration": rng.normal(0.3, 0.05, 1500),
+        "site": ["gbg"] * 1500,
+    }
+    table = pa.concat_tables([pa.table(hot), pa.table(cool)])
+    data_uri = "memory://datasets/telemetry/v1.parquet"
+    deps.references = ReferenceCache(
+        FakeProfiles({PROFILE_URI: profile_of(table.to_pydict())}, {data_uri: table})
+    )
+    spec = spec_event()
+    body = spec.spec.spec.model_copy(
+        update={"dataset": spec.spec.spec.dataset.model_copy(update={"where": {"site": "gbg"}})}
+    )
+    await handlers.note_model_spec(
+        spec.model_copy(update={"spec": spec.spec.model_copy(update={"spec": body})}), deps
+    )
+    await handlers.note_dataset_version_created(
+        DatasetVersionCreated(
+            producer="ingest",
+            dataset="telemetry",
+            version="v1",
+            uri=data_uri,
+            row_count=3000,
+            columns=[],
+            source_uri="memory://batches/1.csv",
+            profile_uri=PROFILE_URI,
+        ),
+        deps,
+    )
+    gbg = traffic(2 * WINDOW)  # temperatures around 70, like the gbg rows
+    for record in gbg.predictions:
+        record.features["site"] = "gbg"
+    await handlers.record_predictions(gbg, deps)
+    assert drift_events(publisher) == []
+    assert deps.metrics.drift_checks.labels("medium")._value.get() == 1  # one batch, one check

@@ -77,6 +77,8 @@ class ModelProfile:
     live_task: LiveTask = "classification"
     features: tuple[str, ...] = ()
     business_kpi: BusinessKpi | None = None
+    #: The spec's row filter: the model's reference is the profile of just those rows.
+    where: tuple[tuple[str, str | int | float | bool], ...] = ()
 
 
 @dataclass
@@ -200,9 +202,10 @@ async def note_model_spec(event: SpecEvent, deps: MonitorDeps) -> None:
         live_task=live_task_of_template(spec.spec.pipeline.template),
         features=tuple(spec.spec.features),
         business_kpi=spec.spec.business_kpi,
+        where=tuple(sorted(spec.spec.dataset.where.items())),
     )
     deps.models[event.model] = profile
-    if previous is not None and previous.features != profile.features:
+    if previous is not None and (previous.features, previous.where) != (profile.features, profile.where):
         # Versions of the new spec get their references with the new features as they appear.
         for key in [key for key in deps.watches if key[0] == event.model]:
             del deps.watches[key]
@@ -214,7 +217,7 @@ async def note_dataset_version_created(event: DatasetVersionCreated, deps: Monit
     if event.profile_uri is None:
         log_event(logger, "dataset version without a reference profile: no drift against it", event)
         return
-    deps.facts.note_dataset_version(event.version, event.profile_uri)
+    deps.facts.note_dataset_version(event.version, event.profile_uri, event.uri)
 
 
 async def note_training_finished(event: TrainingFinished, deps: MonitorDeps) -> None:
@@ -362,9 +365,16 @@ def _watch(model: str, version: str, dataset_version: str | None, deps: MonitorD
     if watch.reference is None and profile.features:
         dataset_version = dataset_version or deps.facts.dataset_version(model, version)
         profile_uri = deps.facts.profile_uri(dataset_version) if dataset_version else None
-        if profile_uri is not None:
+        data_uri = deps.facts.data_uri(dataset_version) if dataset_version else None
+        if profile_uri is not None and dataset_version is not None:
             try:
-                watch.use_reference(deps.references.reference(profile_uri, profile.features))
+                if profile.where and data_uri is not None:
+                    reference = deps.references.slice_reference(
+                        data_uri, dict(profile.where), profile.features, dataset_version=dataset_version
+                    )
+                else:
+                    reference = deps.references.reference(profile_uri, profile.features)
+                watch.use_reference(reference)
             except ProfileError as error:
                 deps.metrics.reference_errors.inc()
                 logger.warning(

@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from modelfleet_common.profiles import reference_profile
 from modelfleet_common.state import KeyValueStore
 
 from .drift import ProfileError, Reference, reference_from_profile
@@ -32,12 +36,17 @@ class VersionFacts:
     def __init__(self, store: KeyValueStore) -> None:
         self.store = store
 
-    def note_dataset_version(self, version: str, profile_uri: str) -> None:
-        self.store.put(PROFILES, version, {"profile_uri": profile_uri})
+    def note_dataset_version(self, version: str, profile_uri: str, uri: str) -> None:
+        self.store.put(PROFILES, version, {"profile_uri": profile_uri, "uri": uri})
 
     def profile_uri(self, dataset_version: str) -> str | None:
         value = self.store.get(PROFILES, dataset_version)
         return str(value["profile_uri"]) if value else None
+
+    def data_uri(self, dataset_version: str) -> str | None:
+        """Where the dataset version's rows are (for a model trained on a slice of them)."""
+        value = self.store.get(PROFILES, dataset_version)
+        return str(value["uri"]) if value and value.get("uri") else None
 
     def note_run(self, run_id: str, metrics: dict[str, float]) -> None:
         self.store.put(RUNS, run_id, {"metrics": metrics})
@@ -63,18 +72,37 @@ class VersionFacts:
 
 
 class ProfileSource(Protocol):
-    """Reads a reference profile (tests pass a dict-backed fake)."""
+    """Reads reference profiles and dataset versions (tests pass a dict-backed fake)."""
 
     def read(self, uri: str) -> dict[str, Any]: ...
 
+    def read_table(self, uri: str) -> pa.Table: ...
+
 
 class FsspecProfiles:
-    """Profiles on any filesystem fsspec reads (a local path, `s3://`, `memory://`, ...)."""
+    """Profiles and versions on any filesystem fsspec reads (a local path, `s3://`, `memory://`, ...)."""
 
     def read(self, uri: str) -> dict[str, Any]:
         with fsspec.open(uri, "rt") as handle:
             profile: dict[str, Any] = json.load(handle)
         return profile
+
+    def read_table(self, uri: str) -> pa.Table:
+        with fsspec.open(uri, "rb") as handle:
+            return pq.read_table(handle)
+
+
+def select_rows(table: pa.Table, where: Mapping[str, Any]) -> pa.Table:
+    """The rows a model trains on: every `where` column equal to its value (as the trainer selects)."""
+    mask = None
+    for column, value in where.items():
+        values = table.column(column)
+        try:
+            equal = pc.equal(values, pa.scalar(value).cast(values.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            equal = pc.equal(values.cast(pa.string()), str(value))
+        mask = equal if mask is None else pc.and_(mask, equal)
+    return table if mask is None else table.filter(pc.fill_null(mask, False))
 
 
 class ReferenceCache:
@@ -96,7 +124,36 @@ class ReferenceCache:
             profile = self.source.read(profile_uri)
         except (OSError, ValueError) as error:
             raise ProfileError(f"cannot read the reference profile {profile_uri}: {error}") from error
-        reference = reference_from_profile(profile, features)
+        return self._keep(key, reference_from_profile(profile, features))
+
+    def slice_reference(
+        self, data_uri: str, where: Mapping[str, Any], features: Sequence[str], *, dataset_version: str
+    ) -> Reference:
+        """The reference of a model trained on the rows of a version matching `where`.
+
+        The dataset's own profile describes every row: for a model of one site or one market, other
+        sites' rows would look like drift. So the slice is profiled here, once per version, filter
+        and features (the same statistics as ingest's profiles).
+        """
+        key = (f"{data_uri}?{sorted(where.items())}", tuple(features))
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        try:
+            table = self.source.read_table(data_uri)
+        except (OSError, ValueError) as error:
+            raise ProfileError(f"cannot read dataset version {data_uri}: {error}") from error
+        missing = [name for name in [*where, *features] if name not in table.column_names]
+        if missing:
+            raise ProfileError(f"columns {missing} are not in dataset version {dataset_version[:12]}")
+        rows = select_rows(table.select(list(dict.fromkeys([*where, *features]))), where)
+        if rows.num_rows == 0:
+            raise ProfileError(f"no row of dataset version {dataset_version[:12]} matches {dict(where)}")
+        profile = reference_profile(rows.select(list(features)), dataset="slice", version=dataset_version)
+        return self._keep(key, reference_from_profile(profile, features))
+
+    def _keep(self, key: tuple[str, tuple[str, ...]], reference: Reference) -> Reference:
         self._cache[key] = reference
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
