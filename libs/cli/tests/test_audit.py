@@ -222,8 +222,11 @@ def whole_chain() -> list[Event]:
         **canary.caused(),
     )
     other_model = RetrainRequested(producer="cli:bo", occurred_at=at(20), model="pump-8", reason="manual")
+    # Live feedback of the shared dataset that no training of this model used: not part of its trail.
+    unused = feedback.model_copy(update={"version": "e" * 64, "occurred_at": at(4), "event_id": uuid4()})
     return [
         spec,
+        unused,
         feedback,
         drift,
         retrain,

@@ -139,8 +139,9 @@ def audit_trail(model: str, events: list[Event]) -> list[AuditEntry]:
     """Every decision about `model` and its triggers, oldest first, each linked to its cause.
 
     `events` are those of `AUDIT_TOPICS`, oldest first with ties in topic order (as `read_events`
-    returns them). Dataset versions are kept only for the model's dataset(s), and only when they
-    came from live feedback or a training of the model used them. Routing tables that change
+    returns them). Dataset versions are kept only when a training of the model used them: a dataset
+    shared by many models gets a feedback version every few seconds, which says nothing about this
+    model until it trains on one. Routing tables that change
     nothing a reader would see (same stage, versions and weights) are left out.
     """
     own = [event for event in events if getattr(event, "model", None) == model]
@@ -154,7 +155,7 @@ def audit_trail(model: str, events: list[Event]) -> list[AuditEntry]:
     last_table: tuple[object, ...] | None = None
     for event in sorted(events, key=lambda e: e.occurred_at):
         if isinstance(event, DatasetVersionCreated):
-            if event.dataset in datasets and (event.origin == "feedback" or event.version in trained_on):
+            if event.dataset in datasets and event.version in trained_on:
                 entries.append(_entry(event))
             continue
         if type(event) not in _AUDITED or getattr(event, "model", None) != model:
