@@ -82,6 +82,14 @@ class ModelHealthReported(MonitoringWindow):
     labelled: int = Field(default=0, ge=0, description="Predictions with ground truth in the window.")
     live_metric: str | None = Field(default=None, description="Name of the live metric, if labels arrived.")
     live_metric_value: float | None = Field(default=None, description="Its value.")
+    live_metric_std: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Standard deviation of the per-label scores behind `live_metric_value` (1/0 for a class, "
+            "-|error| for a number), so a reader can tell a real difference from noise."
+        ),
+    )
     business_value: float | None = Field(
         default=None, description="Business KPI earned in the window (labelled correct predictions x value)."
     )

@@ -151,8 +151,9 @@ def health(
     p99: float = 40.0,
     accuracy: float | None = None,
     labelled: int = 0,
+    neg_mae: tuple[float, float] | None = None,
 ) -> ModelHealthReported:
-    """A health window of its own (each call is a later window)."""
+    """A health window of its own (each call is a later window); `neg_mae` is (mean, std)."""
     start = START + timedelta(hours=next(_windows))
     return ModelHealthReported.model_validate(
         {
@@ -166,8 +167,9 @@ def health(
             "errors": errors,
             "latency_p99_ms": p99,
             "labelled": labelled,
-            "live_metric": None if accuracy is None else "accuracy",
-            "live_metric_value": accuracy,
+            "live_metric": "neg_mae" if neg_mae else None if accuracy is None else "accuracy",
+            "live_metric_value": neg_mae[0] if neg_mae else accuracy,
+            "live_metric_std": neg_mae[1] if neg_mae else None,
         }
     )
 
@@ -407,6 +409,19 @@ def test_a_shortfall_within_the_noise_of_a_few_dozen_labels_does_not_roll_back()
     deployer.apply(health("1", 900, route="champion", accuracy=0.97, labelled=32))
     deployer.apply(health("2", 100, accuracy=0.84, labelled=31))
     assert deployer.of(ModelRolledBack) == []
+
+
+def test_a_regressor_is_held_to_a_margin_relative_to_the_champions_error_and_to_its_noise() -> None:
+    deployer = in_canary()
+    deployer.apply(health("1", 900, route="champion", neg_mae=(-26.4, 20.0), labelled=40))
+    # A third more error than the champion, but on 20 labels with errors spread by 30: noise.
+    deployer.apply(health("2", 30, neg_mae=(-35.0, 30.0), labelled=20))
+    assert deployer.of(ModelRolledBack) == []
+    deployer.apply(health("2", 30, neg_mae=(-40.6, 12.0), labelled=200))
+    (rolled_back,) = deployer.of(ModelRolledBack)
+    assert isinstance(rolled_back, ModelRolledBack)
+    assert "live neg_mae -40.0909 on 220 labels" in rolled_back.reason
+    assert "minus the margin 1.32, beyond the 90% confidence bound" in rolled_back.reason
 
 
 def test_live_accuracy_within_the_margin_of_the_champion_is_non_inferior_and_advances() -> None:

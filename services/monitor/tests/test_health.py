@@ -257,3 +257,12 @@ def test_early_labels_are_bounded_and_expire_like_predictions() -> None:
     health.add_label("churn", "late", 1, "classification", now=100.0)
     assert health.early_labels("churn") == 1  # the two older ones expired
     assert health.settle_early_labels("churn", [record("r0")], now=100.0) == []
+
+
+def test_a_window_reports_the_spread_of_its_label_scores() -> None:
+    health = HealthTracker(max_buffered_per_model=10, label_ttl_seconds=60, started_at=T0)
+    health.add_predictions("price", [record("r1", prediction=10.0), record("r2", prediction=4.0)], now=0.0)
+    health.add_label("price", "r1", 12.0, "regression", now=1.0)  # score -2
+    health.add_label("price", "r2", 0.0, "regression", now=1.0)  # score -4
+    (summary,) = health.drain(T0)
+    assert (summary.live_metric_value, summary.live_metric_std) == (-3.0, 1.0)

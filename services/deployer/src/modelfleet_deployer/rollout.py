@@ -170,11 +170,26 @@ class LiveTally:
     metric: str
     total: float = 0.0
     labels: int = 0
+    #: Sum of the squared per-label scores, while every report said how spread its scores were.
+    squares: float | None = 0.0
 
     @property
     def value(self) -> float:
         """Mean of the metric over the labels (0 labels: 0, never compared)."""
         return self.total / self.labels if self.labels else 0.0
+
+    @property
+    def variance(self) -> float | None:
+        """Variance of the per-label scores; accuracy's follows from its value alone."""
+        if not self.labels:
+            return None
+        if self.metric == "accuracy":
+            # Shares of 0 or 1 are pulled half a label inwards: a perfect small sample is not certain.
+            share = min(max(self.value, 0.5 / self.labels), 1 - 0.5 / self.labels)
+            return share * (1 - share)
+        if self.squares is None:
+            return None
+        return max(self.squares / self.labels - self.value**2, 0.0)
 
     @staticmethod
     def add(tally: LiveTally | None, report: ModelHealthReported) -> LiveTally | None:
@@ -183,11 +198,11 @@ class LiveTally:
             return tally
         if tally is None or tally.metric != report.live_metric:
             tally = LiveTally(report.live_metric)
-        return LiveTally(
-            tally.metric,
-            tally.total + report.live_metric_value * report.labelled,
-            tally.labels + report.labelled,
+        mean, std, labels = report.live_metric_value, report.live_metric_std, report.labelled
+        squares = (
+            None if tally.squares is None or std is None else tally.squares + (std**2 + mean**2) * labels
         )
+        return LiveTally(tally.metric, tally.total + mean * labels, tally.labels + labels, squares)
 
 
 @dataclass(frozen=True)
@@ -624,38 +639,29 @@ def _live_problem(
         return None
     if min(champion.labels, challenger.labels) < policy.min_live_labels:
         return None
-    # Live metrics are "higher is better" (accuracy); the monitor reports them that way.
-    shortfall = champion.value - policy.live_margin - challenger.value
+    # Live metrics are "higher is better" (accuracy, negated MAE); the monitor reports them that way.
+    # The margin is absolute for accuracy, relative to the champion for unbounded metrics (an error
+    # of 30 units and one of 0.3 deserve the same tolerance).
+    margin = policy.live_margin if champion.metric == "accuracy" else policy.live_margin * abs(champion.value)
+    shortfall = champion.value - margin - challenger.value
     if shortfall <= 0:
         return None
-    if challenger.metric == "accuracy":
-        # A few dozen labels are noisy: roll back only when the challenger is worse beyond the
-        # margin with the policy's confidence (one-sided two-proportion z-test), else keep going
-        # and let the step gather more labels.
+    # A few dozen labels are noisy: roll back only when the challenger is worse beyond the margin
+    # with the policy's confidence (a one-sided z-test on the two means), else let the step gather
+    # more labels. Without the spread of the scores, the point comparison decides.
+    beyond = ""
+    champion_variance, challenger_variance = champion.variance, challenger.variance
+    if champion_variance is not None and challenger_variance is not None:
         z = NormalDist().inv_cdf(policy.live_confidence)
-        error = _accuracy_standard_error(champion, challenger)
+        error = math.sqrt(champion_variance / champion.labels + challenger_variance / challenger.labels)
         if shortfall <= z * error:
             return None
-        bound = f"{z:.2f} x standard error {error:.3f}"
+        bound = f"{z:.2f} x standard error {error:.3g}"
         beyond = f", beyond the {policy.live_confidence:.0%} confidence bound ({bound})"
-    else:
-        beyond = ""
     return (
         f"live {challenger.metric} {challenger.value:.4f} on {challenger.labels} labels is below the "
-        f"champion's {champion.value:.4f} (on {champion.labels}) minus the margin {policy.live_margin:g}"
-        f"{beyond}"
+        f"champion's {champion.value:.4f} (on {champion.labels}) minus the margin {margin:.4g}{beyond}"
     )
-
-
-def _accuracy_standard_error(champion: LiveTally, challenger: LiveTally) -> float:
-    """Standard error of the difference of two accuracies; shares of 0 or 1 are pulled half a
-    label inwards, so a perfect small sample does not claim zero variance."""
-
-    def variance(tally: LiveTally) -> float:
-        share = min(max(tally.value, 0.5 / tally.labels), 1 - 0.5 / tally.labels)
-        return share * (1 - share) / tally.labels
-
-    return math.sqrt(variance(champion) + variance(challenger))
 
 
 def on_health_reported(

@@ -469,5 +469,6 @@ def _health_report(summary: HealthSummary, now: datetime, profile: ModelProfile)
         labelled=summary.labelled,
         live_metric=summary.live_metric,
         live_metric_value=summary.live_metric_value,
+        live_metric_std=summary.live_metric_std,
         business_value=value,
     )

@@ -62,6 +62,7 @@ class HealthSummary:
     #: Sum of the latencies (the compute the window cost) and of the label scores.
     latency_sum_ms: float = 0.0
     live_score_sum: float = 0.0
+    live_metric_std: float | None = None
 
     @property
     def error_rate(self) -> float:
@@ -96,8 +97,9 @@ class _Window:
     request_ids: set[str] = field(default_factory=set)
     labelled: int = 0
     live_task: LiveTask | None = None
-    # Sum of per-label scores: 1/0 for a correct/wrong class, -|error| for a number.
+    # Sum of per-label scores: 1/0 for a correct/wrong class, -|error| for a number; and of squares.
     live_score_sum: float = 0.0
+    live_score_squares: float = 0.0
 
 
 @dataclass
@@ -219,10 +221,11 @@ class HealthTracker:
             window = self._windows.setdefault(WindowKey(model, version, buffered.route), _Window())
             if window.live_task not in (None, task):
                 # The model's task changed with its spec; start its live metric afresh.
-                window.labelled, window.live_score_sum = 0, 0.0
+                window.labelled, window.live_score_sum, window.live_score_squares = 0, 0.0, 0.0
             window.live_task = task
             window.labelled += 1
             window.live_score_sum += score
+            window.live_score_squares += score * score
             scored.append(LabelScore(version, buffered.route, score))
         return scored
 
@@ -305,7 +308,13 @@ def summarize(key: WindowKey, window: _Window, start: datetime, end: datetime) -
         live_metric_value=window.live_score_sum / window.labelled if live else None,
         latency_sum_ms=float(latencies.sum()),
         live_score_sum=window.live_score_sum,
+        live_metric_std=_std(window) if live else None,
     )
+
+
+def _std(window: _Window) -> float:
+    mean = window.live_score_sum / window.labelled
+    return math.sqrt(max(window.live_score_squares / window.labelled - mean * mean, 0.0))
 
 
 def _number(value: JsonValue) -> float | None:
