@@ -306,3 +306,20 @@ async def test_a_model_of_one_site_is_compared_with_that_sites_rows_not_the_whol
     await handlers.record_predictions(gbg, deps)
     assert drift_events(publisher) == []
     assert deps.metrics.drift_checks.labels("medium")._value.get() == 1  # one batch, one check
+
+
+def test_a_small_label_window_just_below_its_bound_is_not_called_decay() -> None:
+    from modelfleet_contracts.specs import MonitoringPolicy
+    from modelfleet_monitor.watch import VersionWatch
+
+    policy = MonitoringPolicy(window_size=28, max_performance_drop=0.1)
+    watch = VersionWatch("pump", "1", "classification")
+    # 21 of 28 right: 0.75 against a bound of 0.81, well within the noise of 28 labels.
+    finding = watch.add_scores([1.0] * 21 + [0.0] * 7, 0.9, policy, T0)
+    assert finding is not None
+    assert finding.observed == 0.75
+    assert not finding.decayed
+    # 10 of 28 right is decay whatever the noise.
+    finding = watch.add_scores([1.0] * 10 + [0.0] * 18, 0.9, policy, T0)
+    assert finding is not None
+    assert finding.decayed

@@ -10,6 +10,7 @@ measured at evaluation time. Each check returns a finding; the caller decides wh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,8 @@ from .health import LiveTask
 DEFAULT_METHOD: Method = "psi"
 DEFAULT_WINDOW = 1000
 DEFAULT_DRIFT_SHARE = 0.5
+#: One-sided 95 % normal quantile: how far below its bound a window's live metric must be.
+DECAY_CONFIDENCE_Z = 1.645
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,13 @@ class DecayFinding:
     observed: float
     threshold: float
     labelled: int
+    #: Standard error of `observed` (spread of the label scores over the square root of their count).
+    standard_error: float = 0.0
 
     @property
     def decayed(self) -> bool:
-        return self.observed < self.threshold
+        """Below the bound with 95 % confidence: a small window's bad luck does not retrain a model."""
+        return self.observed + DECAY_CONFIDENCE_Z * self.standard_error < self.threshold
 
 
 def drift_settings(policy: MonitoringPolicy) -> tuple[Method, float, int, float]:
@@ -123,6 +129,7 @@ class VersionWatch:
     prediction_window: DriftWindow | None = None
     labelled: int = 0
     score_sum: float = 0.0
+    score_squares: float = 0.0
     labels_since: datetime | None = None
 
     def use_reference(self, reference: Reference) -> None:
@@ -174,11 +181,13 @@ class VersionWatch:
             self.labels_since = now
         self.labelled += len(scores)
         self.score_sum += float(sum(scores))
+        self.score_squares += float(sum(score * score for score in scores))
         size = policy.window_size or DEFAULT_WINDOW
         if self.labelled < size:
             return None
         observed, labelled, since = self.score_sum / self.labelled, self.labelled, self.labels_since
-        self.labelled, self.score_sum, self.labels_since = 0, 0.0, now
+        spread = math.sqrt(max(self.score_squares / labelled - observed * observed, 0.0))
+        self.labelled, self.score_sum, self.score_squares, self.labels_since = 0, 0.0, 0.0, now
         if baseline is None or policy.max_performance_drop is None:
             return None
         return DecayFinding(
@@ -191,6 +200,7 @@ class VersionWatch:
             observed=observed,
             threshold=decay_threshold(baseline, policy.max_performance_drop),
             labelled=labelled,
+            standard_error=spread / math.sqrt(labelled),
         )
 
     def _add_predictions(self, predictions: Sequence[Any], size: int) -> None:
