@@ -83,11 +83,13 @@ mlflow-stop: ## Stop the local MLflow server
 	$(PY) -m modelfleet_common.local.mlflow stop
 
 .PHONY: demo
-demo: install kafka mlflow ## Start the local fleet (Kafka, MLflow, every service), apply examples/fleet/, show the models
-	$(PY) -m modelfleet_cli.local up
-	$(VENV)/bin/modelfleet apply examples/fleet/
-	$(VENV)/bin/modelfleet status --wait 600
-	@echo "MLflow UI: http://127.0.0.1:5000 · lineage: .venv/bin/modelfleet lineage churn-se · stop: make down"
+# The policies at demo speed and short intervals: the loop turns in minutes (examples/demo/).
+DEMO_ENV := FLEET_POLICY_DIR=$(CURDIR)/examples/demo/policies FLEET_MONITOR_REPORT_SECONDS=5 \
+	FLEET_INGEST_FEEDBACK_SECONDS=5 FLEET_RETRAIN_DATA_WAIT_SECONDS=60 FLEET_DEMO_APPROVER=risk-officer
+DEMO_ARGS ?=
+demo: install kafka mlflow ## Start Kafka, MLflow and the fleet; watch 24 models train, drift, retrain and get promoted (5-25 min)
+	$(DEMO_ENV) $(PY) -m modelfleet_cli.local up
+	$(VENV)/bin/modelfleet demo $(DEMO_ARGS)
 
 .PHONY: down
 down: ## Stop every service of the local fleet, MLflow and Kafka

@@ -3,13 +3,19 @@
     python -m modelfleet_cli.local up     # start (idempotent) and print a health table
     python -m modelfleet_cli.local down   # stop every service (SIGTERM, then SIGKILL)
 
-Kafka and MLflow are started before by `make kafka mlflow` (modelfleet_common.local).
+Kafka and MLflow are started before by `make kafka mlflow` (modelfleet_common.local). Every
+`FLEET_*` variable of the caller's environment reaches the services; `FLEET_POLICY_DIR` picks the
+risk policies (default `policies/`), and `FLEET_DEMO_APPROVER=NAME` gives NAME a local approval key
+whose public line goes into the approvers file before the deployer starts (`make demo` does both).
+The settings the fleet was started with are kept in `<home>/fleet/environment.json`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -58,25 +64,84 @@ def _ready(endpoint: str, timeout: float) -> bool:
         return False
 
 
-def fleet_environment(home: Path) -> dict[str, str]:
+#: Names the caller's environment picks the policies and the demo's approver by.
+POLICY_DIR_ENV = "FLEET_POLICY_DIR"
+DEMO_APPROVER_ENV = "FLEET_DEMO_APPROVER"
+#: The risk policies at demo speed that `make demo` runs the fleet with.
+DEMO_POLICY_DIR = REPO / "examples" / "demo" / "policies"
+
+
+def fleet_environment(home: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Settings every local service shares: one data store, one registry signing key, the policies.
 
     The signing key is made once per local home; its public half is the fleet's trusted key, so
     serving and the evaluator accept exactly what this fleet's registry signed. The approvers file
-    starts empty (every approval is rejected) until people add the lines `modelfleet keygen` prints.
+    starts empty (every approval is rejected) until people add the lines `modelfleet keygen` prints,
+    or `FLEET_DEMO_APPROVER` names an approver whose demo key this home keeps (see `demo_approver`).
+    The policies are `FLEET_POLICY_DIR` of `environ` (default: the process environment), else
+    `policies/`.
     """
+    environ = os.environ if environ is None else environ
     key = home / "signing" / "registry.pem"
     ArtifactSigner.load_or_create(key)
-    approvers = home / "approvers.txt"
+    approvers = approvers_file(home)
     if not approvers.exists():
+        approvers.parent.mkdir(parents=True, exist_ok=True)
         approvers.write_text(APPROVERS_HEADER)
+    if environ.get(DEMO_APPROVER_ENV):
+        demo_approver(home, environ[DEMO_APPROVER_ENV])
+    policy_dir = Path(environ.get(POLICY_DIR_ENV) or REPO / "policies")
     return {
         "FLEET_DATA_DIR": str(home / "data"),
         "FLEET_SIGNING_KEY_FILE": str(key),
         "FLEET_TRUSTED_KEYS_FILE": str(key.with_name(key.name + ".pub")),
-        "FLEET_POLICY_DIR": str(REPO / "policies"),
+        POLICY_DIR_ENV: str(policy_dir.resolve()),
         "FLEET_APPROVER_KEYS_FILE": str(approvers),
     }
+
+
+def approvers_file(home: Path) -> Path:
+    """The local fleet's approver keys file (`FLEET_APPROVER_KEYS_FILE` of the deployer)."""
+    return home / "approvers.txt"
+
+
+def demo_approver(home: Path, name: str) -> tuple[ArtifactSigner, bool]:
+    """The demo's approval key for `name` (made once per local home) and whether its public line
+    was added to the approvers file just now (a running deployer reads it only when it starts).
+
+    Refuses a name the file already lists with another key: the deployer would reject the file.
+    """
+    signer = ArtifactSigner.load_or_create(home / "signing" / f"approver-{name}.pem")
+    approvers = approvers_file(home)
+    text = approvers.read_text() if approvers.exists() else APPROVERS_HEADER
+    listed = [line.split("#", 1)[0].split() for line in text.splitlines()]
+    keys = [parts[1] for parts in listed if len(parts) == 2 and parts[0] == name]
+    if signer.public_key_b64 in keys:
+        return signer, False
+    if keys:
+        raise ValueError(
+            f"{approvers} already lists approver {name!r} with another key; remove that line "
+            f"(or use another local home) to let the demo approve as {name!r}"
+        )
+    approvers.parent.mkdir(parents=True, exist_ok=True)
+    approvers.write_text(text.rstrip("\n") + f"\n{name} {signer.public_key_b64}\n")
+    return signer, True
+
+
+def environment_file(home: Path) -> Path:
+    """Where `up` records the shared settings the running fleet was started with."""
+    return home / "fleet" / "environment.json"
+
+
+def running_environment(home: Path) -> dict[str, str] | None:
+    """The `FLEET_*` settings the running fleet was started with; None when nothing runs."""
+    if not any(_process(home, service).running_pid() for service in SERVICES):
+        return None
+    try:
+        recorded = json.loads(environment_file(home).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(key): str(value) for key, value in recorded.items()}
 
 
 APPROVERS_HEADER = """\
@@ -86,25 +151,60 @@ APPROVERS_HEADER = """\
 """
 
 
+def _shared_settings(home: Path) -> dict[str, str]:
+    """`fleet_environment` plus every other `FLEET_*` variable of this process's environment."""
+    passed_on = {key: value for key, value in os.environ.items() if key.startswith("FLEET_")}
+    passed_on.pop("FLEET_LOCAL_HOME", None)
+    return {**passed_on, **fleet_environment(home)}
+
+
+def _start(home: Path, service: str, shared: Mapping[str, str]) -> None:
+    port = PORTS[service]
+    env = {
+        **os.environ,
+        **shared,
+        "FLEET_HTTP_PORT": str(port),
+        "FLEET_STATE_DIR": str(home / "fleet" / service / "state"),
+    }
+    _process(home, service).start(
+        endpoint=f"127.0.0.1:{port}",
+        ports=(port,),
+        probe=_ready,
+        prepare=partial(_command, service, env),
+        timeout=120,
+        logs=(),
+    )
+
+
 def up(home: Path) -> None:
-    """Start every service that is not running yet, then show the fleet's health."""
-    shared = fleet_environment(home)
-    for service, port in PORTS.items():
-        env = {
-            **os.environ,
-            **shared,
-            "FLEET_HTTP_PORT": str(port),
-            "FLEET_STATE_DIR": str(home / "fleet" / service / "state"),
-        }
-        _process(home, service).start(
-            endpoint=f"127.0.0.1:{port}",
-            ports=(port,),
-            probe=_ready,
-            prepare=partial(_command, service, env),
-            timeout=120,
-            logs=(),
-        )
+    """Start every service that is not running yet, then show the fleet's health.
+
+    Services already running keep the settings they were started with; a warning names the
+    settings that differ from this call's (stop the fleet first to change them).
+    """
+    shared = _shared_settings(home)
+    before = running_environment(home)
+    if before is None:
+        environment_file(home).parent.mkdir(parents=True, exist_ok=True)
+        environment_file(home).write_text(json.dumps(shared, indent=2, sort_keys=True))
+    else:
+        differ = sorted(key for key in set(shared) | set(before) if shared.get(key) != before.get(key))
+        if differ:
+            console.print(
+                f"[yellow]the running fleet was started with other {', '.join(differ)}[/]; "
+                "it keeps them (`make down` first to change them)"
+            )
+    for service in PORTS:
+        _start(home, service, before or shared)
     show(home)
+
+
+def restart(home: Path, service: str) -> None:
+    """Stop `service` and start it again with the settings the fleet runs with (e.g. so the
+    deployer reads a changed approvers file)."""
+    shared = running_environment(home) or _shared_settings(home)
+    _process(home, service).stop(timeout=40.0)
+    _start(home, service, shared)
 
 
 def show(home: Path) -> None:

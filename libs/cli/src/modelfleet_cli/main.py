@@ -19,7 +19,6 @@ from rich.table import Table
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts import (
-    ApprovalGranted,
     DataBatchSubmitted,
     DatasetVersionCreated,
     DatasetVersionRejected,
@@ -33,6 +32,7 @@ from modelfleet_contracts.specs import MODEL_NAME_PATTERN
 from modelfleet_contracts.topics import ALL_TOPICS, DATASET_REJECTIONS, DATASET_VERSIONS
 
 from .applying import plan
+from .approving import signed_approval
 from .audit import audit_trail, concerns_model, read_audit_events
 from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
@@ -174,17 +174,7 @@ def approve(
         )
     signer = ArtifactSigner.load_or_create(key_file)
     name = approver or getpass.getuser()
-    signature = signer.sign(f"{model}:{version}")
-    _publish(
-        ApprovalGranted(
-            producer=_producer(),
-            model=model,
-            version=version,
-            approver=name,
-            signature=signature,
-            comment=comment,
-        )
-    )
+    _publish(signed_approval(model, version, signer, approver=name, producer=_producer(), comment=comment))
 
 
 @app.command()
@@ -478,6 +468,26 @@ async def _verdict_of(settings: ServiceSettings, event: Event, wait_seconds: flo
                 return outcome
         await asyncio.sleep(1.0)
     return None
+
+
+@app.command()
+def demo(
+    drift: Annotated[
+        int, typer.Option(min=1, help="Models to drift, spread over at least 3 use cases (never clinical).")
+    ] = 5,
+    timeout: Annotated[float, typer.Option(min=60, help="Seconds before the demo gives up.")] = 1500.0,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Target requests per second to serving, all models.")
+    ] = 20.0,
+    fleet: Annotated[Path, typer.Option(help="The fleet to apply.")] = Path("examples/fleet"),
+) -> None:
+    """The closed loop, live: apply the example fleet, serve it, drift some models, watch them
+    retrain and get promoted (run by `make demo`, on the fleet `make demo` starts)."""
+    from .demo import DemoOptions
+    from .demo import run as run_demo
+
+    code = run_demo(DemoOptions(fleet_dir=fleet, drift=drift, timeout=timeout, rate=rate), console)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":
