@@ -59,6 +59,7 @@ from modelfleet_contracts.topics import (
     DRIFT,
     MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
+    MODEL_ROLLBACKS,
     PERFORMANCE_DEGRADATIONS,
     RETRAIN_REQUESTS,
     TRAINING_FAILED,
@@ -177,6 +178,7 @@ LOOP_TOPICS = (
     TRAINING_FAILED,
     MODEL_REGISTRATIONS,
     MODEL_PROMOTIONS,
+    MODEL_ROLLBACKS,
 )
 
 
@@ -239,7 +241,7 @@ async def run_loop(args: argparse.Namespace, infra: Infrastructure, work: Path) 
                 f"new champions {len(done)}/{len(names)}, {driver.sent} requests sent",
                 flush=True,
             )
-            if len(done) == len(names):
+            if all(t.settled for t in timelines.values()) and len(timelines) == len(names):
                 break
         stop.set()
         await sending
@@ -276,6 +278,8 @@ def summarize(
                 "promoted": line.promoted_version,
                 "promoted_s": _seconds(injected_at, line.promoted_at),
                 "detection_to_promotion_s": line.detection_to_promotion_seconds,
+                "rolled_back": line.rolled_back_version,
+                "rolled_back_reason": line.rolled_back_reason,
             }
         )
     lines = list(timelines.values())
@@ -292,6 +296,7 @@ def summarize(
         "policies": args.policies,
         "requests_sent": sent,
         "promoted": len(promoted),
+        "rolled_back": sum(1 for line in lines if line.rolled_back_version),
         "injection_to_champion_p50_s": percentile(promoted, 50),
         "injection_to_champion_p95_s": percentile(promoted, 95),
         "detection_to_champion_p50_s": percentile(detection, 50),
@@ -320,6 +325,12 @@ def print_report(result: dict[str, Any]) -> None:
     print()
     p50, p95 = result["injection_to_champion_p50_s"], result["injection_to_champion_p95_s"]
     print(f"new champion at 100 % in {result['promoted']}/{result['models']} models")
+    for row in result["per_model"]:
+        if row["rolled_back"]:
+            print(
+                f"  {row['model']}: v{row['rolled_back']} rolled back by its canary: "
+                f"{row['rolled_back_reason']}"
+            )
     if p50 is not None:
         verdict = "met" if p50 <= 120 else "NOT met"
         print(

@@ -291,3 +291,57 @@ def test_a_decay_found_before_any_drift_starts_the_loop_too() -> None:
     assert not line.is_drift
     assert line.drift_windows == 1
     assert line.detection_to_promotion_seconds == 100
+
+
+def test_a_retrained_version_rolled_back_by_its_canary_settles_the_models_turn() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from modelfleet_cli.loop_driver import loop_timelines
+    from modelfleet_contracts import (
+        DriftDetected,
+        ModelRegistered,
+        ModelRolledBack,
+        RetrainRequested,
+    )
+
+    t0 = datetime(2026, 11, 22, tzinfo=UTC)
+    drift = DriftDetected(
+        producer="monitor",
+        occurred_at=t0 + timedelta(seconds=10),
+        model="m",
+        version="1",
+        window_start=t0,
+        window_end=t0 + timedelta(seconds=10),
+        dataset_version="v",
+        rows=200,
+        drift_share=0.5,
+        features=[],
+    )
+    retrain = RetrainRequested(
+        producer="trainer", occurred_at=t0 + timedelta(seconds=11), model="m", reason="drift"
+    )
+    registered = ModelRegistered(
+        producer="registry",
+        occurred_at=t0 + timedelta(seconds=30),
+        model="m",
+        version="2",
+        run_id="r",
+        model_uri="models:/m/2",
+        digest="d",
+        signature="s",
+        signing_key_id="k",
+        passed_evaluation=True,
+    )
+    rolled_back = ModelRolledBack(
+        producer="deployer",
+        occurred_at=t0 + timedelta(seconds=60),
+        model="m",
+        from_version="2",
+        to_version="1",
+        decided_by="deployer",
+        reason="live accuracy 0.5 below 0.77",
+    )
+    [line] = loop_timelines([drift, retrain, registered, rolled_back], ["m"], since=t0).values()
+    assert line.settled
+    assert (line.promoted_at, line.rolled_back_version) == (None, "2")
+    assert line.rolled_back_reason == "live accuracy 0.5 below 0.77"

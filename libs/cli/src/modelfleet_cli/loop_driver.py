@@ -287,6 +287,14 @@ class LoopTimeline:
     registered_versions: set[str] = field(default_factory=set)
     promoted_version: str | None = None
     promoted_at: datetime | None = None
+    #: A version the loop made that its canary rolled back (the model then waits for its cooldown).
+    rolled_back_version: str | None = None
+    rolled_back_reason: str = ""
+
+    @property
+    def settled(self) -> bool:
+        """The loop's turn is over: a new champion, or its candidate rolled back."""
+        return self.promoted_at is not None or self.rolled_back_version is not None
 
     @property
     def is_drift(self) -> bool:
@@ -347,6 +355,12 @@ def loop_timelines(
             and event.version != line.champion_before
         ):
             line.promoted_version, line.promoted_at = event.version, event.occurred_at
+        elif (
+            isinstance(event, ModelRolledBack)
+            and line.promoted_at is None
+            and event.from_version in line.registered_versions
+        ):
+            line.rolled_back_version, line.rolled_back_reason = event.from_version, event.reason
     return timelines
 
 
