@@ -24,19 +24,20 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
-import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from modelfleet_common.local._process import default_home
+from modelfleet_common.policies import load_policies
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import (
@@ -48,6 +49,7 @@ from modelfleet_contracts import (
     RiskPolicy,
 )
 from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.specs import RiskClass
 from modelfleet_contracts.topics import (
     APPROVALS_GRANTED,
     DRIFT,
@@ -187,21 +189,17 @@ class DemoState:
         line = self.timelines.get(model)
         return bool(line and line.promoted_at)
 
+    def settled(self, model: str) -> bool:
+        """The model went round the loop: a new champion, or its candidate rolled back by policy."""
+        line = self.timelines.get(model)
+        return bool(line and line.settled)
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
 
-def load_policies(policy_dir: Path) -> dict[str, RiskPolicy]:
-    """The risk policies the fleet runs with, by risk class."""
-    policies: dict[str, RiskPolicy] = {}
-    for file in sorted(policy_dir.glob("*.yaml")):
-        policy = RiskPolicy.model_validate(yaml.safe_load(file.read_text()))
-        policies[policy.metadata.name] = policy
-    return policies
-
-
 def prepare_models(
-    declared: list[DeclaredModel], frames: dict[str, pd.DataFrame], policies: dict[str, RiskPolicy]
+    declared: list[DeclaredModel], frames: dict[str, pd.DataFrame], policies: Mapping[RiskClass, RiskPolicy]
 ) -> dict[str, DemoModel]:
     """Each model's steady and drifted traffic and what its monitoring and rollout need."""
     models = {}
@@ -357,7 +355,8 @@ class Demo:
             )
 
     async def phases(self, live: Live) -> int:
-        """Run the phases; the exit code: 0 when every drifted model got a new champion."""
+        """Run the phases; the exit code: 0 when every drifted model went round the loop (a new
+        champion, or a retrained version its canary rolled back, as its policy says)."""
         state = self._state()
         deadline = time.monotonic() + self.options.timeout
         while time.monotonic() < deadline:
@@ -370,10 +369,14 @@ class Demo:
                 state.phase = "steady traffic: filling each model's first monitoring window"
                 self.maybe_inject_drift()
             if state.chosen:
-                done = [m for m in state.chosen if state.promoted(m)]
+                done = [m for m in state.chosen if state.settled(m)]
                 state.phase = "drift injected: waiting for drift → retrain → canary → promotion"
                 if len(done) == len(state.chosen):
-                    state.phase = "every drifted model has a new champion"
+                    promoted = sum(state.promoted(m) for m in state.chosen)
+                    state.phase = (
+                        f"every drifted model went round the loop: {promoted} promoted, "
+                        f"{len(done) - promoted} rolled back by their canary"
+                    )
                     live.update(self.render())
                     return 0
             live.update(self.render())
