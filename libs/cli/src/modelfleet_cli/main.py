@@ -486,7 +486,10 @@ def demo(
     from .demo import DemoOptions
     from .demo import run as run_demo
 
-    code = run_demo(DemoOptions(fleet_dir=fleet, drift=drift, timeout=timeout, rate=rate), console)
+    # Without a terminal (a log file, CI) rich would wrap the tables at 80 columns and squeeze the
+    # model names out; a log reader scrolls sideways instead.
+    out = console if console.is_terminal else Console(width=200)
+    code = run_demo(DemoOptions(fleet_dir=fleet, drift=drift, timeout=timeout, rate=rate), out)
     raise typer.Exit(code)
 
 
