@@ -34,11 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import yaml
 from fleet_onboarding import make_data
-from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure
+from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
 from modelfleet_cli.fleet_state import read_events
 from modelfleet_cli.local import service_python
@@ -138,19 +137,7 @@ def start_services(infra: Infrastructure, work: Path, prefix: str, policies: Pat
             [service_python(name), "-m", f"modelfleet_{name}"], env=service_env, stdout=log, stderr=log
         )
         started[name] = (process, port)
-    deadline = time.monotonic() + 240
-    for name, (process, port) in started.items():
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"{name} exited; see {work / f'{name}.log'}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name} not ready; see {work / f'{name}.log'}")
-            time.sleep(0.5)
+    wait_ready(started, work, timeout=240)
     return {"env": env, "services": started}
 
 

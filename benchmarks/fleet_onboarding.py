@@ -33,13 +33,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import psutil
 import yaml
 from aiokafka import AIOKafkaConsumer
-from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure
+from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
@@ -102,22 +101,6 @@ def fleet_documents(models: int, source: str) -> list[dict[str, Any]]:
         },
     }
     return [dataset, fleet]
-
-
-def wait_ready(ports: list[int], services: list[subprocess.Popen[bytes]], work: Path) -> None:
-    deadline = time.monotonic() + 180
-    for port, name, process in zip(ports, SERVICES, services, strict=True):
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"{name} exited; see {work / f'{name}.log'}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name} not ready; see {work / f'{name}.log'}")
-            time.sleep(0.5)
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -205,7 +188,7 @@ def run_modelfleet(
                     [sys.executable, "-m", f"modelfleet_{name}"], env=service_env, stdout=log, stderr=log
                 )
             )
-        wait_ready(ports, services, work)
+        wait_ready(dict(zip(SERVICES, zip(services, ports, strict=True), strict=True)), work)
         documents = fleet_documents(models, str(data_path))
         manifest = work / "fleet.yaml"
         manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))

@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 
 from modelfleet_common.local import kafka as local_kafka
@@ -62,3 +66,23 @@ def stop_infrastructure(infra: Infrastructure) -> None:
     if infra.owned:
         local_mlflow.stop(infra.home)
         local_kafka.stop(infra.home)
+
+
+def wait_ready(
+    services: Mapping[str, tuple[subprocess.Popen[bytes], int]], logs: Path, timeout: float = 180
+) -> None:
+    """Wait until every service (name -> process, HTTP port) answers /readyz; exit naming its log if
+    one dies or is not ready within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for name, (process, port) in services.items():
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"{name} exited; see {logs / f'{name}.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} not ready; see {logs / f'{name}.log'}")
+            time.sleep(0.5)
