@@ -11,9 +11,7 @@ rows leave a tombstone (until the TTL) so a late redelivery cannot join them a s
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +19,7 @@ from typing import Protocol
 from pydantic import JsonValue
 
 from .feedback import FeedbackBinding, JoinedRow, PendingRow, join_row
+from .sqlite import open_database, transaction
 
 SCHEMA_VERSION = 1
 
@@ -167,14 +166,10 @@ class SqliteFeedbackState:
     """`FeedbackState` in one SQLite file; every change is one transaction."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db = open_database(path, _SCHEMA, SCHEMA_VERSION)
 
     def put_binding(self, model: str, binding: FeedbackBinding, revision: str, *, now: float) -> Arrival:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute(
                 "INSERT INTO feedback_bindings (model, dataset, target, where_json, revision) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (model) DO UPDATE SET dataset = excluded.dataset, "
@@ -193,7 +188,7 @@ class SqliteFeedbackState:
         return FeedbackBinding(dataset=row[0], target=row[1], where=json.loads(row[2]))
 
     def forget_model(self, model: str) -> int:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute("DELETE FROM feedback_bindings WHERE model = ?", (model,))
             dropped = self._db.execute("DELETE FROM waiting_predictions WHERE model = ?", (model,)).rowcount
             dropped += self._db.execute("DELETE FROM waiting_labels WHERE model = ?", (model,)).rowcount
@@ -213,7 +208,7 @@ class SqliteFeedbackState:
             }
             for prediction in predictions
         ]
-        with self._transaction():
+        with transaction(self._db):
             # Upsert: a champion/challenger record replaces a shadow's record of the same request.
             self._db.executemany(
                 "INSERT INTO waiting_predictions (model, request_id, route_rank, version, features_json, "
@@ -239,7 +234,7 @@ class SqliteFeedbackState:
         now: float,
         max_waiting: int,
     ) -> Arrival:
-        with self._transaction():
+        with transaction(self._db):
             # The first label of a request holds; a redelivery (or a second opinion) changes nothing.
             self._db.execute(
                 "INSERT INTO waiting_labels (model, request_id, label_json, observed_at) "
@@ -257,7 +252,7 @@ class SqliteFeedbackState:
         return Arrival(joined=joined, evicted=evicted)
 
     def expire(self, before: float) -> Expired:
-        with self._transaction():
+        with transaction(self._db):
             predictions = self._db.execute(
                 "DELETE FROM waiting_predictions WHERE predicted_at < ?", (before,)
             )
@@ -276,7 +271,7 @@ class SqliteFeedbackState:
         return int(predictions.fetchone()[0]), int(labels.fetchone()[0])
 
     def claim(self, dataset: str) -> Claim | None:
-        with self._transaction():
+        with transaction(self._db):
             unfinished = self._db.execute(
                 "SELECT flush FROM feedback_rows WHERE dataset = ? AND flush IS NOT NULL ORDER BY id LIMIT 1",
                 (dataset,),
@@ -312,7 +307,7 @@ class SqliteFeedbackState:
         return Claim(flush=flush, dataset=dataset, rows=pending)
 
     def settle(self, flush: str, *, now: float) -> None:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute(
                 "INSERT OR IGNORE INTO settled_requests (model, request_id, settled_at) "
                 "SELECT model, request_id, ? FROM feedback_rows WHERE flush = ?",
@@ -366,14 +361,3 @@ class SqliteFeedbackState:
             (model, excess),
         )
         return excess
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")

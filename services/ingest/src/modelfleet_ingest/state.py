@@ -9,15 +9,14 @@ append twice).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from modelfleet_contracts import DatasetSpec
+
+from .sqlite import open_database, transaction
 
 SCHEMA_VERSION = 1
 
@@ -109,17 +108,13 @@ class SqliteIngestState:
     """`IngestState` in one SQLite file; every change is one transaction."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db = open_database(path, _SCHEMA, SCHEMA_VERSION)
 
     def put_spec(
         self, dataset: str, revision: str, spec: DatasetSpec, event_id: str, occurred_at: str
     ) -> bool:
         now = time.time()
-        with self._transaction():
+        with transaction(self._db):
             applied = self._db.execute(
                 "INSERT OR IGNORE INTO applied_spec_events (event_id, dataset, revision, applied_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -160,7 +155,7 @@ class SqliteIngestState:
 
     def record_version(self, record: VersionRecord, *, event_id: str, mode: str) -> None:
         now = time.time()
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute(
                 "INSERT OR IGNORE INTO dataset_versions (dataset, version, uri, profile_uri, row_count, "
                 "columns_json, spec_revision, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -206,14 +201,3 @@ class SqliteIngestState:
             columns=[(name, dtype) for name, dtype in json.loads(values["columns_json"])],
             spec_revision=values["spec_revision"],
         )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
