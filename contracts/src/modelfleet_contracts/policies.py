@@ -2,6 +2,8 @@
 
 Policies are code reviewed like any other: YAML documents in `policies/`, one per risk class
 (`kind: RiskPolicy`). A spec overrides any field for its own model; the rest comes from here.
+Fields the policy lists under `floors` are minimums: a spec may tighten them, never loosen them
+(`modelfleet_common.policies.resolve_policy` says what tighter means for each).
 """
 
 from __future__ import annotations
@@ -44,6 +46,23 @@ class GateDefaults(Contract):
     )
 
 
+#: Fields a policy may mark as floors (`spec.floors`), by their path in a spec's `spec` section.
+FloorField = Literal[
+    "gates.metric_thresholds",
+    "gates.non_inferiority_margin",
+    "gates.max_latency_p95_ms",
+    "gates.max_model_size_mb",
+    "gates.max_fairness_gap",
+    "gates.min_robustness",
+    "rollout.shadow",
+    "rollout.requires_approval",
+    "rollout.canary_steps",
+    "rollout.min_requests_per_step",
+    "rollout.min_live_labels",
+    "approvers",
+]
+
+
 class RiskPolicyMetadata(Contract):
     """Which risk class a policy is for."""
 
@@ -59,6 +78,13 @@ class RiskPolicySpec(Contract):
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy, description="Retraining defaults.")
     approvers: list[str] = Field(
         default_factory=list, description="People whose signed approval lets a version take traffic."
+    )
+    floors: list[FloorField] = Field(
+        default_factory=list,
+        description=(
+            "Fields a spec may tighten but never loosen (e.g. `rollout.requires_approval`); "
+            "unlisted fields a spec may set to anything."
+        ),
     )
 
 

@@ -188,6 +188,13 @@ class ModelSpecBody(Contract):
         default_factory=MonitoringPolicy, description="Monitoring overrides."
     )
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy, description="Retrain policy.")
+    approvers: list[str] | None = Field(
+        default=None,
+        description=(
+            "Who may approve this model's versions: some of its risk class's approvers (fewer "
+            "people, never others); unset = all of them."
+        ),
+    )
     business_kpi: BusinessKpi | None = Field(default=None, description="Business KPI, if any.")
 
 

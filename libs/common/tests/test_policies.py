@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_common.policies import RISK_CLASSES, PolicyError, load_policies, load_policy
+from modelfleet_common.policies import FLOOR_RULES, RISK_CLASSES, PolicyError, load_policies, load_policy
 from modelfleet_contracts.training import Task
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
+DEMO_POLICY_DIR = Path(__file__).resolve().parents[3] / "examples" / "demo" / "policies"
 
 
 def test_every_committed_policy_file_is_a_valid_risk_policy() -> None:
@@ -86,3 +87,33 @@ def test_a_missing_policy_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "low.yaml").write_text((POLICY_DIR / "low.yaml").read_text())
     with pytest.raises(PolicyError, match=r"medium\.yaml: cannot read the policy file"):
         load_policies(tmp_path)
+
+
+def test_an_unknown_floor_is_refused_naming_the_field(tmp_path: Path) -> None:
+    text = (
+        (POLICY_DIR / "low.yaml").read_text().replace("    - gates.min_robustness\n", "    - gates.vibes\n")
+    )
+    (tmp_path / "low.yaml").write_text(text)
+    with pytest.raises(
+        PolicyError, match=r"low\.yaml: invalid RiskPolicy: spec\.floors\.\d+: Input should be"
+    ):
+        load_policy(tmp_path / "low.yaml")
+
+
+def test_a_policy_whose_canary_steps_do_not_increase_is_refused(tmp_path: Path) -> None:
+    text = (POLICY_DIR / "low.yaml").read_text().replace("canary_steps: [50, 100]", "canary_steps: [100, 50]")
+    (tmp_path / "low.yaml").write_text(text)
+    with pytest.raises(PolicyError, match=r"low\.yaml: rollout\.canary_steps of the low risk policy must"):
+        load_policy(tmp_path / "low.yaml")
+
+
+def test_approval_is_a_floor_where_it_is_required_and_every_class_floors_its_gates() -> None:
+    for directory in (POLICY_DIR, DEMO_POLICY_DIR):
+        policies = load_policies(directory)
+        for risk_class in ("high", "critical"):
+            assert {"rollout.requires_approval", "rollout.shadow", "approvers"} <= set(
+                policies[risk_class].spec.floors
+            )
+        assert set(policies["critical"].spec.floors) == set(FLOOR_RULES)
+        for policy in policies.values():
+            assert {f for f in FLOOR_RULES if f.startswith("gates.")} <= set(policy.spec.floors)
