@@ -103,7 +103,10 @@ def test_an_unknown_floor_is_refused_naming_the_field(tmp_path: Path) -> None:
 def test_a_policy_whose_canary_steps_do_not_increase_is_refused(tmp_path: Path) -> None:
     text = (POLICY_DIR / "low.yaml").read_text().replace("canary_steps: [50, 100]", "canary_steps: [100, 50]")
     (tmp_path / "low.yaml").write_text(text)
-    with pytest.raises(PolicyError, match=r"low\.yaml: rollout\.canary_steps of the low risk policy must"):
+    with pytest.raises(
+        PolicyError,
+        match=r"low\.yaml: rollout\.canary_steps must strictly increase .*\(the low risk policy\)",
+    ):
         load_policy(tmp_path / "low.yaml")
 
 

@@ -205,3 +205,17 @@ async def test_a_rollback_with_nothing_to_roll_back_to_is_refused_with_the_reaso
     request = RollbackRequested(producer="cli:oncall", model=MODEL, reason="pager")
     with pytest.raises(RolloutRefused, match="no last known good version"):
         await roll_back_on_request(request, deps)
+
+
+async def test_a_critical_spec_published_without_its_required_approval_still_waits_for_one_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deps = in_memory_deps()
+    with caplog.at_level(logging.WARNING, logger="modelfleet.deployer"):
+        await remember_model_spec(spec("critical", requires_approval=False), deps)
+    assert "rollout.requires_approval: false loosens the floor true" in caplog.text
+    await roll_out_version(registered("1"), deps)
+    assert load_rollout(deps.state, MODEL).stage == "awaiting_approval"
+    assert published(deps).of(ModelPromoted) == []
+    (requested,) = published(deps).of(ApprovalRequested)
+    assert requested.risk_class == "critical"

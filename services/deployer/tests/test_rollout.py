@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from modelfleet_common.policies import InvalidPolicy, Overrides, resolve_policy
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -30,13 +31,10 @@ from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.specs import MonitoringPolicy, RolloutPolicy
 from modelfleet_deployer.approvals import ApproverKeys, approval_message
 from modelfleet_deployer.rollout import (
-    EffectivePolicy,
     ModelRollout,
-    PolicyError,
     RolloutRefused,
+    RolloutRules,
     Transition,
-    effective_policy,
-    merge_rollout,
     on_approval_granted,
     on_approval_rejected,
     on_health_reported,
@@ -45,6 +43,7 @@ from modelfleet_deployer.rollout import (
     on_rollback_requested,
     on_slo_breached,
     rollout_from_table,
+    rollout_rules,
 )
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
@@ -64,7 +63,15 @@ def risk_policy(name: str, approvers: list[str] | None = None) -> RiskPolicy:
     return policy.model_copy(update={"spec": policy.spec.model_copy(update={"approvers": approvers})})
 
 
-def low_risk(**overrides: object) -> EffectivePolicy:
+def effective_policy(
+    risk: RiskPolicy, rollout: RolloutPolicy, monitoring: MonitoringPolicy | None = None
+) -> RolloutRules:
+    """The rollout rules the deployer derives for a spec's overrides, as its handlers do."""
+    overrides = Overrides(rollout=rollout, monitoring=monitoring or MonitoringPolicy())
+    return rollout_rules(resolve_policy(risk, overrides, loosened="floor"))
+
+
+def low_risk(**overrides: object) -> RolloutRules:
     """The low-risk policy with canary steps 10 → 50 → 100 and 100 requests per step."""
     rollout = RolloutPolicy.model_validate(
         {"canary_steps": [10, 50, 100], "min_requests_per_step": 100} | overrides
@@ -72,7 +79,7 @@ def low_risk(**overrides: object) -> EffectivePolicy:
     return effective_policy(risk_policy("low"), rollout)
 
 
-def high_risk() -> EffectivePolicy:
+def high_risk() -> RolloutRules:
     """The high-risk policy (shadow, approval) listing alice, with short steps for the tests."""
     rollout = RolloutPolicy(canary_steps=[10, 100], min_requests_per_step=100)
     return effective_policy(risk_policy("high", approvers=["alice"]), rollout)
@@ -82,7 +89,7 @@ def high_risk() -> EffectivePolicy:
 class Deployer:
     """Feeds inputs to the state machine like the handlers will, keeping every published event."""
 
-    policy: EffectivePolicy
+    policy: RolloutRules
     keys: ApproverKeys = field(default_factory=lambda: ApproverKeys.from_lines([]))
     state: ModelRollout = field(default_factory=lambda: ModelRollout(MODEL))
     published: list[Event] = field(default_factory=list)
@@ -200,7 +207,7 @@ def rollback(to_version: str | None = None) -> RollbackRequested:
     return RollbackRequested(producer="cli:oncall", model=MODEL, to_version=to_version, reason="pager at 3am")
 
 
-def with_champion(policy: EffectivePolicy) -> Deployer:
+def with_champion(policy: RolloutRules) -> Deployer:
     """Version 1 serves as champion (approved by alice when the policy requires approval)."""
     deployer = Deployer(policy, ALICE_KEYS)
     deployer.apply(registered("1"))
@@ -211,7 +218,7 @@ def with_champion(policy: EffectivePolicy) -> Deployer:
     return deployer
 
 
-def in_canary(policy: EffectivePolicy | None = None) -> Deployer:
+def in_canary(policy: RolloutRules | None = None) -> Deployer:
     deployer = with_champion(policy or low_risk())
     deployer.apply(registered("2"))
     assert deployer.state.stage == "canary"
@@ -717,33 +724,18 @@ def test_the_same_input_on_the_same_state_yields_the_same_event_ids() -> None:
 # --- policy -----------------------------------------------------------------------------------
 
 
-def test_spec_rollout_overrides_win_field_by_field_and_unset_fields_keep_the_risk_policy() -> None:
-    merged = merge_rollout(
-        risk_policy("high").spec.rollout, RolloutPolicy(canary_steps=[20, 100], shadow=False)
-    )
-    assert merged == RolloutPolicy(
-        shadow=False,
-        canary_steps=[20, 100],
-        min_requests_per_step=1000,
-        requires_approval=True,
-        min_live_labels=50,
-    )
-
-
-def test_the_effective_policy_takes_slos_and_approvers_from_the_risk_class_unless_the_spec_sets_them() -> (
-    None
-):
+def test_the_rollout_rules_take_slos_and_approvers_from_the_risk_class_unless_the_spec_sets_them() -> None:
     policy = effective_policy(
         risk_policy("high", approvers=["alice", "bob"]),
-        RolloutPolicy(requires_approval=False),
+        RolloutPolicy(canary_steps=[20, 100], min_requests_per_step=2000),
         MonitoringPolicy(max_latency_p99_ms=80),
     )
-    assert policy == EffectivePolicy(
+    assert policy == RolloutRules(
         risk_class="high",
         shadow=True,
-        canary_steps=(5, 25, 50, 100),
-        min_requests_per_step=1000,
-        requires_approval=False,
+        canary_steps=(20, 100),
+        min_requests_per_step=2000,
+        requires_approval=True,
         approvers=("alice", "bob"),
         max_error_rate=0.01,
         max_latency_p99_ms=80,
@@ -752,15 +744,23 @@ def test_the_effective_policy_takes_slos_and_approvers_from_the_risk_class_unles
     )
 
 
+def test_a_spec_that_drops_a_required_approval_is_still_rolled_out_with_the_approval() -> None:
+    policy = effective_policy(risk_policy("critical"), RolloutPolicy(requires_approval=False, shadow=False))
+    assert policy.requires_approval is True
+    assert policy.shadow is True
+    assert policy.canary_steps == (1, 5, 25, 50, 100)
+
+
 def test_canary_steps_that_do_not_increase_are_refused() -> None:
     with pytest.raises(
-        PolicyError, match=r"canary_steps must strictly increase within 1..100, got \[50, 10\]"
+        InvalidPolicy,
+        match=r"canary_steps must strictly increase within 1..100 .*, got \[50, 10\]",
     ):
         effective_policy(risk_policy("low"), RolloutPolicy(canary_steps=[50, 10]))
 
 
 def test_empty_canary_steps_are_refused() -> None:
-    with pytest.raises(PolicyError, match="canary_steps must not be empty"):
+    with pytest.raises(InvalidPolicy, match=r"canary_steps must not be empty \(the spec"):
         effective_policy(risk_policy("low"), RolloutPolicy(canary_steps=[]))
 
 

@@ -363,10 +363,10 @@ class _Resolver:
 
 def _checked_steps(whose: str, steps: Sequence[int]) -> tuple[int, ...]:
     if not steps:
-        raise InvalidPolicy(f"rollout.canary_steps of {whose} must not be empty")
+        raise InvalidPolicy(f"rollout.canary_steps must not be empty ({whose})")
     if any(step <= 0 or step > 100 for step in steps) or list(steps) != sorted(set(steps)):
         raise InvalidPolicy(
-            f"rollout.canary_steps of {whose} must strictly increase within 1..100, got {list(steps)}"
+            f"rollout.canary_steps must strictly increase within 1..100 ({whose}), got {list(steps)}"
         )
     return tuple(steps)
 

@@ -24,7 +24,7 @@ from typing import Any
 from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
-from modelfleet_common.policies import RISK_CLASSES
+from modelfleet_common.policies import RISK_CLASSES, EffectivePolicy, InvalidPolicy, Overrides, resolve_policy
 from modelfleet_common.state import KeyValueStore
 from modelfleet_contracts import (
     ApprovalGranted,
@@ -42,11 +42,9 @@ from modelfleet_contracts.specs import MonitoringPolicy, RiskClass, RolloutPolic
 
 from .approvals import ApproverKeys
 from .rollout import (
-    EffectivePolicy,
     ModelRollout,
-    PolicyError,
+    RolloutRules,
     Transition,
-    effective_policy,
     on_approval_granted,
     on_approval_rejected,
     on_health_reported,
@@ -54,6 +52,7 @@ from .rollout import (
     on_model_retired,
     on_rollback_requested,
     on_slo_breached,
+    rollout_rules,
 )
 
 logger = logging.getLogger("modelfleet.deployer")
@@ -100,6 +99,7 @@ def _spec_record(
     risk_class: RiskClass,
     rollout: RolloutPolicy,
     monitoring: MonitoringPolicy,
+    approvers: list[str] | None = None,
     *,
     source: str,
     revision: str = "",
@@ -108,28 +108,50 @@ def _spec_record(
         "risk_class": risk_class,
         "rollout": rollout.model_dump(mode="json"),
         "monitoring": monitoring.model_dump(mode="json"),
+        "approvers": approvers,
         "source": source,
         "revision": revision,
     }
 
 
-def policy_of(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> EffectivePolicy:
-    """The effective policy of a remembered spec; a rollout that makes no sense is a `PermanentError`."""
+def resolved_policy(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> EffectivePolicy:
+    """The effective policy of a remembered spec, by the fleet's one resolver.
+
+    A spec that loosens a floor of its risk policy (one that reached the topic without
+    `modelfleet apply`, which refuses it) is rolled out at the floor: its other overrides, and its
+    tightenings, still count. Refusing it instead would leave either an older spec or none in force,
+    both further from what its owner asked; the floor is exactly what the policy guarantees.
+    `remember_model_spec` logs each floored field. Overrides that make no sense (canary steps that
+    do not increase) are a `PermanentError`.
+    """
+    approvers = record.get("approvers")
+    overrides = Overrides(
+        rollout=RolloutPolicy.model_validate(record["rollout"]),
+        monitoring=MonitoringPolicy.model_validate(record["monitoring"]),
+        approvers=None if approvers is None else tuple(approvers),
+    )
     try:
-        return effective_policy(
-            deps.policies[record["risk_class"]],
-            RolloutPolicy.model_validate(record["rollout"]),
-            MonitoringPolicy.model_validate(record["monitoring"]),
-        )
-    except PolicyError as error:
+        return resolve_policy(deps.policies[record["risk_class"]], overrides, loosened="floor")
+    except InvalidPolicy as error:
         raise PermanentError(f"{model}: {error}; fix the spec's rollout and apply it again") from error
 
 
+def policy_of(deps: DeployerDeps, model: str, record: Mapping[str, Any]) -> RolloutRules:
+    """The rollout rules of a remembered spec (see `resolved_policy`)."""
+    return rollout_rules(resolved_policy(deps, model, record))
+
+
 def submitted_spec_record(event: ModelSpecSubmitted) -> dict[str, Any]:
-    """What the deployer remembers of a submitted spec: risk class and rollout/monitoring overrides."""
+    """What the deployer remembers of a submitted spec: risk class, rollout/monitoring overrides
+    and approvers."""
     body = event.spec.spec
     return _spec_record(
-        event.spec.metadata.risk_class, body.rollout, body.monitoring, source="spec", revision=event.revision
+        event.spec.metadata.risk_class,
+        body.rollout,
+        body.monitoring,
+        body.approvers,
+        source="spec",
+        revision=event.revision,
     )
 
 
@@ -163,7 +185,7 @@ async def _apply(
     event: Event,
     model: str,
     deps: DeployerDeps,
-    transition_of: Callable[[ModelRollout, EffectivePolicy, datetime], Transition],
+    transition_of: Callable[[ModelRollout, RolloutRules, datetime], Transition],
 ) -> None:
     """Run one transition for `event` on `model`'s state, once per input event id."""
 
@@ -198,7 +220,14 @@ async def remember_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps
         return
     record = submitted_spec_record(event)
     # Refuse a spec whose rollout makes no sense now, not when its next version arrives.
-    policy_of(deps, event.model, record)
+    policy = resolved_policy(deps, event.model, record)
+    if policy.floored:
+        logger.warning(
+            "spec loosens floors of the %s risk policy; its versions roll out at the floor: %s",
+            policy.risk_class,
+            "; ".join(str(violation) for violation in policy.floored),
+            extra={"model": event.model, "event_id": str(event.event_id), "revision": event.revision},
+        )
     async with deps.lock(event.model):
         deps.state.put(SPECS, event.model, record)
     log_event(logger, f"spec remembered: {record['risk_class']} risk", event)

@@ -39,6 +39,7 @@ from uuid import UUID, uuid5
 from pydantic import TypeAdapter
 
 from modelfleet_common.consumer import PermanentError
+from modelfleet_common.policies import EffectivePolicy
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -49,13 +50,12 @@ from modelfleet_contracts import (
     ModelRegistered,
     ModelRolledBack,
     ModelSpecRetired,
-    RiskPolicy,
     RollbackRequested,
     SloBreached,
 )
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.rollout import RouteTarget, Stage
-from modelfleet_contracts.specs import MonitoringPolicy, RiskClass, RolloutPolicy
+from modelfleet_contracts.specs import RiskClass
 
 from .approvals import ApproverKeys, verify_approval
 
@@ -67,38 +67,17 @@ RECENT_INPUTS = 256
 #: How many decisions a state keeps; older ones live on in the published events and logs.
 HISTORY_LIMIT = 200
 
-#: Used only when neither the risk policy nor the spec sets a rollout field.
-FALLBACK_ROLLOUT = RolloutPolicy(
-    shadow=False, canary_steps=[100], min_requests_per_step=1, requires_approval=False, min_live_labels=30
-)
-
 
 class RolloutRefused(PermanentError):
     """A person's request cannot be carried out as asked (e.g. a rollback to an unknown version)."""
 
 
-class PolicyError(ValueError):
-    """The effective rollout policy makes no sense (e.g. canary steps that do not increase)."""
-
-
 # --- policy ---------------------------------------------------------------------------------
 
 
-def merge_rollout(base: RolloutPolicy, override: RolloutPolicy) -> RolloutPolicy:
-    """`base` with every field `override` sets replaced; unset (None) fields keep the base."""
-    overrides = {name: value for name, value in override if value is not None}
-    return base.model_copy(update=overrides)
-
-
-def merge_monitoring(base: MonitoringPolicy, override: MonitoringPolicy) -> MonitoringPolicy:
-    """`base` with every field `override` sets replaced; unset (None) fields keep the base."""
-    overrides = {name: value for name, value in override if value is not None}
-    return base.model_copy(update=overrides)
-
-
 @dataclass(frozen=True)
-class EffectivePolicy:
-    """What governs one model's rollouts: its risk class's policy with its spec's overrides."""
+class RolloutRules:
+    """What governs one model's rollouts: the rollout part of its effective policy."""
 
     risk_class: RiskClass
     shadow: bool
@@ -116,36 +95,26 @@ class EffectivePolicy:
     live_confidence: float = 0.95
 
 
-def effective_policy(
-    risk: RiskPolicy, rollout: RolloutPolicy, monitoring: MonitoringPolicy | None = None
-) -> EffectivePolicy:
-    """Risk-class policy overridden field by field by the spec's `rollout` (and `monitoring` SLOs).
+def rollout_rules(policy: EffectivePolicy) -> RolloutRules:
+    """The rollout rules of a model's effective policy (`modelfleet_common.policies.resolve_policy`:
+    its risk class's policy, overridden by its spec, never below the policy's floors).
 
-    The live non-inferiority margin is the risk class's offline `non_inferiority_margin`, so the
-    same tolerance applies before and after a version takes traffic.
+    The live non-inferiority margin is the offline `non_inferiority_margin`, so the same tolerance
+    applies before and after a version takes traffic.
     """
-    merged = merge_rollout(merge_rollout(FALLBACK_ROLLOUT, risk.spec.rollout), rollout)
-    slos = merge_monitoring(risk.spec.monitoring, monitoring or MonitoringPolicy())
-    steps = tuple(merged.canary_steps or ())
-    if not steps:
-        raise PolicyError(f"{risk.metadata.name} rollout: canary_steps must not be empty")
-    if any(step <= 0 or step > 100 for step in steps) or list(steps) != sorted(set(steps)):
-        raise PolicyError(
-            f"{risk.metadata.name} rollout: canary_steps must strictly increase "
-            f"within 1..100, got {list(steps)}"
-        )
-    return EffectivePolicy(
-        risk_class=risk.metadata.name,
-        shadow=bool(merged.shadow),
-        canary_steps=steps,
-        min_requests_per_step=merged.min_requests_per_step or 1,
-        requires_approval=bool(merged.requires_approval),
-        approvers=tuple(risk.spec.approvers),
-        max_error_rate=slos.max_error_rate,
-        max_latency_p99_ms=slos.max_latency_p99_ms,
-        live_margin=risk.spec.gates.non_inferiority_margin,
-        min_live_labels=merged.min_live_labels or 1,
-        live_confidence=risk.spec.gates.confidence,
+    rollout = policy.rollout
+    return RolloutRules(
+        risk_class=policy.risk_class,
+        shadow=rollout.shadow,
+        canary_steps=rollout.canary_steps,
+        min_requests_per_step=rollout.min_requests_per_step,
+        requires_approval=rollout.requires_approval,
+        approvers=policy.approvers,
+        max_error_rate=policy.monitoring.max_error_rate,
+        max_latency_p99_ms=policy.monitoring.max_latency_p99_ms,
+        live_margin=policy.gates.non_inferiority_margin,
+        min_live_labels=rollout.min_live_labels,
+        live_confidence=policy.gates.confidence,
     )
 
 
@@ -313,7 +282,7 @@ NO_CHALLENGER: dict[str, Any] = {
 class _Step:
     """Accumulates the new state and the events of one transition."""
 
-    def __init__(self, before: ModelRollout, cause: Event, policy: EffectivePolicy, now: datetime) -> None:
+    def __init__(self, before: ModelRollout, cause: Event, policy: RolloutRules, now: datetime) -> None:
         self.before = before
         self.state = before
         self.cause = cause
@@ -413,7 +382,7 @@ def _seen(state: ModelRollout, event: Event) -> bool:
 
 
 def on_model_registered(
-    state: ModelRollout, event: ModelRegistered, policy: EffectivePolicy, *, now: datetime
+    state: ModelRollout, event: ModelRegistered, policy: RolloutRules, *, now: datetime
 ) -> Transition:
     """Start rolling out a version that passed evaluation; a failing version is never rolled out.
 
@@ -611,7 +580,7 @@ def _replace_champion(step: _Step, target: RouteTarget, why: str, *, decided_by:
 
 def _health_problem(
     report: ModelHealthReported,
-    policy: EffectivePolicy,
+    policy: RolloutRules,
     champion_live: LiveTally | None,
     challenger_live: LiveTally | None,
 ) -> str | None:
@@ -632,7 +601,7 @@ def _health_problem(
 
 
 def _live_problem(
-    champion: LiveTally | None, challenger: LiveTally | None, policy: EffectivePolicy
+    champion: LiveTally | None, challenger: LiveTally | None, policy: RolloutRules
 ) -> str | None:
     """Why the challenger's live metric over the step is not non-inferior to the champion's."""
     if champion is None or challenger is None or challenger.metric != champion.metric:
@@ -665,7 +634,7 @@ def _live_problem(
 
 
 def on_health_reported(
-    state: ModelRollout, event: ModelHealthReported, policy: EffectivePolicy, *, now: datetime
+    state: ModelRollout, event: ModelHealthReported, policy: RolloutRules, *, now: datetime
 ) -> Transition:
     """Advance, hold or roll back the challenger on a health window; note the champion's live metric.
 
@@ -716,7 +685,7 @@ def on_health_reported(
 
 
 def on_slo_breached(
-    state: ModelRollout, event: SloBreached, policy: EffectivePolicy, *, now: datetime
+    state: ModelRollout, event: SloBreached, policy: RolloutRules, *, now: datetime
 ) -> Transition:
     """Roll back the version that breached.
 
@@ -741,7 +710,7 @@ def on_slo_breached(
 
 
 def on_approval_granted(
-    state: ModelRollout, event: ApprovalGranted, policy: EffectivePolicy, keys: ApproverKeys, *, now: datetime
+    state: ModelRollout, event: ApprovalGranted, policy: RolloutRules, keys: ApproverKeys, *, now: datetime
 ) -> Transition:
     """Move a waiting version to its first canary step if the approval is valid; else reject it.
 
@@ -778,7 +747,7 @@ def on_approval_granted(
 
 
 def on_approval_rejected(
-    state: ModelRollout, event: ApprovalRejected, policy: EffectivePolicy, *, now: datetime
+    state: ModelRollout, event: ApprovalRejected, policy: RolloutRules, *, now: datetime
 ) -> Transition:
     """A person refused the waiting version: it is withdrawn and never takes live traffic.
 
@@ -796,7 +765,7 @@ def on_approval_rejected(
 
 
 def on_rollback_requested(
-    state: ModelRollout, event: RollbackRequested, policy: EffectivePolicy, *, now: datetime
+    state: ModelRollout, event: RollbackRequested, policy: RolloutRules, *, now: datetime
 ) -> Transition:
     """Carry out a person's rollback: to a named passing version, or to the last known good one.
 
@@ -835,7 +804,7 @@ def on_rollback_requested(
 
 
 def on_model_retired(
-    state: ModelRollout, event: ModelSpecRetired, policy: EffectivePolicy, *, now: datetime
+    state: ModelRollout, event: ModelSpecRetired, policy: RolloutRules, *, now: datetime
 ) -> Transition:
     """The model leaves the fleet: its routing table is emptied and nothing serves it any more."""
     if _seen(state, event) or state.stage == "retired":
