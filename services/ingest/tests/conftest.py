@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +19,38 @@ from modelfleet_ingest.feedback_state import SqliteFeedbackState
 from modelfleet_ingest.handlers import IngestDeps, SpecWait, record_dataset_spec
 from modelfleet_ingest.state import SqliteIngestState
 from modelfleet_ingest.store import DatasetStore
+
+
+class Opened:
+    """The paths this process opens `during` a block, seen through Python's audit events (`open`
+    is raised by `open()` and `os.open`, whatever library calls them)."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.paths: list[str] = []
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.recording and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+            self.paths.append(os.path.realpath(os.fsdecode(args[0])))
+
+    @contextlib.contextmanager
+    def during(self) -> Iterator[None]:
+        self.paths.clear()
+        self.recording = True
+        try:
+            yield
+        finally:
+            self.recording = False
+
+
+_OPENED = Opened()
+sys.addaudithook(_OPENED)  # audit hooks cannot be removed: one for the session, switched on by `during`
+
+
+@pytest.fixture
+def opened() -> Opened:
+    """Records the paths opened during a block of the test (`with opened.during(): ...`)."""
+    return _OPENED
 
 
 class Published(list[Event]):
@@ -44,6 +80,14 @@ def machines() -> DatasetSchema:
 @pytest.fixture
 def published() -> Published:
     return Published()
+
+
+@pytest.fixture
+def uploads(tmp_path: Path) -> Path:
+    """The store's upload area, where batches are written (ingest reads nothing outside the store)."""
+    folder = tmp_path / "store" / "uploads"
+    folder.mkdir(parents=True)
+    return folder
 
 
 @pytest.fixture

@@ -128,11 +128,11 @@ def rows_of(version: DatasetVersionCreated) -> dict[str, list[Any]]:
 
 @pytest.fixture
 async def plants_with_a_batch(
-    deps: IngestDeps, declare: Declare, plants: DatasetSchema, tmp_path: Path
+    deps: IngestDeps, declare: Declare, plants: DatasetSchema, uploads: Path
 ) -> None:
     """Dataset `plants` declared, with one row from a batch as its latest version."""
     await declare(plants, dataset="plants")
-    batch = tmp_path / "plants.csv"
+    batch = uploads / "plants.csv"
     batch.write_text("plant,machine,temperature,failed\np2,m2,20.0,false\n")
     await ingest_batch(DataBatchSubmitted(producer="test", dataset="plants", uri=str(batch)), deps)
 

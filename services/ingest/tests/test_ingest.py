@@ -49,10 +49,10 @@ def rejected(published: list[Event]) -> DatasetVersionRejected:
 
 
 async def test_a_batch_becomes_one_stored_version_announced_once(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    event = batch(write(tmp_path / "b.csv"))
+    event = batch(write(uploads / "b.csv"))
 
     await ingest_batch(event, deps)
     await ingest_batch(event, deps)  # redelivered
@@ -78,24 +78,24 @@ async def test_a_batch_becomes_one_stored_version_announced_once(
 
 
 async def test_the_same_rows_as_csv_or_parquet_are_one_version(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
     typed = pa.table({"machine": ["m1", "m2"], "temperature": [71.5, 99.1], "failed": [False, True]})
-    pq.write_table(typed, tmp_path / "b.parquet")
+    pq.write_table(typed, uploads / "b.parquet")
 
-    await ingest_batch(batch(write(tmp_path / "b.csv")), deps)
-    await ingest_batch(batch(tmp_path / "b.parquet"), deps)
+    await ingest_batch(batch(write(uploads / "b.csv")), deps)
+    await ingest_batch(batch(uploads / "b.parquet"), deps)
 
     assert len(created(published)) == 1
 
 
 async def test_append_makes_the_latest_version_plus_the_batch(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    await ingest_batch(batch(write(tmp_path / "first.csv")), deps)
-    more = batch(write(tmp_path / "more.csv", "machine,temperature,failed\nm3,20,0\n"), mode="append")
+    await ingest_batch(batch(write(uploads / "first.csv")), deps)
+    more = batch(write(uploads / "more.csv", "machine,temperature,failed\nm3,20,0\n"), mode="append")
 
     await ingest_batch(more, deps)
     await ingest_batch(more, deps)  # redelivered: appended once
@@ -109,31 +109,31 @@ async def test_append_makes_the_latest_version_plus_the_batch(
 
 
 async def test_replace_makes_the_batch_the_whole_version(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    await ingest_batch(batch(write(tmp_path / "first.csv")), deps)
-    await ingest_batch(batch(write(tmp_path / "next.csv", "machine,temperature,failed\nm3,20,0\n")), deps)
+    await ingest_batch(batch(write(uploads / "first.csv")), deps)
+    await ingest_batch(batch(write(uploads / "next.csv", "machine,temperature,failed\nm3,20,0\n")), deps)
 
     _, replaced = created(published)
     assert replaced.row_count == 1
 
 
 async def test_append_to_a_dataset_without_versions_starts_it(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    await ingest_batch(batch(write(tmp_path / "b.csv"), mode="append"), deps)
+    await ingest_batch(batch(write(uploads / "b.csv"), mode="append"), deps)
     [version] = created(published)
     assert version.row_count == 2
 
 
 async def test_a_batch_that_breaks_the_schema_is_rejected_with_every_problem_and_quarantined(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
     text = "machine,temperature,failed\nm9,abc,0\nm1,20,1\n,500,0\n"
-    event = batch(write(tmp_path / "bad.csv", text))
+    event = batch(write(uploads / "bad.csv", text))
 
     await ingest_batch(event, deps)
     await ingest_batch(event, deps)  # redelivered: rejected once
@@ -152,10 +152,10 @@ async def test_a_batch_that_breaks_the_schema_is_rejected_with_every_problem_and
 
 
 async def test_an_unreadable_batch_is_rejected_and_quarantined(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    bad = tmp_path / "bad.parquet"
+    bad = uploads / "bad.parquet"
     bad.write_bytes(b"definitely not parquet")
 
     await ingest_batch(batch(bad), deps)
@@ -167,10 +167,10 @@ async def test_an_unreadable_batch_is_rejected_and_quarantined(
 
 
 async def test_a_missing_batch_is_rejected_with_a_note(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    await ingest_batch(batch(tmp_path / "gone.csv"), deps)
+    await ingest_batch(batch(uploads / "gone.csv"), deps)
 
     rejection = rejected(published)
     assert "gone.csv does not exist" in rejection.problems[0].message
@@ -178,9 +178,9 @@ async def test_a_missing_batch_is_rejected_with_a_note(
 
 
 async def test_a_batch_before_its_spec_waits_then_is_rejected_as_undeclared(
-    deps: IngestDeps, published: list[Event], tmp_path: Path
+    deps: IngestDeps, published: list[Event], uploads: Path
 ) -> None:
-    await ingest_batch(batch(write(tmp_path / "b.csv")), deps)
+    await ingest_batch(batch(write(uploads / "b.csv")), deps)
 
     rejection = rejected(published)
     [problem] = rejection.problems
@@ -194,7 +194,7 @@ async def test_a_batch_before_its_spec_waits_then_is_rejected_as_undeclared(
 
 
 async def test_a_batch_whose_spec_arrives_while_it_waits_is_accepted(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     deps.spec_wait = SpecWait(total_seconds=30, first_interval_seconds=0.01)
 
@@ -202,13 +202,13 @@ async def test_a_batch_whose_spec_arrives_while_it_waits_is_accepted(
         await asyncio.sleep(0.02)
         await declare()
 
-    await asyncio.gather(ingest_batch(batch(write(tmp_path / "b.csv")), deps), declare_soon())
+    await asyncio.gather(ingest_batch(batch(write(uploads / "b.csv")), deps), declare_soon())
 
     assert len(created(published)) == 1
 
 
 async def test_a_batch_is_checked_against_the_latest_spec(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
     narrower = DatasetSchema(
@@ -219,7 +219,7 @@ async def test_a_batch_is_checked_against_the_latest_spec(
     )
     await declare(narrower, revision="r2")
 
-    await ingest_batch(batch(write(tmp_path / "b.csv")), deps)
+    await ingest_batch(batch(write(uploads / "b.csv")), deps)
 
     assert {p.code for p in rejected(published).problems} == {
         "missing_column",
@@ -229,17 +229,17 @@ async def test_a_batch_is_checked_against_the_latest_spec(
 
 
 async def test_an_append_onto_a_version_that_no_longer_fits_the_spec_is_rejected(
-    deps: IngestDeps, declare: Declare, published: list[Event], tmp_path: Path
+    deps: IngestDeps, declare: Declare, published: list[Event], uploads: Path
 ) -> None:
     await declare()
-    await ingest_batch(batch(write(tmp_path / "first.csv")), deps)
+    await ingest_batch(batch(write(uploads / "first.csv")), deps)
     with_region = DatasetSchema(
         columns=[ColumnSpec(name="machine", type="string"), ColumnSpec(name="region", type="string")]
     )
     await declare(with_region, revision="r2")
     published.clear()
 
-    await ingest_batch(batch(write(tmp_path / "more.csv", "machine,region\nm1,eu\n"), mode="append"), deps)
+    await ingest_batch(batch(write(uploads / "more.csv", "machine,region\nm1,eu\n"), mode="append"), deps)
 
     problems = rejected(published).problems
     assert [(p.column, p.code) for p in problems] == [
@@ -252,15 +252,15 @@ async def test_an_append_onto_a_version_that_no_longer_fits_the_spec_is_rejected
 
 
 async def test_a_dataset_name_that_is_not_a_valid_name_is_rejected_at_once(
-    deps: IngestDeps, published: list[Event], tmp_path: Path
+    deps: IngestDeps, published: list[Event], uploads: Path
 ) -> None:
     deps.spec_wait = SpecWait(total_seconds=60)  # no wait happens: such a dataset can never be declared
 
-    await ingest_batch(batch(write(tmp_path / "b.csv"), dataset="../../etc"), deps)
+    await ingest_batch(batch(write(uploads / "b.csv"), dataset="../../etc"), deps)
 
     rejection = rejected(published)
     assert [p.code for p in rejection.problems] == ["invalid_dataset_name"]
-    assert (tmp_path / "store" / "quarantine" / "_.._etc").is_dir()
+    assert (uploads.parent / "quarantine" / "_.._etc").is_dir()
 
 
 async def test_a_spec_event_whose_name_disagrees_with_its_document_is_a_permanent_error(

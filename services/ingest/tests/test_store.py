@@ -11,8 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modelfleet_common.consumer import PermanentError
-from modelfleet_ingest.store import BatchMissing, DatasetStore
+from modelfleet_ingest.store import BatchMissing, BatchRefused, DatasetStore
 
 
 @pytest.fixture
@@ -36,14 +35,55 @@ def test_a_memory_store_round_trips_a_version_and_its_profile(memory_root: str) 
         assert json.load(profile_file) == {"profile_version": 1, "version": stored.version}
 
 
-def test_a_batch_is_read_from_any_fsspec_uri(memory_root: str, tmp_path: Path) -> None:
+def test_a_batch_is_read_from_any_fsspec_uri_under_an_allowed_root(memory_root: str, tmp_path: Path) -> None:
     fs = fsspec.filesystem("memory")
     fs.pipe_file(f"{memory_root}/in/b.csv", b"x\n1\n")
     (tmp_path / "b.csv").write_bytes(b"x\n2\n")
-    store = DatasetStore(str(tmp_path / "store"))
+    store = DatasetStore(str(tmp_path / "store"), allowed_roots=[f"{memory_root}/in", str(tmp_path)])
     assert store.fetch_batch(f"{memory_root}/in/b.csv") == b"x\n1\n"
     assert store.fetch_batch((tmp_path / "b.csv").as_uri()) == b"x\n2\n"
     assert store.fetch_batch(str(tmp_path / "b.csv")) == b"x\n2\n"
+
+
+def test_a_store_reads_batches_only_below_its_own_root_by_default(tmp_path: Path) -> None:
+    store = DatasetStore(str(tmp_path / "store"))
+    (tmp_path / "store" / "uploads").mkdir(parents=True)
+    (tmp_path / "store" / "uploads" / "b.csv").write_bytes(b"x\n1\n")
+    (tmp_path / "store-sibling.csv").write_bytes(b"x\n2\n")
+    assert store.fetch_batch(str(tmp_path / "store" / "uploads" / "b.csv")) == b"x\n1\n"
+    with pytest.raises(BatchRefused) as refused:
+        store.fetch_batch(str(tmp_path / "store-sibling.csv"))  # a prefix of the root's name is not below it
+    assert refused.value.refusal.code == "outside_allowed_roots"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "code"),
+    [
+        ("/in/b.csv", None),
+        ("/inbox/b.csv", "outside_allowed_roots"),  # shares the root's prefix, not its folder
+        ("/in/../secret.csv", "outside_allowed_roots"),
+        ("/in", "not_a_regular_file"),  # the folder itself
+        ("/in/big.csv", "too_large"),
+    ],
+)
+def test_a_uri_on_another_filesystem_is_read_only_below_its_root_prefix(
+    memory_root: str, suffix: str, code: str | None
+) -> None:
+    fs = fsspec.filesystem("memory")
+    for name, data in {
+        "in/b.csv": b"x\n1\n",
+        "inbox/b.csv": b"x\n2\n",
+        "secret.csv": b"s",
+        "in/big.csv": b"9" * 11,
+    }.items():
+        fs.pipe_file(f"{memory_root}/{name}", data)
+    store = DatasetStore(f"{memory_root}/store", allowed_roots=[f"{memory_root}/in"], max_batch_bytes=10)
+    if code is None:
+        assert store.fetch_batch(f"{memory_root}{suffix}") == b"x\n1\n"
+        return
+    with pytest.raises(BatchRefused) as refused:
+        store.fetch_batch(f"{memory_root}{suffix}")
+    assert refused.value.refusal.code == code
 
 
 def test_a_batch_that_is_not_there_is_missing(memory_root: str) -> None:
@@ -51,8 +91,8 @@ def test_a_batch_that_is_not_there_is_missing(memory_root: str) -> None:
         DatasetStore(memory_root).fetch_batch(f"{memory_root}/nothing.csv")
 
 
-def test_a_uri_ingest_has_no_filesystem_for_is_a_permanent_error(memory_root: str) -> None:
-    with pytest.raises(PermanentError, match="install the fsspec implementation of that protocol"):
+def test_a_uri_no_root_has_a_filesystem_for_is_refused(memory_root: str) -> None:
+    with pytest.raises(BatchRefused, match="is outside the places ingest reads batches from"):
         DatasetStore(memory_root).fetch_batch("nosuchprotocol://bucket/b.csv")
 
 

@@ -12,7 +12,7 @@ import pytest
 from modelfleet_contracts import ColumnSpec, DataProblem
 from modelfleet_contracts.data import DatasetSchema
 from modelfleet_ingest.domain import content_version
-from modelfleet_ingest.validation import UnreadableBatch, Validation, parse_batch, validate_batch
+from modelfleet_ingest.validation import UnreadableBatch, Validation, parse_batch, quote, validate_batch
 
 
 def check_csv(text: str, schema: DatasetSchema) -> Validation:
@@ -199,3 +199,34 @@ def test_casting_makes_csv_and_parquet_of_the_same_rows_the_same_version(machine
 def test_bytes_that_are_not_the_claimed_format_are_unreadable() -> None:
     with pytest.raises(UnreadableBatch, match="cannot read the batch as parquet"):
         parse_batch(b"definitely not parquet", "parquet")
+
+
+def test_a_row_pyarrow_cannot_parse_is_not_quoted() -> None:
+    with pytest.raises(UnreadableBatch) as unreadable:
+        parse_batch(b"a,b\nFLEET_KAFKA_SASL_PASSWORD=s3cret,1,2\n", "csv")
+    assert str(unreadable.value) == (
+        "cannot read the batch as csv: CSV parse error: Expected 2 columns, got 3 (the row is not quoted)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FLEET_KAFKA_SASL_PASSWORD=s3cret",
+        "export AWS_SECRET_ACCESS_KEY=abc",
+        "db_password: hunter2",
+        "api-key=abc",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+    ],
+)
+def test_text_that_looks_like_a_credential_is_never_quoted(text: str, machines: DatasetSchema) -> None:
+    assert quote(text) == "<redacted: looks like a credential>"
+    checked = check_csv(f"machine,temperature,failed\n{text},1,0\n", machines)
+    assert text not in only(checked, "unknown_category").message
+
+
+def test_ordinary_values_are_quoted_but_cut_when_long(machines: DatasetSchema) -> None:
+    assert quote("token") == "token"
+    assert quote("x" * 100) == "x" * 60 + "…"
+    checked = check_csv(f"machine,temperature,failed,{'c' * 100}\nm1,1,0,1\n", machines)
+    assert f"column '{'c' * 60}…' is in the batch" in only(checked, "unexpected_column").message

@@ -34,7 +34,11 @@ logger = logging.getLogger("modelfleet.ingest")
 settings = IngestSettings()
 service = FleetService("ingest", settings)
 deps = handlers.IngestDeps(
-    store=DatasetStore(settings.data_dir),
+    store=DatasetStore(
+        settings.data_dir,
+        allowed_roots=settings.ingest_allowed_roots,
+        max_batch_bytes=settings.ingest_max_bytes,
+    ),
     state=SqliteIngestState(settings.state_dir / "ingest-state.sqlite"),
     handled=SqliteIdempotencyStore(settings.state_dir / "ingest-handled.sqlite"),
     publish=service.publisher(DATASET_VERSIONS, DATASET_REJECTIONS),

@@ -1,8 +1,14 @@
 """Settings of the ingest service."""
 
-from pydantic import Field
+import json
+from typing import Annotated, Any, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from modelfleet_common.settings import ServiceSettings
+
+from .store import DEFAULT_MAX_BATCH_BYTES, UPLOADS
 
 
 class IngestSettings(ServiceSettings):
@@ -14,6 +20,24 @@ class IngestSettings(ServiceSettings):
             "Root of the dataset store (`FLEET_DATA_DIR`): a local path or any fsspec URI "
             "(`file://...`, `s3://bucket/prefix`, `memory://...`); versions, profiles and the "
             "quarantine live below it."
+        ),
+    )
+    ingest_allowed_roots: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Where batches may be read from (`FLEET_INGEST_ALLOWED_ROOTS`): comma-separated paths or "
+            f"fsspec URI prefixes (`s3://bucket/incoming`). Default: the dataset store "
+            f"(`FLEET_DATA_DIR`), which holds the upload area `{UPLOADS}/` that `modelfleet ingest` "
+            "copies files into. Local paths are compared after resolving `..` and symlinks; "
+            "`/proc`, `/sys`, `/dev`, devices, FIFOs, sockets and directories are never read."
+        ),
+    )
+    ingest_max_bytes: int = Field(
+        default=DEFAULT_MAX_BATCH_BYTES,
+        gt=0,
+        description=(
+            "Largest batch ingest reads, in bytes (`FLEET_INGEST_MAX_BYTES`); a larger file is "
+            "rejected from its size alone, without being read."
         ),
     )
     spec_wait_seconds: float = Field(
@@ -58,3 +82,19 @@ class IngestSettings(ServiceSettings):
             "time), before it is dropped."
         ),
     )
+
+    @field_validator("ingest_allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """`a,b` or a JSON list, as the environment gives it."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+
+    @model_validator(mode="after")
+    def _store_is_the_default_root(self) -> Self:
+        if not self.ingest_allowed_roots:
+            self.ingest_allowed_roots = (self.data_dir,)
+        return self

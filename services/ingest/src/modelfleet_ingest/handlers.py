@@ -36,7 +36,7 @@ from .domain import infer_format, reference_profile
 from .feedback import ROUTE_RANK, FeedbackBinding, feedback_problems, quarantine_parquet, split_feedback
 from .feedback_state import Arrival, Claim, FeedbackState, WaitingPrediction
 from .state import DeclaredSpec, IngestState, VersionRecord
-from .store import BatchInaccessible, BatchMissing, DatasetStore
+from .store import BatchInaccessible, BatchMissing, BatchRefused, DatasetStore
 from .validation import (
     APPEND_BASE_INCOMPATIBLE,
     INVALID_DATASET_NAME,
@@ -143,7 +143,9 @@ async def record_dataset_spec(event: DatasetSpecSubmitted, deps: IngestDeps) -> 
 async def ingest_batch(event: DataBatchSubmitted, deps: IngestDeps) -> None:
     """Validate the batch against its dataset's declared spec and store the result as a version
     (the batch itself, or the latest version plus the batch for `append`), announced once per
-    content hash; or reject it with every problem and quarantine its bytes."""
+    content hash; or reject it with every problem and quarantine its bytes. A batch ingest may not
+    read (outside the allowed roots, not a regular file, too large) is rejected unopened, with a
+    note in the quarantine instead of its bytes."""
     produced = deps.state.batch_outcome(str(event.event_id))
     if produced is not None:
         # Redelivered after its version was stored: announce it if that was cut short, but never
@@ -243,6 +245,9 @@ def _read_batch(
         raw = deps.store.fetch_batch(event.uri)
         columns = [column.name for column in declared.spec.spec.columns] if declared else []
         table = parse_batch(raw, infer_format(event.uri, event.format), columns)
+    except BatchRefused as error:
+        # Not opened: the message names the URI and the rule, never a byte of the file.
+        problems.append(DataProblem(code=error.refusal.code, message=error.refusal.message))
     except BatchMissing as error:
         problems.append(
             DataProblem(code=UNREADABLE, message=f"{error} (or ingest cannot see it): check the URI")

@@ -5,14 +5,21 @@ reference profiles, and a quarantine for the raw bytes of rejected batches.
     <root>/datasets/<name>/<version>.profile.json   its reference profile
     <root>/quarantine/<name>/<sha256>-<file name>   a rejected batch's bytes, as received
     <root>/feedback/<name>/<sha256>.parquet         live feedback rows a version appended
+    <root>/uploads/<name>/<sha256>-<file name>      batches `modelfleet ingest` uploaded
+
+Batches are read only under the allowed roots, and only regular files up to the size limit
+(`access`): a refused batch is never opened, so nothing of it can reach a message or the quarantine.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +28,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from modelfleet_common.consumer import PermanentError
-
+from .access import (
+    OUTSIDE_ALLOWED_ROOTS,
+    Place,
+    Refusal,
+    UnknownScheme,
+    not_a_file,
+    outside_roots,
+    place_of,
+    pseudo_file,
+    too_large,
+    unreadable_kind,
+)
 from .domain import content_version
+
+#: Default most bytes of one batch ingest reads (`FLEET_INGEST_MAX_BYTES`).
+DEFAULT_MAX_BATCH_BYTES = 512 * 1024 * 1024
+#: Where `modelfleet ingest` uploads batches, below the store's root.
+UPLOADS = "uploads"
 
 
 class BatchMissing(Exception):
@@ -31,7 +53,16 @@ class BatchMissing(Exception):
 
 
 class BatchInaccessible(Exception):
-    """The batch exists (or may) but ingest is not allowed to read it, or it is not a file."""
+    """The batch exists (or may) but the filesystem does not let ingest read it."""
+
+
+class BatchRefused(Exception):
+    """Ingest may not read the batch (outside the allowed roots, not a regular file, too large);
+    it was not opened."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -43,36 +74,92 @@ class StoredVersion:
 
 
 class DatasetStore:
-    """Reads batches from any fsspec URI and keeps versions under a root that may be a local path
-    or any fsspec URI (`memory://`, `file://`, `s3://`, ...).
+    """Keeps versions under a root that may be a local path or any fsspec URI (`memory://`,
+    `file://`, `s3://`, ...), and reads batches from below its allowed roots.
 
     A version is written once and never modified, so it stays readable forever and a model can be
     retrained on exactly the data it saw. On a local disk the write is atomic (temp file + rename);
     object stores publish an object whole when its upload completes.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(
+        self,
+        root: str,
+        allowed_roots: Sequence[str] = (),
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    ) -> None:
+        """A store under `root` that reads batches below `allowed_roots` (default: `root` itself,
+        which holds the upload area), each of at most `max_batch_bytes`."""
         self.fs, path = fsspec.core.url_to_fs(root)
         self.root = path.rstrip("/") or "/"
         self._local = isinstance(self.fs, LocalFileSystem)
+        self.allowed_roots = tuple(allowed_roots) or (root,)
+        self.max_batch_bytes = max_batch_bytes
+        self._roots = tuple(_resolved(place_of(allowed)) for allowed in self.allowed_roots)
 
     def fetch_batch(self, uri: str) -> bytes:
-        """The raw bytes of a batch. Raises `BatchMissing`/`BatchInaccessible` for problems of the
-        batch, `PermanentError` when ingest cannot read that kind of URI at all (a deployment
-        problem: the event is dead-lettered for replay), and lets transient I/O errors through."""
+        """The raw bytes of a batch, read only if it lies under an allowed root and is a regular
+        file within the size limit. Raises `BatchRefused` (nothing was opened), `BatchMissing` or
+        `BatchInaccessible` for problems of the batch, and lets transient I/O errors through."""
         try:
-            fs, path = fsspec.core.url_to_fs(uri)
-        except (ImportError, ValueError) as error:
-            raise PermanentError(
-                f"ingest cannot read {uri!r}: {error}; install the fsspec implementation of that "
-                "protocol (e.g. s3fs, gcsfs) in the ingest image"
-            ) from error
+            place = _resolved(place_of(uri))
+        except UnknownScheme:
+            raise BatchRefused(outside_roots(uri, self.allowed_roots)) from None
+        except ValueError as error:
+            raise BatchRefused(Refusal(OUTSIDE_ALLOWED_ROOTS, f"{uri}: {error}")) from None
+        if place.local and (refusal := pseudo_file(uri, place.path)):
+            raise BatchRefused(refusal)
+        if not any(place.within(root) for root in self._roots):
+            raise BatchRefused(outside_roots(uri, self.allowed_roots))
         try:
-            data: bytes = fs.cat_file(path)
+            return self._read_local(uri, place) if place.local else self._read_remote(uri, place)
         except FileNotFoundError as error:
             raise BatchMissing(f"{uri} does not exist") from error
-        except (PermissionError, IsADirectoryError) as error:
-            raise BatchInaccessible(f"cannot read {uri}: {error}") from error
+        except PermissionError as error:
+            raise BatchInaccessible(f"cannot read {uri}: permission denied") from error
+
+    def _read_local(self, uri: str, place: Place) -> bytes:
+        # `place.path` has no symlink left; stat it before opening, so that a FIFO (which would
+        # block), a device or an oversized file is refused without being opened at all.
+        before = os.stat(place.path)
+        if refusal := unreadable_kind(uri, before.st_mode, before.st_size, self.max_batch_bytes):
+            raise BatchRefused(refusal)
+        # Between stat and open the path may be swapped: never follow a symlink or block, and
+        # check what was actually opened before reading it.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            descriptor = os.open(place.path, flags)
+        except OSError as error:
+            if error.errno == errno.ELOOP:  # the file became a symlink since it was resolved
+                raise BatchRefused(outside_roots(uri, self.allowed_roots)) from None
+            raise
+        with os.fdopen(descriptor, "rb") as batch:
+            opened = os.fstat(batch.fileno())
+            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not self._allowed(
+                _opened_path(descriptor) or place.path
+            ):
+                raise BatchRefused(outside_roots(uri, self.allowed_roots))
+            if refusal := unreadable_kind(uri, opened.st_mode, opened.st_size, self.max_batch_bytes):
+                raise BatchRefused(refusal)
+            return self._capped(uri, batch.read(self.max_batch_bytes + 1))
+
+    def _allowed(self, local_path: str) -> bool:
+        return any(Place(LocalFileSystem, local_path).within(root) for root in self._roots)
+
+    def _read_remote(self, uri: str, place: Place) -> bytes:
+        fs, path = fsspec.core.url_to_fs(uri)
+        info = fs.info(path)
+        if info.get("type") != "file":
+            raise BatchRefused(not_a_file(uri, str(info.get("type") or "non-file object")))
+        if refusal := too_large(uri, int(info.get("size") or 0), self.max_batch_bytes):
+            raise BatchRefused(refusal)
+        with fs.open(path, "rb") as batch:
+            return self._capped(uri, batch.read(self.max_batch_bytes + 1))
+
+    def _capped(self, uri: str, data: bytes) -> bytes:
+        # The file grew after it was checked: what was read is dropped, never kept.
+        if refusal := too_large(uri, len(data), self.max_batch_bytes):
+            raise BatchRefused(refusal)
         return data
 
     def put_version(self, dataset: str, table: pa.Table) -> StoredVersion:
@@ -142,6 +229,20 @@ class DatasetStore:
     def _uri(self, path: str) -> str:
         # Local paths stay plain paths (what pyarrow, pandas and MLflow take everywhere).
         return path if self._local else str(self.fs.unstrip_protocol(path))
+
+
+def _resolved(place: Place) -> Place:
+    """A local place with `..` and every symlink resolved (what the kernel would open)."""
+    return Place(place.filesystem, os.path.realpath(place.path)) if place.local else place
+
+
+def _opened_path(descriptor: int) -> str | None:
+    """The path the kernel opened for `descriptor` (Linux), whatever directory was swapped for a
+    symlink on the way; None where the system does not say."""
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    except OSError:
+        return None
 
 
 def _safe_segment(name: str) -> str:

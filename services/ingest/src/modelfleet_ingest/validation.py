@@ -3,10 +3,16 @@
 Everything here works on whole columns (pyarrow compute, numpy masks); Python only touches the
 handful of example values a message quotes. Rows in messages are "data rows" counted from 1, so
 the first row after a CSV header is data row 1.
+
+A message quotes a file's own text (undeclared column names, offending values) only as much as
+needed to fix it: at most `QUOTED_CHARS` characters of each, and nothing that looks like a
+credential (`NAME=value` lines of an env file, `password: ...`, PEM blocks), so that a file sent
+by mistake cannot leak a secret through a rejection.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -48,6 +54,17 @@ ARROW_TYPES: Final[dict[ColumnType, pa.DataType]] = {
 
 #: How many offending values a message quotes.
 EXAMPLES: Final = 5
+#: Longest text of the file a message quotes (column name or value); longer text is cut.
+QUOTED_CHARS: Final = 60
+REDACTED: Final = "<redacted: looks like a credential>"
+# A line of an env or config file (`FLEET_KAFKA_SASL_PASSWORD=...`, `export A=b`), a key-like word
+# with a value (`password: x`, `api_key=...`), or a PEM block.
+_SECRET_SHAPED = re.compile(
+    r"^\s*(export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=|"
+    r"(passw(or)?d|secret|token|api[_-]?key|credential|private[_-]?key|auth)[\w.-]*\s*[=:]|"
+    r"-----BEGIN",
+    re.IGNORECASE,
+)
 
 # In a non-string column these spellings mean "no value" (as in pandas); in a string column only
 # an empty cell does, so a category such as "NA" (North America) survives.
@@ -107,8 +124,23 @@ def parse_batch(raw: bytes, fmt: str, declared: Sequence[str] = ()) -> pa.Table:
         if fmt == "parquet":
             return pq.read_table(pa.BufferReader(raw))
     except (OSError, pa.ArrowException) as error:
-        raise UnreadableBatch(f"cannot read the batch as {fmt}: {error}") from error
+        raise UnreadableBatch(f"cannot read the batch as {fmt}: {_reading_error(error)}") from error
     raise UnreadableBatch(f"unknown format {fmt!r}: use csv or parquet")
+
+
+def quote(text: str) -> str:
+    """`text` of a file as a message may show it: cut to `QUOTED_CHARS`, or `REDACTED` when it looks
+    like a credential."""
+    if _SECRET_SHAPED.search(text):
+        return REDACTED
+    return text if len(text) <= QUOTED_CHARS else f"{text[:QUOTED_CHARS]}…"
+
+
+def _reading_error(error: Exception) -> str:
+    """pyarrow's reason, without the row it quotes ("Expected 3 columns, got 1: <the row>") and with
+    every quoted value passed through `quote`."""
+    message = re.sub(r"(got \d+)\s*:.*", r"\1 (the row is not quoted)", str(error), flags=re.DOTALL)
+    return re.sub(r"'([^']*)'", lambda value: repr(quote(value.group(1))), message)
 
 
 def validate_batch(table: pa.Table, schema: DatasetSchema) -> Validation:
@@ -159,8 +191,8 @@ def _column_set_problems(present: list[str], schema: DatasetSchema) -> list[Data
             code=MISSING_COLUMN,
             message=(
                 f"column {spec.name!r} ({spec.type}) is declared in the Dataset spec but missing from "
-                f"the batch, which has columns {_names(present)}: add it to the batch, or remove it "
-                "from the spec"
+                f"the batch, which has columns {_names([quote(name) for name in present])}: add it to "
+                "the batch, or remove it from the spec"
             ),
         )
         for spec in schema.columns
@@ -168,11 +200,11 @@ def _column_set_problems(present: list[str], schema: DatasetSchema) -> list[Data
     ]
     problems += [
         DataProblem(
-            column=name,
+            column=quote(name),
             code=UNEXPECTED_COLUMN,
             message=(
-                f"column {name!r} is in the batch but not declared in the Dataset spec (declared: "
-                f"{_names(declared)}): remove it from the batch, or declare it in the spec"
+                f"column {quote(name)!r} is in the batch but not declared in the Dataset spec "
+                f"(declared: {_names(declared)}): remove it from the batch, or declare it in the spec"
             ),
         )
         for name in dict.fromkeys(present)
@@ -180,9 +212,9 @@ def _column_set_problems(present: list[str], schema: DatasetSchema) -> list[Data
     ]
     problems += [
         DataProblem(
-            column=name,
+            column=quote(name),
             code=DUPLICATE_COLUMN,
-            message=f"column {name!r} appears {present.count(name)} times in the batch: keep only one",
+            message=f"column {quote(name)!r} appears {present.count(name)} times in the batch: keep only one",
         )
         for name in dict.fromkeys(present)
         if present.count(name) > 1
@@ -259,7 +291,7 @@ def _unknown_categories(spec: ColumnSpec, values: pa.Array, unknown: Mask, total
     counts = pc.value_counts(values.filter(pa.array(unknown)))
     order = np.argsort(-np.asarray(counts.field("counts")), kind="stable")[:EXAMPLES]
     frequent = counts.take(pa.array(order)).to_pylist()
-    shown = ", ".join(f"{item['values']!r} in {_plural(item['counts'], 'row')}" for item in frequent)
+    shown = ", ".join(f"{quote(item['values'])!r} in {_plural(item['counts'], 'row')}" for item in frequent)
     more = ", …" if len(counts) > EXAMPLES else ""
     return DataProblem(
         column=spec.name,
@@ -406,7 +438,7 @@ def _examples(values: pa.Array, mask: Mask) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, float):
         return _number(value)
-    return repr(value) if isinstance(value, str) else str(value)
+    return repr(quote(value)) if isinstance(value, str) else str(value)
 
 
 def _number(value: float | None) -> str:
