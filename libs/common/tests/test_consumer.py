@@ -21,7 +21,7 @@ class Harness:
     """A service with one subscriber whose behaviour a test scripts, and a dead-letter tap."""
 
     def __init__(self, failures: list[Exception] | None = None) -> None:
-        self.service = FleetService("tester", ServiceSettings(max_attempts=3, retry_backoff_seconds=0.001))
+        self.service = FleetService("trainer", ServiceSettings(max_attempts=3, retry_backoff_seconds=0.001))
         self.handled: list[RetrainRequested] = []
         self.dead: list[dict[str, Any]] = []
         self.failures = list(failures or [])
@@ -67,7 +67,7 @@ async def test_a_non_json_message_is_dead_lettered_with_its_bytes_and_the_reason
     [dead] = harness.dead
     assert dead["body"] == b"\x00not json at all"
     assert dead["headers"]["x-dlq-source-topic"] == harness.topic
-    assert dead["headers"]["x-dlq-service"] == "tester"
+    assert dead["headers"]["x-dlq-service"] == "trainer"
     assert dead["headers"]["x-dlq-error-type"] == "ValidationError"
     assert dead["headers"]["x-dlq-attempts"] == "1"
 

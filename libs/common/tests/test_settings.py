@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from faststream.security import SASLScram512
 from pydantic import ValidationError
 
 from modelfleet_common.naming import TopicNamer
-from modelfleet_common.settings import KafkaSettings, ServiceSettings
+from modelfleet_common.settings import KafkaSettings, KafkaSettingsError, ServiceSettings
 from modelfleet_contracts.topics import DEPLOYMENTS
 
 
@@ -36,14 +37,40 @@ def test_sasl_password_never_appears_in_reprs_or_logs(
     assert isinstance(settings.kafka.security(), SASLScram512)
 
 
-def test_sasl_without_credentials_is_refused_naming_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLEET_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-    with pytest.raises(ValidationError, match="needs FLEET_KAFKA_SASL_USERNAME and FLEET_KAFKA_SASL_PASS"):
-        KafkaSettings()
+def test_the_default_is_sasl_ssl_and_connecting_without_credentials_names_the_variables() -> None:
+    settings = KafkaSettings()
+    assert settings.security_protocol == "SASL_SSL"
+    with pytest.raises(KafkaSettingsError, match="needs FLEET_KAFKA_SASL_USERNAME and FLEET_KAFKA_SASL_PASS"):
+        settings.check()
 
 
-def test_plaintext_needs_no_security_object() -> None:
+def test_plaintext_is_refused_unless_explicitly_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    with pytest.raises(KafkaSettingsError, match="FLEET_KAFKA_ALLOW_PLAINTEXT=true"):
+        KafkaSettings().check()
+    monkeypatch.setenv("FLEET_KAFKA_ALLOW_PLAINTEXT", "true")
+    KafkaSettings().check()
     assert KafkaSettings().security() is None
+
+
+def test_the_password_can_come_from_a_file_and_stays_out_of_reprs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-from-a-mounted-secret\n")
+    monkeypatch.setenv("FLEET_KAFKA_SASL_USERNAME", "trainer")
+    monkeypatch.setenv("FLEET_KAFKA_SASL_PASSWORD_FILE", str(secret))
+    settings = KafkaSettings()
+    settings.check()
+    assert settings.sasl_password is not None
+    assert settings.sasl_password.get_secret_value() == "s3cret-from-a-mounted-secret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_an_unreadable_password_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FLEET_KAFKA_SASL_PASSWORD_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ValidationError, match=r"FLEET_KAFKA_SASL_PASSWORD_FILE=.*absent cannot be read"):
+        KafkaSettings()
 
 
 def test_the_namer_builds_topic_group_and_dead_letter_names() -> None:
@@ -51,3 +78,4 @@ def test_the_namer_builds_topic_group_and_dead_letter_names() -> None:
     assert namer.topic(DEPLOYMENTS) == "staging.fleet.deployments.v1"
     assert namer.group("serving", DEPLOYMENTS) == "staging.fleet.serving.deployments.v1"
     assert namer.dead_letter() == "staging.fleet.dead-letter.v1"
+    assert namer.group_prefix("serving") == "staging.fleet.serving."

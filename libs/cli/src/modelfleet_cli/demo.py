@@ -38,7 +38,6 @@ from rich.text import Text
 
 from modelfleet_common.local._process import default_home
 from modelfleet_common.policies import load_policies
-from modelfleet_common.settings import ServiceSettings
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import (
     ApprovalGranted,
@@ -60,6 +59,7 @@ from modelfleet_contracts.topics import (
 from . import local
 from .applying import plan
 from .approving import signed_approval
+from .connecting import fleet_settings
 from .fleet_state import LIFECYCLE_TOPICS, ModelStatus, fold_status, read_desired_state, read_events
 from .loop_driver import (
     DriftCandidate,
@@ -232,7 +232,7 @@ class Demo:
     def __init__(self, options: DemoOptions, console: Console) -> None:
         self.options = options
         self.console = console
-        self.settings = ServiceSettings()
+        self.settings = fleet_settings()
         self.home = default_home()
         self.producer = f"cli:{getpass.getuser()}:demo"
         self.signer: ArtifactSigner | None = None

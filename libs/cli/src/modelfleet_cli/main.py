@@ -31,9 +31,11 @@ from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.specs import MODEL_NAME_PATTERN
 from modelfleet_contracts.topics import ALL_TOPICS, DATASET_REJECTIONS, DATASET_VERSIONS
 
+from . import kafka_access
 from .applying import plan
 from .approving import signed_approval
 from .audit import audit_trail, concerns_model, read_audit_events
+from .connecting import fleet_settings
 from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
 from .manifests import check_columns, load_path
@@ -64,7 +66,7 @@ def _kafka(settings: ServiceSettings, work: Coroutine[Any, Any, T], doing: str =
 
 
 def _publish(event: Event) -> None:
-    settings = ServiceSettings()
+    settings = fleet_settings()
     _kafka(settings, publish_events(settings, [event]))
     console.print(f"published [bold]{event.event_type}[/] for [bold]{event.key}[/] (event {event.event_id})")
 
@@ -80,7 +82,7 @@ def _validate_model(name: str) -> str:
 @app.command()
 def topics() -> None:
     """List every topic of the fleet: physical name, contract(s), key and retention."""
-    namer = TopicNamer(ServiceSettings().topic_prefix)
+    namer = TopicNamer(fleet_settings().topic_prefix)
     table = Table("topic", "carries", "key", "retention", "what")
     for topic in ALL_TOPICS:
         table.add_row(
@@ -94,6 +96,10 @@ def topics() -> None:
         namer.dead_letter(), "original bytes + x-dlq-* headers", "source key", "delete", "Dead letters"
     )
     console.print(table)
+
+
+app.command()(kafka_access.acls)
+app.command()(kafka_access.provision)
 
 
 @app.command()
@@ -190,7 +196,7 @@ def apply(
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist", param_hint="PATH")
     manifest = load_path(path)
-    settings = ServiceSettings()
+    settings = fleet_settings()
     state = _kafka(settings, read_desired_state(settings), doing="read the fleet's specs from")
     check_columns(manifest, state.dataset_specs())
     if manifest.problems:
@@ -236,7 +242,7 @@ def status(
     ] = 0,
 ) -> None:
     """Every model with its risk class, stage and champion/challenger versions."""
-    settings = ServiceSettings()
+    settings = fleet_settings()
     rows = _kafka(settings, read_status(settings), doing="read the fleet's events from")
     if wait > 0:
         deadline = time.monotonic() + wait
@@ -282,7 +288,7 @@ def lineage(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    settings = ServiceSettings()
+    settings = fleet_settings()
     try:
         chain = model_lineage(MlflowClient(tracking_uri=settings.mlflow_tracking_uri), model)
     except MlflowException as error:
@@ -336,7 +342,7 @@ def audit(
 ) -> None:
     """Every decision about MODEL, automatic or human: what, why (with the numbers), who, when."""
     start = _iso_datetime(since, "--since") if since else None
-    settings = ServiceSettings()
+    settings = fleet_settings()
     events = _kafka(settings, read_audit_events(settings), doing="read the fleet's events from")
     if not concerns_model(model, events):
         console.print(
@@ -377,7 +383,7 @@ def verify(
     from modelfleet_common.local._process import default_home
     from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
 
-    settings = ServiceSettings()
+    settings = fleet_settings()
     # The local fleet's registry key (see `make demo`) is trusted unless a file is named.
     local_key = default_home() / "signing" / "registry.pem.pub"
     keys_file = settings.trusted_keys_file or (local_key if local_key.exists() else None)
@@ -440,7 +446,7 @@ def ingest(
     _publish(event)
     if not wait:
         return
-    settings = ServiceSettings()
+    settings = fleet_settings()
     verdict = _kafka(settings, _verdict_of(settings, event, timeout), doing="read ingest's verdict from")
     if isinstance(verdict, DatasetVersionCreated):
         console.print(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 from faststream.kafka import KafkaBroker
 from faststream.kafka.publisher import DefaultPublisher
 
@@ -40,14 +44,18 @@ def make_broker(
 
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:
-    """aiokafka keyword arguments for the cluster: bootstrap servers, TLS and SASL."""
+    """aiokafka keyword arguments for the cluster: bootstrap servers, TLS and SASL.
+
+    Raises `KafkaSettingsError` when the settings cannot connect (no credentials, PLAINTEXT not allowed).
+    """
+    settings.check()
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap,
         "security_protocol": settings.security_protocol,
         "ssl_context": settings.ssl_context(),
     }
-    if settings.security_protocol.startswith("SASL"):
-        assert settings.sasl_password is not None  # checked by KafkaSettings
+    if settings.uses_sasl:
+        assert settings.sasl_password is not None  # checked by KafkaSettings.check
         options |= {
             "sasl_mechanism": settings.sasl_mechanism,
             "sasl_plain_username": settings.sasl_username,
@@ -56,12 +64,22 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+class TopicsMissing(RuntimeError):
+    """Topics a service needs do not exist and its principal may not create them."""
+
+
 async def ensure_topics(settings: KafkaSettings, names: Iterable[tuple[str, bool]]) -> list[str]:
-    """Create missing topics (`(name, compacted)` pairs); returns the names it created."""
+    """Create missing topics (`(name, compacted)` pairs); returns the names it created.
+
+    On a secured cluster a service's principal may not create topics: the fleet's topics are
+    provisioned by an admin (`modelfleet provision`, or Strimzi `KafkaTopic`s). Then a missing
+    topic is a `TopicsMissing` error naming them, not a topic created with the wrong settings.
+    """
     wanted = dict(names)
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
+        # A principal lists only the topics it may describe, which are the ones it uses.
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(
@@ -74,9 +92,23 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[tuple[str, bool
             if name not in existing
         ]
         if missing:
-            # Another service may create them in between: that is fine.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            refused: list[str] = []
+            for name, code, *_ in response.topic_errors:
+                error = for_code(code)
+                # Another service may create them in between: that is fine.
+                if code == 0 or error is TopicAlreadyExistsError:
+                    continue
+                if error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+                    refused.append(name)
+                    continue
+                raise error(f"creating topic {name}")
+            if refused:
+                raise TopicsMissing(
+                    f"topics {', '.join(sorted(refused))} do not exist and "
+                    f"{settings.sasl_username or 'this principal'} may not create them: provision the "
+                    "fleet first (`modelfleet provision` as the Kafka admin, or its KafkaTopic resources)"
+                )
             logger.info("created topics", extra={"topics": [t.name for t in missing]})
         return [t.name for t in missing]
     finally:

@@ -25,5 +25,9 @@ class TopicNamer:
     def group(self, service: str, topic: Topic) -> str:
         return f"{self.prefix}fleet.{service}.{topic.name}.v{topic.version}"
 
+    def group_prefix(self, service: str) -> str:
+        """The prefix of every consumer group of `service` (its ACLs are granted on it)."""
+        return f"{self.prefix}fleet.{service}."
+
     def dead_letter(self) -> str:
         return f"{self.prefix}fleet.dead-letter.v{DEAD_LETTER_VERSION}"

@@ -41,6 +41,11 @@ from .telemetry import configure_tracing
 
 logger = logging.getLogger("modelfleet.service")
 
+
+class CatalogViolation(ValueError):
+    """A service declared a publisher or subscriber the topic catalog does not allow it."""
+
+
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 #: Version of the AsyncAPI documents (bumped with the contracts package).
@@ -75,10 +80,20 @@ class FleetService:
             description=f"modelfleet {name} service",
         )
         self.policy.broker = self.broker
+        self._topics: set[Topic] = set()
         self._ready = False
 
     def subscriber(self, topic: Topic, **options: Any) -> Callable[[Handler], Handler]:
-        """Decorator: consume `topic` in this service's own consumer group, at least once."""
+        """Decorator: consume `topic` in this service's own consumer group, at least once.
+
+        Only a topic the catalog lets this service read: its Kafka ACLs come from the same list.
+        """
+        if self.name not in topic.consumers:
+            raise CatalogViolation(
+                f"{self.name} subscribes to {topic.name!r}, but the topic catalog lets only "
+                f"{sorted(topic.consumers)} read it: add {self.name!r} to its consumers"
+            )
+        self._topics.add(topic)
         name = self.namer.topic(topic)
         decorator: Callable[[Handler], Handler] = self.broker.subscriber(
             name,
@@ -92,13 +107,33 @@ class FleetService:
         return decorator
 
     def publisher(self, *topics: Topic) -> EventPublisher:
-        """A callable that publishes events of these topics (declared for the AsyncAPI doc)."""
+        """A callable that publishes events of these topics (declared for the AsyncAPI doc).
+
+        Only topics the catalog lets this service write: its Kafka ACLs come from the same list.
+        """
+        for topic in topics:
+            if self.name not in topic.producers:
+                raise CatalogViolation(
+                    f"{self.name} publishes to {topic.name!r}, but the topic catalog lets only "
+                    f"{sorted(topic.producers)} write it: add {self.name!r} to its producers"
+                )
+        self._topics.update(topics)
         return EventPublisher(self.broker, self.namer, topics)
 
+    def uses(self, topic: Topic) -> None:
+        """Declare a topic this service reads outside a subscriber (e.g. a snapshot at start)."""
+        if self.name not in topic.consumers:
+            raise CatalogViolation(f"the topic catalog does not let {self.name} read {topic.name!r}")
+        self._topics.add(topic)
+
     async def _provision_topics(self) -> None:
-        # Every service creates the whole catalog: it is idempotent and lets services start in
-        # any order without a consumer racing the topic's creation with the wrong config.
-        await ensure_topics(self.settings.kafka, fleet_topics(self.namer, ALL_TOPICS))
+        # Refuse to start on settings that cannot connect, with the variable to set.
+        self.settings.kafka.check()
+        # Every topic the service uses, in catalog order: idempotent, and lets services start in
+        # any order without a consumer racing the topic's creation with the wrong config. On a
+        # secured cluster an admin provisioned them, and this only checks that they exist.
+        used = [topic for topic in ALL_TOPICS if topic in self._topics]
+        await ensure_topics(self.settings.kafka, fleet_topics(self.namer, used))
 
     def _set_ready(self, ready: bool) -> None:
         self._ready = ready

@@ -20,16 +20,34 @@ _SASL_CLASSES: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
 }
 
 
+class KafkaSettingsError(ValueError):
+    """The Kafka settings cannot connect as they are; the message says which variable to set."""
+
+
 class KafkaSettings(BaseSettings):
-    """How to reach the Kafka cluster (`FLEET_KAFKA_*`)."""
+    """How to reach the Kafka cluster (`FLEET_KAFKA_*`).
+
+    Secure by default: SASL/SCRAM-SHA-512 over TLS, as one principal per service. PLAINTEXT (no
+    principal, no encryption) is refused unless `FLEET_KAFKA_ALLOW_PLAINTEXT=true` says the cluster
+    is secured some other way. Missing credentials are reported when a client connects
+    (`check()`), not when settings are read, so documents (AsyncAPI) and unit tests need none.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FLEET_KAFKA_", extra="ignore")
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="Comma-separated bootstrap servers.")
-    security_protocol: SecurityProtocol = Field(default="PLAINTEXT", description="Kafka security protocol.")
+    security_protocol: SecurityProtocol = Field(default="SASL_SSL", description="Kafka security protocol.")
+    allow_plaintext: bool = Field(
+        default=False,
+        description="Allow PLAINTEXT: no principal, no TLS (only for a cluster secured another way).",
+    )
     sasl_mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="SASL mechanism.")
-    sasl_username: str | None = Field(default=None, description="SASL user.")
+    sasl_username: str | None = Field(default=None, description="SASL user: this service's principal.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password; never logged.")
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description="File holding the SASL password (a mounted Secret): keeps it out of the environment.",
+    )
     ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers.")
     ssl_certfile: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
     ssl_keyfile: Path | None = Field(default=None, description="Client key (mutual TLS).")
@@ -38,35 +56,61 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="Replication of topics modelfleet creates.")
 
     @model_validator(mode="after")
-    def _sasl_needs_credentials(self) -> Self:
-        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
-            raise ValueError(
-                f"FLEET_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
-                "FLEET_KAFKA_SASL_USERNAME and FLEET_KAFKA_SASL_PASSWORD"
-            )
+    def _read_password_file(self) -> Self:
+        if self.sasl_password is None and self.sasl_password_file is not None:
+            try:
+                secret = self.sasl_password_file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ValueError(
+                    f"FLEET_KAFKA_SASL_PASSWORD_FILE={self.sasl_password_file} cannot be read: "
+                    f"{error.strerror or error}"
+                ) from None
+            self.sasl_password = SecretStr(secret)
         return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL")
+
+    def check(self) -> None:
+        """Raise `KafkaSettingsError` naming what to set if a client cannot connect with these."""
+        if self.security_protocol == "PLAINTEXT" and not self.allow_plaintext:
+            raise KafkaSettingsError(
+                "FLEET_KAFKA_SECURITY_PROTOCOL=PLAINTEXT sends events in clear with no principal, so "
+                "the broker cannot enforce any ACL; use SASL_SSL (the local broker's default) or set "
+                "FLEET_KAFKA_ALLOW_PLAINTEXT=true for a cluster you secure another way"
+            )
+        if self.uses_sasl and not (self.sasl_username and self.sasl_password):
+            raise KafkaSettingsError(
+                f"FLEET_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "FLEET_KAFKA_SASL_USERNAME and FLEET_KAFKA_SASL_PASSWORD (or FLEET_KAFKA_SASL_PASSWORD_FILE;"
+                " the local broker writes them under <home>/kafka/credentials/)"
+            )
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise KafkaSettingsError(f"FLEET_KAFKA_SSL_CAFILE={self.ssl_cafile} is not a file")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS context for SSL/SASL_SSL, verifying brokers against `ssl_cafile` (or system CAs)."""
         if not self.security_protocol.endswith("SSL"):
             return None
-        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        cafile = str(self.ssl_cafile) if self.ssl_cafile and self.ssl_cafile.is_file() else None
+        context = ssl.create_default_context(cafile=cafile)
         if self.ssl_certfile:
             password = self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password=password)
         return context
 
     def security(self) -> BaseSecurity | None:
-        """The faststream security object for these settings (None for PLAINTEXT)."""
+        """The faststream security object for these settings (None for PLAINTEXT).
+
+        Built even without credentials (to declare a broker); `check()` refuses to connect then.
+        """
         context = self.ssl_context()
-        if self.security_protocol.startswith("SASL"):
-            # Both are checked by the validator; the asserts narrow the types.
-            assert self.sasl_username
-            assert self.sasl_password
+        if self.uses_sasl:
             sasl = _SASL_CLASSES[self.sasl_mechanism]
             return sasl(
-                self.sasl_username,
-                self.sasl_password.get_secret_value(),
+                self.sasl_username or "",
+                self.sasl_password.get_secret_value() if self.sasl_password else "",
                 ssl_context=context,
                 use_ssl=context is not None,
             )

@@ -111,6 +111,8 @@ async def on_rollback_requested(event: RollbackRequested) -> None:
     await handlers.roll_back_on_request(event, dependencies())
 
 
+# The deployer reads its own routing tables back when it rebuilds its state.
+service.uses(DEPLOYMENTS)
 app = service.app()
 
 

@@ -1,14 +1,22 @@
-"""Single-node Apache Kafka 4.x (KRaft broker+controller) on 127.0.0.1, no Docker.
+"""Single-node Apache Kafka 4.x (KRaft broker+controller) on 127.0.0.1, no Docker, secured.
 
 The jars come from Maven Central through ``kafka_pom.xml`` (resolved once per home),
 so the prerequisites are Java 17+ and, for the first start only, Maven.
 
+Secure by default, as a shared cluster would be: clients connect with SASL/SCRAM-SHA-512 over
+TLS (a local CA made on the first start), one SCRAM user per principal of the topic catalog plus
+``admin``; the KRaft ``StandardAuthorizer`` denies whatever no ACL allows
+(``allow.everyone.if.no.acl.found=false``), topics are never created on the fly, and the
+controller listener takes only the broker's own certificate (mutual TLS). The ACLs themselves are
+the fleet's, per topic prefix: ``modelfleet provision`` applies them (see
+`modelfleet_common.acls`). ``--plaintext`` starts the old open broker instead, for experiments.
+
 Files under ``<home>/kafka``: ``lib/`` (jars), ``data/`` (log.dirs), ``logs/``
-(``server.log`` from log4j2, ``kafka.out`` = JVM stdout/stderr), ``server.properties``,
-``log4j2.properties``, ``kafka.pid``.
+(``server.log`` from log4j2, ``kafka.out`` = JVM stdout/stderr), ``server.properties`` (0600),
+``log4j2.properties``, ``kafka.pid``, and ``tls/`` and ``credentials/`` (see `kafka_security`).
 
 CLI: ``python -m modelfleet_common.local.kafka start|stop|status [--home DIR]
-[--port N] [--controller-port N] [--timeout S]``.
+[--port N] [--controller-port N] [--timeout S] [--plaintext]``.
 """
 
 from __future__ import annotations
@@ -25,13 +33,14 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from modelfleet_common.kafka import connection_options
 from modelfleet_common.local._process import (
     LaunchError,
     ManagedProcess,
@@ -40,6 +49,8 @@ from modelfleet_common.local._process import (
     run_cli,
     tail,
 )
+from modelfleet_common.local.kafka_security import ADMIN, BROKER_CN, SCRAM_MECHANISM, LocalSecurity
+from modelfleet_common.settings import KafkaSettings
 
 NAME = "kafka"
 DEFAULT_PORT = 9092
@@ -160,18 +171,46 @@ def _ensure_jars(root: Path) -> Path:
     return lib
 
 
-def _server_properties(root: Path, port: int, controller_port: int) -> str:
+def _listeners(root: Path, port: int, controller_port: int, secured: bool) -> str:
+    if not secured:
+        return f"""\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+"""
+    security = LocalSecurity(root)
+    admin_password = security.password(ADMIN)
+    return f"""\
+# Clients: SASL/SCRAM over TLS. Controller: mutual TLS with the broker's own certificate.
+listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:{port}
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms={SCRAM_MECHANISM}
+sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+  org.apache.kafka.common.security.scram.ScramLoginModule \
+  required username="{ADMIN}" password="{admin_password}";
+ssl.keystore.type=PEM
+ssl.keystore.location={security.broker_pem.as_posix()}
+ssl.truststore.type=PEM
+ssl.truststore.location={security.ca_file.as_posix()}
+listener.name.controller.ssl.client.auth=required
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:{ADMIN};User:CN={BROKER_CN}
+"""
+
+
+def _server_properties(root: Path, port: int, controller_port: int, secured: bool = True) -> str:
     return f"""\
 # Written by modelfleet_common.local.kafka on every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
 # Kafka 4 dynamic quorum (KIP-853), paired with `StorageTool format --standalone`.
 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+{_listeners(root, port, controller_port, secured)}controller.listener.names=CONTROLLER
 log.dirs={(root / "data").as_posix()}
 num.partitions=3
 default.replication.factor=1
@@ -186,7 +225,8 @@ share.coordinator.state.topic.min.isr=1
 offsets.topic.num.partitions=3
 transaction.state.log.num.partitions=3
 group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+# Topics are provisioned with their settings (compaction) by the fleet's admin, never on the fly.
+auto.create.topics.enable={"false" if secured else "true"}
 """
 
 
@@ -245,11 +285,25 @@ def _java_cmd(java: str, root: Path, *args: str) -> list[str]:
     ]
 
 
-def _format_storage(root: Path, java: str) -> None:
-    """Format ``data/`` for KRaft once: new cluster id, single-node dynamic quorum."""
-    if (root / "data" / "meta.properties").is_file():
-        return
-    progress(NAME, "formatting KRaft storage")
+#: Written into ``data/`` once formatted: the mode its metadata (SCRAM users) was made for.
+MODE_FILE = ".modelfleet-mode"
+
+
+def _format_storage(root: Path, java: str, secured: bool) -> None:
+    """Format ``data/`` for KRaft once: new cluster id, single-node dynamic quorum, SCRAM users.
+
+    Storage formatted for the other mode (or before this home had credentials) is formatted anew:
+    SCRAM users can only be created by the format, and a local broker's data is disposable.
+    """
+    data = root / "data"
+    mode = "sasl_ssl" if secured else "plaintext"
+    if (data / "meta.properties").is_file():
+        marker = data / MODE_FILE
+        if marker.is_file() and marker.read_text().strip() == mode:
+            return
+        progress(NAME, f"formatting the storage anew: it was not made for a {mode} broker")
+        shutil.rmtree(data)
+    progress(NAME, "formatting KRaft storage" + (" with a SCRAM user per principal" if secured else ""))
     cmd = _java_cmd(
         java,
         root,
@@ -261,25 +315,60 @@ def _format_storage(root: Path, java: str) -> None:
         "--cluster-id",
         _new_cluster_id(),
         "--standalone",
+        *(LocalSecurity(root).scram_arguments() if secured else ()),
     )
     proc = subprocess.run(cmd, check=False, cwd=root, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         log_tail = tail(root / "logs" / "server.log")
+        # The arguments hold passwords: report the tool's output, never the command.
         raise LaunchError(
             f"formatting Kafka storage failed (exit {proc.returncode})",
             f"{proc.stdout}\n{proc.stderr}\n{log_tail}",
         )
+    (data / MODE_FILE).write_text(mode + "\n")
 
 
-def _prepare(root: Path, port: int, controller_port: int) -> tuple[list[str], None]:
+def _prepare(root: Path, port: int, controller_port: int, secured: bool) -> tuple[list[str], None]:
     java = find_java()
     _ensure_jars(root)
     (root / "logs").mkdir(parents=True, exist_ok=True)
     (root / "log4j2.properties").write_text(_log4j2_properties(root))
+    security = LocalSecurity(root)
+    if secured and not security.is_complete():
+        security.ensure()
+        # New passwords: storage formatted before them has other SCRAM users.
+        (root / "data" / MODE_FILE).unlink(missing_ok=True)
     props = root / "server.properties"
-    props.write_text(_server_properties(root, port, controller_port))
-    _format_storage(root, java)
+    # It holds the admin's password (the broker's own inter-broker login).
+    props.touch(mode=0o600)
+    props.chmod(0o600)
+    props.write_text(_server_properties(root, port, controller_port, secured))
+    _format_storage(root, java, secured)
     return _java_cmd(java, root, "kafka.Kafka", str(props)), None
+
+
+def admin_settings(home: Path, bootstrap: str) -> KafkaSettings:
+    """Settings that connect to the local broker of ``home`` as its ``admin`` super user."""
+    return client_settings(home, ADMIN, bootstrap)
+
+
+def client_settings(home: Path, principal: str, bootstrap: str) -> KafkaSettings:
+    """Settings that connect to the local broker of ``home`` as ``principal``."""
+    env = client_environment(home, principal, bootstrap)
+    return KafkaSettings.model_validate(
+        {key.removeprefix("FLEET_KAFKA_").lower(): v for key, v in env.items()}
+    )
+
+
+def client_environment(home: Path, principal: str, bootstrap: str) -> dict[str, str]:
+    """The ``FLEET_KAFKA_*`` variables a process of ``principal`` connects to this broker with."""
+    return LocalSecurity(_root(home)).client_environment(principal, bootstrap)
+
+
+def is_secured(home: Path) -> bool:
+    """Whether the broker of ``home`` was formatted secured (SASL_SSL and ACLs)."""
+    marker = _root(home) / "data" / MODE_FILE
+    return marker.is_file() and marker.read_text().strip() == "sasl_ssl"
 
 
 def start(
@@ -287,19 +376,22 @@ def start(
     port: int = DEFAULT_PORT,
     controller_port: int = DEFAULT_CONTROLLER_PORT,
     timeout: float = 120,
+    *,
+    plaintext: bool = False,
 ) -> str:
     """Start the broker unless it runs; return its bootstrap ``127.0.0.1:<port>``.
 
-    ``home`` is the local-services root; Kafka keeps its files in ``home/kafka``.
-    Blocks until the broker answers a DescribeCluster request. Raises RuntimeError
-    (LaunchError) quoting the broker log if it dies or is not ready in ``timeout`` s.
+    ``home`` is the local-services root; Kafka keeps its files in ``home/kafka``. Secured
+    (SASL_SSL, ACLs) unless ``plaintext``. Blocks until the broker answers a DescribeCluster
+    request. Raises RuntimeError (LaunchError) quoting the broker log if it dies or is not
+    ready in ``timeout`` s.
     """
     root = _root(home)
     return _process(root).start(
         endpoint=f"127.0.0.1:{port}",
         ports=(port, controller_port),
-        probe=is_ready,
-        prepare=lambda: _prepare(root, port, controller_port),
+        probe=_probe(home, secured=not plaintext),
+        prepare=lambda: _prepare(root, port, controller_port, secured=not plaintext),
         timeout=timeout,
         logs=(root / "logs" / "server.log",),
     )
@@ -317,12 +409,30 @@ def status(home: Path, port: int | None = None) -> tuple[bool, str]:
     ``port`` defaults to the one the broker was last started with.
     """
     endpoint = f"127.0.0.1:{port}" if port else None
-    return _process(_root(home)).status(is_ready, endpoint)
+    return _process(_root(home)).status(_probe(home, secured=is_secured(home)), endpoint)
 
 
-def is_ready(bootstrap: str, timeout: float = 5.0) -> bool:
-    """Return True if a Kafka broker at ``bootstrap`` answers DescribeCluster."""
-    return _run_sync(_describe_cluster(bootstrap, timeout))
+def endpoint(home: Path) -> str | None:
+    """The bootstrap of the broker of ``home`` if it runs."""
+    process = _process(_root(home))
+    return process.endpoint() if process.running_pid() else None
+
+
+def _probe(home: Path, *, secured: bool) -> Callable[[str, float], bool]:
+    def probe(bootstrap: str, timeout: float) -> bool:
+        if not secured:
+            return is_ready(bootstrap, timeout)
+        return is_ready(bootstrap, timeout, connection_options(admin_settings(home, bootstrap)))
+
+    return probe
+
+
+def is_ready(bootstrap: str, timeout: float = 5.0, options: dict[str, Any] | None = None) -> bool:
+    """Return True if a Kafka broker at ``bootstrap`` answers DescribeCluster.
+
+    ``options`` are aiokafka connection options (TLS, SASL); without them it connects in PLAINTEXT.
+    """
+    return _run_sync(_describe_cluster(bootstrap, timeout, options or {}))
 
 
 # True while a readiness probe runs. Tasks that aiokafka spawns inherit it (contextvars),
@@ -347,11 +457,11 @@ def _quiet_aiokafka_probes() -> None:
             logger.addFilter(_PROBE_FILTER)
 
 
-async def _describe_cluster(bootstrap: str, wait_s: float) -> bool:
+async def _describe_cluster(bootstrap: str, wait_s: float, options: dict[str, Any]) -> bool:
     _quiet_aiokafka_probes()
     _PROBING.set(True)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
+        **{"bootstrap_servers": bootstrap, **options},
         client_id="modelfleet-local-probe",
         request_timeout_ms=max(1000, int(wait_s * 1000)),
     )
@@ -387,12 +497,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_CONTROLLER_PORT,
         help=f"KRaft controller port (default: {DEFAULT_CONTROLLER_PORT})",
     )
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="start an open broker (no TLS, no SASL, no ACLs) instead of the secured default",
+    )
     args = parser.parse_args(argv)
     port = args.port or DEFAULT_PORT
     return run_cli(
         NAME,
         args,
-        start=lambda home: start(home, port, args.controller_port, args.timeout),
+        start=lambda home: start(home, port, args.controller_port, args.timeout, plaintext=args.plaintext),
         stop=stop,
         status=lambda home: status(home, args.port),
     )
