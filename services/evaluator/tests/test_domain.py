@@ -10,17 +10,17 @@ import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
 
 from modelfleet_contracts.policies import GateDefaults
-from modelfleet_contracts.specs import GatePolicy, MetricThreshold
+from modelfleet_contracts.specs import MetricThreshold
 from modelfleet_evaluator.domain import (
     Outcomes,
     bootstrap_non_inferiority,
     cohort_metrics,
     fairness_gate,
+    gates_for,
     headroom,
     metric_gates,
     metric_value,
     non_inferiority_gate,
-    resolve_gates,
     robustness_ratio,
     threshold_gate,
     with_gaussian_noise,
@@ -168,7 +168,7 @@ def test_noise_touches_numeric_columns_only_and_scales_with_their_spread() -> No
     assert noisy["site"].equals(frame["site"])
 
 
-def test_the_spec_overrides_policy_gates_field_by_field() -> None:
+def test_a_candidate_is_held_to_the_effective_gates_of_its_task() -> None:
     defaults = GateDefaults(
         metric_thresholds={
             "classification": [MetricThreshold(metric="roc_auc", min=0.7)],
@@ -180,15 +180,15 @@ def test_the_spec_overrides_policy_gates_field_by_field() -> None:
         max_fairness_gap=0.1,
         min_robustness=0.8,
     )
-    overrides = GatePolicy(
-        metric_thresholds=[MetricThreshold(metric="accuracy", min=0.9)], max_latency_p95_ms=20
+    gates = gates_for(defaults, "classification")
+    assert [t.metric for t in gates.metric_thresholds] == ["roc_auc"]
+    assert (gates.max_latency_p95_ms, gates.max_model_size_mb, gates.non_inferiority_margin) == (
+        100,
+        50,
+        0.02,
     )
-    gates = resolve_gates(defaults, overrides, "classification")
-    assert [t.metric for t in gates.metric_thresholds] == ["accuracy"]
-    assert gates.max_latency_p95_ms == 20
-    assert gates.max_model_size_mb == 50
-    assert gates.non_inferiority_margin == 0.02
-    assert [t.metric for t in resolve_gates(defaults, GatePolicy(), "regression").metric_thresholds] == ["r2"]
+    assert [t.metric for t in gates_for(defaults, "regression").metric_thresholds] == ["r2"]
+    assert gates_for(defaults, "forecasting").metric_thresholds == ()
 
 
 def test_a_threshold_on_a_metric_the_task_does_not_know_fails_with_the_known_ones() -> None:

@@ -18,7 +18,7 @@ from scipy.stats import rankdata
 
 from modelfleet_contracts import GateResult
 from modelfleet_contracts.policies import GateDefaults
-from modelfleet_contracts.specs import GatePolicy, MetricThreshold
+from modelfleet_contracts.specs import MetricThreshold
 from modelfleet_contracts.training import Task
 
 FloatArray = NDArray[np.float64]
@@ -157,7 +157,7 @@ def metric_value(name: str, outcomes: Outcomes) -> float:
 
 @dataclass(frozen=True)
 class Gates:
-    """The gates one candidate is held to: its risk class's defaults, overridden by its spec."""
+    """The gates one candidate is held to: its effective policy's, for its task."""
 
     metric_thresholds: tuple[MetricThreshold, ...]
     non_inferiority_margin: float
@@ -171,26 +171,20 @@ class Gates:
     noise_scale: float
 
 
-def resolve_gates(defaults: GateDefaults, overrides: GatePolicy, task: Task) -> Gates:
-    """Policy defaults for `task`, with every field the spec sets taking precedence."""
-
-    def pick(override: float | None, default: float) -> float:
-        return default if override is None else override
-
-    thresholds = overrides.metric_thresholds
-    if thresholds is None:
-        thresholds = defaults.metric_thresholds.get(task, [])
+def gates_for(gates: GateDefaults, task: Task) -> Gates:
+    """The gates of one task from a model's effective gates (`modelfleet_common.policies.resolve_policy`:
+    its risk class's, overridden by its spec, never below the policy's floors)."""
     return Gates(
-        metric_thresholds=tuple(thresholds),
-        non_inferiority_margin=pick(overrides.non_inferiority_margin, defaults.non_inferiority_margin),
-        confidence=defaults.confidence,
-        bootstrap_samples=defaults.bootstrap_samples,
-        max_latency_p95_ms=pick(overrides.max_latency_p95_ms, defaults.max_latency_p95_ms),
-        max_model_size_mb=pick(overrides.max_model_size_mb, defaults.max_model_size_mb),
-        max_fairness_gap=pick(overrides.max_fairness_gap, defaults.max_fairness_gap),
-        min_cohort_rows=defaults.min_cohort_rows,
-        min_robustness=pick(overrides.min_robustness, defaults.min_robustness),
-        noise_scale=defaults.noise_scale,
+        metric_thresholds=tuple(gates.metric_thresholds.get(task, [])),
+        non_inferiority_margin=gates.non_inferiority_margin,
+        confidence=gates.confidence,
+        bootstrap_samples=gates.bootstrap_samples,
+        max_latency_p95_ms=gates.max_latency_p95_ms,
+        max_model_size_mb=gates.max_model_size_mb,
+        max_fairness_gap=gates.max_fairness_gap,
+        min_cohort_rows=gates.min_cohort_rows,
+        min_robustness=gates.min_robustness,
+        noise_scale=gates.noise_scale,
     )
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from modelfleet_common.model_files import ModelRefused, directory_size, load_skops_model, verify_digest
+from modelfleet_common.policies import Overrides, resolve_policy
 from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
 from modelfleet_contracts import GateResult, ModelEvaluated, ModelSpec, RiskPolicy, TrainingFinished
 from modelfleet_contracts.specs import RiskClass
@@ -32,11 +33,11 @@ from .domain import (
     cohort_metrics,
     fairness_gate,
     gate_metrics,
+    gates_for,
     latency_gate,
     metric_gates,
     metric_value,
     non_inferiority_gate,
-    resolve_gates,
     robustness_gate,
     size_gate,
     with_gaussian_noise,
@@ -277,8 +278,20 @@ class Evaluator:
         )
 
     def _run_gates(self, candidate: Candidate, scratch: Path) -> Findings:
-        policy = self.policies[candidate.spec.metadata.risk_class]
-        gates = resolve_gates(policy.spec.gates, candidate.spec.spec.gates, candidate.task)
+        policy = resolve_policy(
+            self.policies[candidate.spec.metadata.risk_class],
+            Overrides(gates=candidate.spec.spec.gates),
+            loosened="floor",
+        )
+        if policy.floored:
+            # `modelfleet apply` refuses such a spec; one published around it is held to the floor.
+            logger.warning(
+                "spec loosens floors of the %s risk policy; evaluated at the floor: %s",
+                policy.risk_class,
+                "; ".join(str(violation) for violation in policy.floored),
+                extra={"model": candidate.event.model, "run_id": candidate.event.run_id},
+            )
+        gates = gates_for(policy.gates, candidate.task)
         try:
             model_dir = self.store.download(candidate.event.model_uri, scratch / "candidate")
             holdout_path = self.store.download(candidate.holdout_uri, scratch / "holdout")
@@ -298,7 +311,7 @@ class Evaluator:
             return Findings([*results, GateResult(gate="safe_load", passed=False, detail=str(error))])
         results.append(
             GateResult(
-                gate="safe_load", passed=True, detail="skops; every trusted type is scikit-learn/numpy/scipy"
+                gate="safe_load", passed=True, detail="skops; every trusted type is in the fleet's allow-list"
             )
         )
         holdout = self._read_holdout(candidate.spec, holdout_path)
