@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
+import yaml
 from mlflow import MlflowClient
+from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelfleet_common.signing import ArtifactSigner, TrustedKeys, directory_digest
 from modelfleet_contracts.rollout import RouteTarget
+from modelfleet_serving.auth import token_hash
 
 
 @dataclass
@@ -38,7 +42,8 @@ class Lab:
     ) -> RouteTarget:
         """A new run holding a tiny pipeline under `model/`, and its signed route target.
 
-        With `columns` the pipeline is fitted on a DataFrame, so it knows its feature names.
+        With `columns` the pipeline is fitted on a DataFrame, so it knows its feature names, and
+        the model carries a signature (each feature's type), as the trainer's models do.
         """
         rng = np.random.default_rng(seed)
         array = rng.normal(size=(30, 2))
@@ -54,6 +59,7 @@ class Lab:
                 serialization_format="skops",
                 skops_trusted_types=trusted_types,
                 pip_requirements=["scikit-learn"],
+                signature=None if columns is None else infer_signature(features, pipeline.predict(features)),
             )
             digest = directory_digest(directory)
             self.client.log_artifacts(run_id, str(directory), "model")
@@ -87,3 +93,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 def logged(lab: Lab) -> RouteTarget:
     """One verified model, shared by the tests that do not alter it."""
     return lab.log_model(seed=0)
+
+
+#: Tokens of the data-plane tests: name → (scopes, model prefix).
+TOKENS: dict[str, tuple[list[str], str]] = {
+    "ops": (["predict", "feedback"], ""),
+    "predictor": (["predict"], ""),
+    "churn-app": (["predict", "feedback"], "churn-"),
+}
+
+
+def write_tokens_file(path: Path) -> dict[str, str]:
+    """A tokens file holding the hashes of `TOKENS`; returns each name's token."""
+    tokens = {name: f"mfs_test_{name}_{secrets.token_urlsafe(16)}" for name in TOKENS}
+    entries = [
+        {"name": name, "sha256": token_hash(tokens[name]), "scopes": scopes, "model_prefix": prefix}
+        for name, (scopes, prefix) in TOKENS.items()
+    ]
+    path.write_text(yaml.safe_dump({"tokens": entries}))
+    return tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}

@@ -23,10 +23,11 @@ from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.topics import ARTIFACT_REFUSALS, DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
 from modelfleet_serving import app as serving_app
 from modelfleet_serving.app import service
+from modelfleet_serving.auth import TokenAuthenticator
 from modelfleet_serving.model_store import MlflowModelSource, ModelStore
 from modelfleet_serving.routing import bucket
 
-from .conftest import Lab
+from .conftest import Lab, bearer, write_tokens_file
 
 COLUMNS = ("tenure", "spend")
 ROW = {"tenure": 0.5, "spend": -1.0}
@@ -73,12 +74,18 @@ async def client(
         registry=CollectorRegistry(),
     )
     monkeypatch.setattr(serving_app.plane, "store", store)
+    tokens = write_tokens_file(tmp_path / "tokens.yaml")
+    monkeypatch.setattr(serving_app.plane, "auth", TokenAuthenticator(tmp_path / "tokens.yaml"))
     logged_batches.clear()
     observed.clear()
     refusals.clear()
     async with (
         TestKafkaBroker(service.broker),
-        httpx.AsyncClient(transport=httpx.ASGITransport(serving_app.app), base_url="http://serving") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(serving_app.app),
+            base_url="http://serving",
+            headers=bearer(tokens["ops"]),
+        ) as http,
     ):
         yield http
 
@@ -161,9 +168,12 @@ async def test_a_model_without_a_servable_version_is_not_found(client: httpx.Asy
     [
         ([], "non-empty list"),
         ({"tenure": 1}, "non-empty list"),
-        ([{"tenure": 1.0}], "lacks feature columns ['spend']"),
+        ([{"tenure": 1.0}], "inputs[0] lacks features ['spend']"),
         ([{"tenure": 1.0, "spend": [1]}], "inputs[0]['spend'] must be a number"),
-        ([{"tenure": 1.0, "spend": "lots"}], "cannot use these inputs"),
+        (
+            [{"tenure": 1.0, "spend": "lots"}],
+            "inputs[0]['spend'] must be a number (feature 'spend' is double), not the string \"lots\"",
+        ),
     ],
 )
 async def test_bad_inputs_are_unprocessable_and_the_problem_is_named(
@@ -206,7 +216,12 @@ async def test_a_tampered_artifact_is_refused_never_served_and_reported_once(
     assert ("tampered", tampered.version) not in store.loaded()
 
 
-async def test_feedback_is_accepted_and_published_as_ground_truth(client: httpx.AsyncClient) -> None:
+async def test_feedback_for_an_answered_request_is_accepted_and_published_as_ground_truth(
+    client: httpx.AsyncClient, champion: RouteTarget
+) -> None:
+    deploy("churn", champion=champion)
+    answer = await client.post("/predict", json={"model": "churn", "inputs": [ROW], "request_id": "req-1"})
+    assert answer.status_code == 200, answer.text
     response = await client.post("/feedback", json={"model": "churn", "request_id": "req-1", "label": True})
     assert response.status_code == 202, response.text
     [event] = observed
@@ -247,12 +262,19 @@ async def test_shutdown_flushes_the_buffered_predictions(
     monkeypatch.setattr(serving_app.settings, "mlflow_tracking_uri", lab.uri)
     monkeypatch.setattr(serving_app.settings, "serving_model_dir", tmp_path / "models")
     monkeypatch.setattr(serving_app.settings, "serving_log_flush_seconds", 3600.0)
+    tokens = write_tokens_file(tmp_path / "tokens.yaml")
+    monkeypatch.setattr(serving_app.settings, "serving_tokens_file", tmp_path / "tokens.yaml")
     monkeypatch.setattr(serving_app.plane, "store", None)
+    monkeypatch.setattr(serving_app.plane, "auth", None)
     deploy("flushed-at-shutdown", champion=champion)
     logged_batches.clear()
     async with (
         TestKafkaBroker(service.broker),
-        httpx.AsyncClient(transport=httpx.ASGITransport(serving_app.app), base_url="http://serving") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(serving_app.app),
+            base_url="http://serving",
+            headers=bearer(tokens["ops"]),
+        ) as http,
     ):
         await serving_app.start_data_plane()
         response = await http.post("/predict", json={"model": "flushed-at-shutdown", "inputs": [ROW]})

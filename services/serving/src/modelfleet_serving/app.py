@@ -19,7 +19,8 @@ from modelfleet_contracts import DeploymentChanged
 from modelfleet_contracts.topics import ARTIFACT_REFUSALS, DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
 
 from . import handlers
-from .api import DataPlane, json_endpoint
+from .api import AnsweredRequests, DataPlane, Limits, json_endpoint
+from .auth import authenticator_from_settings
 from .config import ServingSettings
 from .model_store import ModelStore
 from .prediction_log import PredictionLog
@@ -35,11 +36,31 @@ prediction_log = PredictionLog(
     batch_size=settings.serving_log_batch_size,
     buffer_limit=settings.serving_log_buffer_limit,
     registry=service.metrics.registry,
+    max_event_bytes=settings.serving_log_max_event_bytes,
+    buffer_bytes=settings.serving_log_buffer_bytes,
+    dead_letter=lambda value, headers: service.broker.publish(
+        value, topic=service.namer.dead_letter(), headers=headers
+    ),
+    source_topic=service.namer.topic(PREDICTION_LOGS),
 )
-# The store needs the trusted keys; it is built at startup so a missing key file stops the
-# service from starting rather than from being imported (e.g. to write its AsyncAPI document).
+# The store needs the trusted keys and the doors the tokens file; both are set at startup so a
+# missing file stops the service from starting rather than from being imported (e.g. to write its
+# AsyncAPI document). Until then every request is answered 503.
 plane = DataPlane(
-    table, store=None, log=prediction_log, publish_ground_truth=publish, publish_refusal=publish
+    table,
+    store=None,
+    log=prediction_log,
+    publish_ground_truth=publish,
+    publish_refusal=publish,
+    limits=Limits(
+        max_body_bytes=settings.serving_max_body_bytes,
+        max_rows=settings.serving_max_rows,
+        max_columns=settings.serving_max_columns,
+    ),
+    answered=AnsweredRequests(
+        ttl_seconds=settings.serving_feedback_ttl_seconds,
+        max_per_model=settings.serving_feedback_max_requests,
+    ),
 )
 
 
@@ -76,6 +97,8 @@ _background: list[asyncio.Task[None]] = []
 
 
 async def start_data_plane() -> None:
+    # No tokens file and no explicit FLEET_SERVING_AUTH=disabled: serving does not start.
+    plane.auth = authenticator_from_settings(settings.serving_auth, settings.serving_tokens_file)
     plane.store = ModelStore.from_settings(settings, service.metrics.registry)
     _background.append(asyncio.create_task(prediction_log.run(settings.serving_log_flush_seconds)))
     _background.append(
@@ -95,7 +118,7 @@ async def stop_data_plane() -> None:
 
 
 app = service.app()
-app.mount("/predict", json_endpoint(plane.predict))
-app.mount("/feedback", json_endpoint(plane.feedback, success_status=202))
+app.mount("/predict", json_endpoint(plane.predict, plane, scope="predict"))
+app.mount("/feedback", json_endpoint(plane.feedback, plane, scope="feedback", success_status=202))
 app.on_startup(start_data_plane)
 app.on_shutdown(stop_data_plane)

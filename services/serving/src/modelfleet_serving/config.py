@@ -1,6 +1,7 @@
 """Settings of the serving service."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -66,4 +67,69 @@ class ServingSettings(ServiceSettings):
         default=30.0,
         gt=0,
         description="How often to unload the models idle past FLEET_SERVING_IDLE_UNLOAD_SECONDS.",
+    )
+
+    # -- the doors: who may call, and how much ------------------------------------------------------
+    serving_auth: Literal["required", "disabled"] = Field(
+        default="required",
+        description=(
+            "`required` (default): /predict and /feedback need a bearer token listed in "
+            "FLEET_SERVING_TOKENS_FILE, and serving refuses to start without that file. "
+            "`disabled` lets anyone on the network predict and send labels (which steer canaries "
+            "and become training rows): UNSAFE, only for a closed test network."
+        ),
+    )
+    serving_tokens_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file of the accepted bearer tokens, as SHA-256 hashes with their scopes and "
+            "optional model-name prefix (`modelfleet tokens create` prints an entry); fits a "
+            "Kubernetes Secret mounted as a file, and is re-read when it changes."
+        ),
+    )
+    serving_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body, in bytes; a larger one is answered 413 before it is read.",
+    )
+    serving_max_rows: int = Field(
+        default=1000, ge=1, description="Most rows of one /predict request; more are answered 413."
+    )
+    serving_max_columns: int = Field(
+        default=256,
+        ge=1,
+        description="Most columns of one row (inputs plus context); more are answered 413.",
+    )
+    serving_feedback_ttl_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description=(
+            "How long after an answer serving accepts its label on /feedback; later, or for a "
+            "request id it never answered for that model, feedback is answered 404."
+        ),
+    )
+    serving_feedback_max_requests: int = Field(
+        default=20_000,
+        ge=1,
+        description=(
+            "Answered requests remembered per model for /feedback; beyond it the oldest are "
+            "forgotten (their labels then get 404), so memory stays bounded."
+        ),
+    )
+    serving_log_max_event_bytes: int = Field(
+        default=900_000,
+        ge=10_000,
+        description=(
+            "Largest PredictionLogged event, in bytes of JSON: records are batched up to it (below "
+            "Kafka's default 1 MiB message limit); a single record larger than it is dead-lettered "
+            "alone (its size and ids, not its features) and counted."
+        ),
+    )
+    serving_log_buffer_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description=(
+            "Most bytes of prediction records buffered while prediction-logs cannot be reached; "
+            "beyond it the oldest are dropped, like FLEET_SERVING_LOG_BUFFER_LIMIT."
+        ),
     )

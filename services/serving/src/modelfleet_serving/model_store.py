@@ -35,6 +35,7 @@ from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifa
 from modelfleet_contracts.rollout import RouteTarget
 
 from .config import ServingSettings
+from .schema import InputSchema, read_input_schema
 
 logger = logging.getLogger("modelfleet.serving")
 
@@ -111,6 +112,8 @@ class LoadedModel:
     estimator: Any
     memory_bytes: int
     last_used: float
+    #: Its features and their types (from the signature in its verified files), when known.
+    schema: InputSchema | None = None
 
 
 class StoreMetrics:
@@ -314,6 +317,7 @@ class ModelStore:
             except ModelRefused as error:
                 raise self._refuse(model, target, str(error)) from error
             memory_bytes = int(max(directory_size(directory), 1) * self.memory_factor)
+            schema = read_input_schema(directory, estimator)
         self.metrics.loads.inc()
         logger.info(
             "model loaded", extra={"model": model, "version": target.version, "memory_bytes": memory_bytes}
@@ -325,6 +329,7 @@ class ModelStore:
             estimator=estimator,
             memory_bytes=memory_bytes,
             last_used=self.clock(),
+            schema=schema,
         )
 
     def _insert(self, key: ModelKey, loaded: LoadedModel) -> None:

@@ -1,12 +1,14 @@
 """Turning request rows into a model's input and its output into JSON: no I/O.
 
-A model's expected columns are the `feature_names_in_` of its fitted pipeline (scikit-learn sets it
-when fitted on a DataFrame). A model fitted on a bare array has no column names: its rows are
-then taken in the key order of the first row, and only their number is checked.
+A model's expected columns and their types are its `InputSchema` (schema.py: the MLflow signature in
+its verified files, else the `feature_names_in_` of its fitted pipeline). A model with neither has
+no column names: its rows are then taken in the key order of the first row, and only their number
+is checked.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
+
+from .schema import InputSchema, InvalidInputs
+
+logger = logging.getLogger("modelfleet.serving")
 
 Scalar = str | int | float | bool | None
 
@@ -32,8 +38,8 @@ ARGMAX_CLASSIFIERS = frozenset(
 )
 
 
-class InvalidInputs(Exception):
-    """The request's rows cannot be given to the model; the message names the problem."""
+class TooLarge(Exception):
+    """The request exceeds a cap (rows, columns); the message names the cap."""
 
 
 @dataclass(frozen=True)
@@ -44,17 +50,23 @@ class Outputs:
     probabilities: list[dict[str, float]] | None
 
 
-def validate_rows(inputs: object) -> list[dict[str, Scalar]]:
-    """`inputs` as a list of rows, or `InvalidInputs` naming what is wrong with it."""
+def validate_rows(
+    inputs: object, *, max_rows: int, max_columns: int, field: str = "inputs"
+) -> list[dict[str, Scalar]]:
+    """`inputs` as a list of rows; `TooLarge` beyond the caps, `InvalidInputs` naming any other problem."""
     if not isinstance(inputs, list) or not inputs:
-        raise InvalidInputs("'inputs' must be a non-empty list of objects mapping feature name to value")
+        raise InvalidInputs(f"{field!r} must be a non-empty list of objects mapping feature name to value")
+    if len(inputs) > max_rows:
+        raise TooLarge(f"{field!r} has {len(inputs)} rows; at most {max_rows} rows per request")
     for index, row in enumerate(inputs):
         if not isinstance(row, dict):
-            raise InvalidInputs(f"inputs[{index}] must be an object mapping feature name to value")
+            raise InvalidInputs(f"{field}[{index}] must be an object mapping feature name to value")
+        if len(row) > max_columns:
+            raise TooLarge(f"{field}[{index}] has {len(row)} columns; at most {max_columns} per row")
         for column, value in row.items():
             if not isinstance(value, str | int | float | bool) and value is not None:
                 raise InvalidInputs(
-                    f"inputs[{index}][{column!r}] must be a number, string, boolean or null, "
+                    f"{field}[{index}][{column!r}] must be a number, string, boolean or null, "
                     f"not {type(value).__name__}"
                 )
     return inputs
@@ -72,9 +84,14 @@ def expected_columns(estimator: Any, rows: list[dict[str, Scalar]]) -> list[str]
     return columns
 
 
-def features_frame(estimator: Any, rows: list[dict[str, Scalar]]) -> pd.DataFrame:
-    """The rows as a DataFrame with the model's columns; `InvalidInputs` names missing columns."""
-    columns = expected_columns(estimator, rows)
+def features_frame(
+    estimator: Any, rows: list[dict[str, Scalar]], schema: InputSchema | None = None
+) -> pd.DataFrame:
+    """The rows as a DataFrame with the model's columns; `InvalidInputs` names missing, extra or
+    mistyped features (checked against `schema` when the model has one)."""
+    if schema is not None:
+        schema.check(rows)
+    columns = schema.columns if schema is not None else expected_columns(estimator, rows)
     for index, row in enumerate(rows):
         missing = [column for column in columns if column not in row]
         if missing:
@@ -91,7 +108,8 @@ def features_frame(estimator: Any, rows: list[dict[str, Scalar]]) -> pd.DataFram
 def predict(estimator: Any, frame: pd.DataFrame) -> Outputs:
     """Labels (and class probabilities when the model has them) or numbers, as JSON values.
 
-    Values the model cannot use (text in a numeric column, say) raise `InvalidInputs`.
+    Values the model still cannot use raise `InvalidInputs` with a plain message; the library's own
+    message is logged, never returned (it tells a caller about the model's internals).
     """
     try:
         if not (is_classifier(estimator) and hasattr(estimator, "predict_proba")):
@@ -103,7 +121,10 @@ def predict(estimator: Any, frame: pd.DataFrame) -> Outputs:
         else:
             predictions = np.asarray(estimator.predict(frame)).tolist()
     except (ValueError, TypeError) as error:
-        raise InvalidInputs(f"the model cannot use these inputs: {error}") from error
+        logger.warning("the model could not use a request's inputs: %s: %s", type(error).__name__, error)
+        raise InvalidInputs(
+            "the model could not use these inputs; check each feature's value and type"
+        ) from error
     names = [str(label) for label in classes.tolist()]
     probabilities = [dict(zip(names, row, strict=True)) for row in scores.tolist()]
     return Outputs(predictions=predictions, probabilities=probabilities)
