@@ -6,11 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io
 
+from modelfleet_common.model_files import load_skops_model
+from modelfleet_common.skops_types import FLEET_TRUSTED_TYPES
 from modelfleet_contracts import ModelSpec
 from modelfleet_trainer.datasets import DatasetCache
 from modelfleet_trainer.domain import (
@@ -75,17 +78,29 @@ def test_each_template_fits_small_data_and_reports_its_metrics(
 
 
 @pytest.mark.parametrize("key", sorted(CASES), ids=lambda key: f"{key[0]}-v{key[1]}")
-def test_a_fitted_template_loads_with_only_its_declared_trusted_types(
+def test_a_template_trusts_exactly_the_types_its_fitted_pipeline_needs_and_the_loader_loads_it(
     key: tuple[str, str], make_spec: Callable[..., ModelSpec], frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     fitted = fit(case_spec(make_spec, key), frame)
-    path = tmp_path / "model.skops"
-    skops.io.dump(fitted.pipeline, path)
     template = TEMPLATES[key]
+    needed = skops.io.get_untrusted_types(data=skops.io.dumps(fitted.pipeline))
 
-    assert set(skops.io.get_untrusted_types(file=path)) <= set(template.trusted_types)
-    loaded = skops.io.load(path, trusted=list(template.trusted_types))
+    assert set(needed) <= set(template.trusted_types), "the template's list misses types skops needs"
+    assert set(template.trusted_types) <= set(needed), "the template trusts types its pipeline does not hold"
+    directory = tmp_path / "model"
+    mlflow.sklearn.save_model(  # as `tracking.py` logs it
+        fitted.pipeline,
+        str(directory),
+        serialization_format="skops",
+        skops_trusted_types=list(template.trusted_types),
+        pip_requirements=["scikit-learn"],
+    )
+    loaded = load_skops_model(directory)
     np.testing.assert_array_equal(loaded.predict(fitted.holdout), fitted.pipeline.predict(fitted.holdout))
+
+
+def test_the_fleet_allowlist_is_exactly_the_union_of_the_templates_lists() -> None:
+    assert {name for template in TEMPLATES.values() for name in template.trusted_types} == FLEET_TRUSTED_TYPES
 
 
 def test_a_multiclass_target_reports_one_vs_rest_auc(

@@ -1,9 +1,10 @@
 """Loading a logged scikit-learn model safely: digest first, then skops with allow-listed types only.
 
 MLflow's own loader reads the trusted types from the model's MLmodel file, so a crafted model
-could trust anything. Here those recorded types are accepted only if every one belongs to
-scikit-learn, numpy or scipy (or is a plain builtin container); anything else refuses the model.
-Pickle formats are never loaded.
+could trust anything. Here those recorded types are accepted only if every one is in the fleet's
+exact allow-list (`skops_types.FLEET_TRUSTED_TYPES`: the classes the trainer's templates need, by
+full name, no prefixes); anything else refuses the model, naming the type, before skops reads the
+file. Pickle formats are never loaded.
 
 Shared by every service that loads model files (evaluator, serving); it needs the `models` extra
 of modelfleet-common (skops, scikit-learn).
@@ -19,42 +20,7 @@ import yaml
 from skops.io.exceptions import UntrustedTypesFoundException
 
 from modelfleet_common.signing import IntegrityError, directory_digest
-
-#: Packages whose types a model may declare as trusted.
-ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
-#: Plain data types skops may need beyond its defaults.
-ALLOWED_BUILTIN_TYPES = frozenset(
-    {
-        "builtins.bool",
-        "builtins.bytearray",
-        "builtins.bytes",
-        "builtins.complex",
-        "builtins.dict",
-        "builtins.float",
-        "builtins.frozenset",
-        "builtins.int",
-        "builtins.list",
-        "builtins.set",
-        "builtins.slice",
-        "builtins.str",
-        "builtins.tuple",
-        "collections.OrderedDict",
-        "collections.defaultdict",
-    }
-)
-#: Modules under the allowed packages that read files or build code: never trusted.
-DENIED_TYPE_PREFIXES = (
-    "numpy.f2py",
-    "numpy.distutils",
-    "numpy.testing",
-    "numpy.ctypeslib",
-    "numpy.load",
-    "numpy.fromfile",
-    "numpy.memmap",
-    "numpy.lib.npyio",
-    "numpy.lib._npyio_impl",
-    "scipy.io",
-)
+from modelfleet_common.skops_types import FLEET_TRUSTED_TYPES
 
 
 class ModelRefused(Exception):
@@ -62,12 +28,8 @@ class ModelRefused(Exception):
 
 
 def is_allowed_type(type_path: str) -> bool:
-    """Whether a model may declare `type_path` (e.g. `sklearn.tree._tree.Tree`) as trusted."""
-    if type_path in ALLOWED_BUILTIN_TYPES:
-        return True
-    if any(type_path == p or type_path.startswith(p + ".") for p in DENIED_TYPE_PREFIXES):
-        return False
-    return type_path.startswith(ALLOWED_TYPE_PREFIXES)
+    """Whether a model may declare `type_path` as trusted: exactly one of the fleet's allow-list."""
+    return type_path in FLEET_TRUSTED_TYPES
 
 
 def directory_size(directory: Path) -> int:
@@ -111,13 +73,14 @@ def load_skops_model(directory: Path) -> Any:
     declared = flavor.get("skops_trusted_types") or []
     if not isinstance(declared, list) or not all(isinstance(t, str) for t in declared):
         raise ModelRefused("skops_trusted_types in MLmodel is not a list of type names")
-    refused = sorted(t for t in declared if not is_allowed_type(t))
+    refused = sorted({t for t in declared if not is_allowed_type(t)})
     if refused:
         raise ModelRefused(
-            f"the model declares types outside scikit-learn/numpy/scipy as trusted: {', '.join(refused)}"
+            f"the model declares types outside the fleet's skops allow-list as trusted: {', '.join(refused)}"
+            f" (allowed: {', '.join(sorted(FLEET_TRUSTED_TYPES))})"
         )
     try:
-        return skops.io.load(data, trusted=declared)
+        return skops.io.load(data, trusted=sorted(set(declared)))
     except UntrustedTypesFoundException as error:
         raise ModelRefused(f"the model file holds types it does not declare as trusted: {error}") from error
     except Exception as error:  # skops raises many kinds on a damaged file; all mean "not loadable"

@@ -26,9 +26,6 @@ from modelfleet_contracts.training import Task
 
 from ..domain import InvalidHyperparameters
 
-#: Types skops does not trust by default that every template's fitted pipeline holds.
-BASE_TRUSTED_TYPES: tuple[str, ...] = ("numpy.dtype",)
-
 
 class TemplateParams(BaseModel):
     """Hyperparameters of a template: validated, immutable, no unknown names."""
@@ -60,7 +57,8 @@ class PipelineTemplate(ABC, Generic[P]):
     name: ClassVar[str]
     version: ClassVar[str]
     task: ClassVar[Task]
-    #: Fully-qualified names of the types skops must trust to load the fitted pipeline.
+    #: Fully-qualified names of the types skops must trust to load the fitted pipeline: one of the
+    #: exact tuples of `modelfleet_common.skops_types`, whose union is all the loaders accept.
     trusted_types: ClassVar[tuple[str, ...]]
     params_model: type[P]
 

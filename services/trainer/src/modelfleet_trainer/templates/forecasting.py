@@ -15,9 +15,10 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import SplineTransformer
 
+from modelfleet_common.skops_types import SPLINE_PIPELINE_TYPES
+
 from ..domain import InvalidHyperparameters
 from .base import (
-    BASE_TRUSTED_TYPES,
     FeatureKinds,
     PipelineTemplate,
     TemplateParams,
@@ -27,12 +28,6 @@ from .base import (
 
 #: Most knots a seasonal spline gets; a yearly season does not need one per day.
 MAX_SEASONAL_KNOTS = 13
-
-#: What a fitted `SplineTransformer` holds besides scikit-learn types.
-SPLINE_TRUSTED_TYPES: tuple[str, ...] = (
-    "scipy._lib.array_api_compat.numpy._aliases.asarray",
-    "scipy.interpolate._bsplines.BSpline",
-)
 
 
 class ForecasterParams(TemplateParams):
@@ -67,7 +62,7 @@ class TimeSeriesForecasterV1(PipelineTemplate[ForecasterParams]):
     name = "time-series-forecaster"
     version = "1"
     task = "forecasting"
-    trusted_types = (*BASE_TRUSTED_TYPES, *SPLINE_TRUSTED_TYPES)
+    trusted_types = SPLINE_PIPELINE_TYPES
     params_model = ForecasterParams
 
     def extra_columns(self, params: ForecasterParams) -> list[str]:

@@ -11,11 +11,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from ..domain import NotEnoughData
-from .base import BASE_TRUSTED_TYPES, FeatureKinds, PipelineTemplate, SplitParams, tabular_preprocessor
+from modelfleet_common.skops_types import HIST_GRADIENT_BOOSTING_TYPES, LINEAR_PIPELINE_TYPES
 
-#: The fitted trees of histogram gradient boosting.
-TREE_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+from ..domain import NotEnoughData
+from .base import FeatureKinds, PipelineTemplate, SplitParams, tabular_preprocessor
 
 
 class LogisticRegressionParams(SplitParams):
@@ -66,7 +65,7 @@ class TabularClassifierV1(PipelineTemplate[LogisticRegressionParams]):
     name = "tabular-classifier"
     version = "1"
     task = "classification"
-    trusted_types = BASE_TRUSTED_TYPES
+    trusted_types = LINEAR_PIPELINE_TYPES
     params_model = LogisticRegressionParams
 
     def split(
@@ -90,7 +89,7 @@ class TabularClassifierV2(PipelineTemplate[BoostingParams]):
     name = "tabular-classifier"
     version = "2"
     task = "classification"
-    trusted_types = (*BASE_TRUSTED_TYPES, TREE_PREDICTOR)
+    trusted_types = HIST_GRADIENT_BOOSTING_TYPES
     params_model = BoostingParams
 
     def split(
@@ -114,7 +113,7 @@ class TabularRegressorV1(PipelineTemplate[RidgeParams]):
     name = "tabular-regressor"
     version = "1"
     task = "regression"
-    trusted_types = BASE_TRUSTED_TYPES
+    trusted_types = LINEAR_PIPELINE_TYPES
     params_model = RidgeParams
 
     def split(
@@ -133,7 +132,7 @@ class TabularRegressorV2(PipelineTemplate[BoostingParams]):
     name = "tabular-regressor"
     version = "2"
     task = "regression"
-    trusted_types = (*BASE_TRUSTED_TYPES, TREE_PREDICTOR)
+    trusted_types = HIST_GRADIENT_BOOSTING_TYPES
     params_model = BoostingParams
 
     def split(
