@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
 from modelfleet_common.policies import load_policies
 from modelfleet_common.signing import ArtifactSigner
+from modelfleet_common.skops_types import HIST_GRADIENT_BOOSTING_TYPES
 from modelfleet_contracts import ModelEvaluated
 from modelfleet_contracts.envelope import Event
 from modelfleet_evaluator import evaluation
@@ -139,9 +140,11 @@ def test_a_candidate_clearly_worse_than_the_champion_fails_non_inferiority(
     lab: Lab, evaluator: Evaluator, model_name: str, signer: ArtifactSigner
 ) -> None:
     lab.crown(lab.train(model_name), signer)
-    stump = DecisionTreeClassifier(max_depth=1, random_state=0)
+    stump = HistGradientBoostingClassifier(max_iter=1, max_depth=1, random_state=0)
 
-    verdict = evaluator.evaluate(lab.train(model_name, stump, trusted_types=["sklearn.tree._tree.Tree"]))
+    verdict = evaluator.evaluate(
+        lab.train(model_name, stump, trusted_types=list(HIST_GRADIENT_BOOSTING_TYPES))
+    )
 
     assert not verdict.passed
     non_inferiority = gate(verdict, "non_inferiority")
@@ -163,16 +166,16 @@ def test_a_champion_signed_by_an_untrusted_key_fails_non_inferiority_with_the_re
     assert f"signing key '{stranger.key_id}' is not trusted" in non_inferiority.detail
 
 
-def test_a_regression_tree_with_declared_trusted_types_is_gated_on_r2(
+def test_boosted_regression_trees_with_declared_trusted_types_are_gated_on_r2(
     lab: Lab, evaluator: Evaluator, model_name: str
 ) -> None:
     spec = spec_for(model_name, target="load")
     event = lab.train(
         model_name,
-        DecisionTreeRegressor(max_depth=4, random_state=0),
+        HistGradientBoostingRegressor(max_iter=50, max_depth=4, random_state=0),
         task="regression",
         spec=spec,
-        trusted_types=["sklearn.tree._tree.Tree"],
+        trusted_types=list(HIST_GRADIENT_BOOSTING_TYPES),
     )
 
     verdict = evaluator.evaluate(event)

@@ -16,7 +16,7 @@ from modelfleet_contracts import (
 )
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.serving import PredictionRecord, Route
-from modelfleet_contracts.specs import RiskClass
+from modelfleet_contracts.specs import MonitoringPolicy, RiskClass
 from modelfleet_monitor import handlers
 from modelfleet_monitor.health import HealthTracker
 
@@ -207,3 +207,16 @@ async def test_a_label_that_comes_before_its_prediction_counts_when_the_predicti
     assert isinstance(report, ModelHealthReported)
     assert (report.labelled, report.live_metric_value) == (1, 1.0)
     assert deps.tracker.early_labels("churn") == 0
+
+
+async def test_a_models_slos_are_its_risk_classs_overridden_by_the_fields_its_spec_sets() -> None:
+    deps, _, _ = make_deps()
+    event = submitted("churn", "high")
+    body = event.spec.spec.model_copy(update={"monitoring": MonitoringPolicy(max_error_rate=0.2)})
+    spec = event.spec.model_copy(update={"spec": body})
+    await handlers.note_model_spec(event.model_copy(update={"spec": spec}), deps)
+
+    slos = deps.slos("churn")
+
+    high = deps.policies["high"].spec.monitoring
+    assert (slos.max_error_rate, slos.max_latency_p99_ms) == (0.2, high.max_latency_p99_ms)

@@ -9,7 +9,6 @@ from modelfleet_contracts.specs import MonitoringPolicy
 from modelfleet_monitor.health import (
     HealthTracker,
     WindowKey,
-    effective_monitoring,
     label_score,
     live_task_of_template,
     slo_violations,
@@ -228,12 +227,6 @@ def test_error_rate_and_p99_above_their_bounds_are_violations() -> None:
     ]
     assert slo_violations(summary, policy, min_requests=3) == []
     assert slo_violations(summary, MonitoringPolicy(max_error_rate=0.5, max_latency_p99_ms=500)) == []
-
-
-def test_a_spec_overrides_only_the_monitoring_fields_it_sets() -> None:
-    base = MonitoringPolicy(window_size=1000, max_error_rate=0.01, max_latency_p99_ms=250)
-    merged = effective_monitoring(base, MonitoringPolicy(max_error_rate=0.2))
-    assert (merged.max_error_rate, merged.max_latency_p99_ms) == (0.2, 250)
 
 
 def test_regressor_and_forecaster_templates_score_numbers_and_others_score_classes() -> None:

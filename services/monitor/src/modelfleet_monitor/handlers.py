@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from modelfleet_common.logs import log_event
+from modelfleet_common.policies import Overrides, resolve_policy
 from modelfleet_common.state import InMemoryKeyValueStore
 from modelfleet_contracts import (
     DatasetVersionCreated,
@@ -49,7 +50,6 @@ from .health import (
     HealthTracker,
     LabelScore,
     LiveTask,
-    effective_monitoring,
     live_task_of_template,
     slo_violations,
 )
@@ -113,7 +113,8 @@ class MonitorDeps:
     def slos(self, model: str) -> MonitoringPolicy:
         """The monitoring policy of a model: its risk class's, overridden by its spec."""
         profile = self.profile(model)
-        return effective_monitoring(self.policies[profile.risk_class].spec.monitoring, profile.monitoring)
+        overrides = Overrides(monitoring=profile.monitoring)
+        return resolve_policy(self.policies[profile.risk_class], overrides, loosened="floor").monitoring
 
     def review(self, model: str) -> ReviewPeriod:
         """The model's open review period (started when the monitor first heard of it)."""

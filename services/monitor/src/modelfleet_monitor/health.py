@@ -346,11 +346,6 @@ def live_task_of_template(template: str | None) -> LiveTask:
     return "classification"
 
 
-def effective_monitoring(base: MonitoringPolicy, override: MonitoringPolicy) -> MonitoringPolicy:
-    """The risk class's monitoring policy with every field the spec sets replaced."""
-    return base.model_copy(update={name: value for name, value in override if value is not None})
-
-
 def slo_violations(
     summary: HealthSummary, policy: MonitoringPolicy, *, min_requests: int = 1
 ) -> list[SloViolation]:
