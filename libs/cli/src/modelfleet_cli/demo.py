@@ -79,6 +79,7 @@ from .loop_driver import (
 )
 from .manifests import DeclaredModel, check_columns, load_path
 from .publishing import publish_events
+from .uploading import Uploader, UploadFailed, UploadSettings, upload_batches
 
 #: What the demo reads from Kafka on every poll.
 DEMO_TOPICS = (*LIFECYCLE_TOPICS, DRIFT, PERFORMANCE_DEGRADATIONS, RETRAIN_REQUESTS, APPROVALS_GRANTED)
@@ -290,6 +291,13 @@ class Demo:
         changes = plan(manifest, state, self.producer)
         events = [event for change in changes for event in change.events]
         if events:
+            # The datasets' sources go where ingest may read them: the running fleet's store.
+            store = (local.running_environment(self.home) or {}).get("FLEET_DATA_DIR")
+            uploader = Uploader.from_settings(UploadSettings(data_dir=store) if store else None)
+            try:
+                events = await asyncio.to_thread(upload_batches, events, uploader)
+            except UploadFailed as error:
+                raise DemoError(str(error)) from error
             await publish_events(self.settings, events)
         counts = Counter(change.change for change in changes)
         self.console.print(

@@ -40,6 +40,7 @@ from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
 from .manifests import check_columns, load_path
 from .publishing import publish_events
+from .uploading import Uploader, UploadFailed, upload_batches
 
 T = TypeVar("T")
 #: Stages a model passes through on its own; `status --wait` waits for them to end.
@@ -225,6 +226,11 @@ def apply(
     if dry_run:
         console.print(f"dry run: {summary}; nothing published")
     elif events:
+        try:  # a dataset's `source` goes where ingest may read it: the store's upload area
+            events = upload_batches(events, Uploader.from_settings())
+        except UploadFailed as error:
+            console.print(f"[red]{error}[/]")
+            raise typer.Exit(1) from error
         _kafka(settings, publish_events(settings, events))
         console.print(f"applied: {summary} ({len(events)} events published)")
     else:
@@ -424,12 +430,16 @@ def verify(
 @app.command()
 def ingest(
     dataset: Annotated[str, typer.Argument(help="Dataset name, as declared by a `kind: Dataset` document.")],
-    file: Annotated[str, typer.Argument(help="A .csv or .parquet file, or any fsspec URI.")],
+    file: Annotated[
+        str,
+        typer.Argument(help="A .csv or .parquet file, or any fsspec URI; uploaded to the dataset store."),
+    ],
     mode: Annotated[str, typer.Option(help="`append` to the latest version or `replace` it.")] = "replace",
     wait: Annotated[bool, typer.Option(help="Wait for ingest's verdict and print it.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the verdict.")] = 120.0,
 ) -> None:
-    """Submit a batch of rows; ingest validates it, versions it, or rejects and quarantines it."""
+    """Upload a batch of rows to the dataset store (FLEET_DATA_DIR) and submit it; ingest validates
+    it, versions it, or rejects and quarantines it."""
     if not re.fullmatch(DATASET_NAME_PATTERN, dataset):
         raise typer.BadParameter(f"{dataset!r} is not a dataset name", param_hint="DATASET")
     if mode not in ("append", "replace"):
@@ -442,6 +452,11 @@ def ingest(
         if local.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise typer.BadParameter(f"{file}: name it .csv or .parquet", param_hint="FILE")
         uri = str(local.resolve())
+    try:
+        uri = Uploader.from_settings()(dataset, uri)
+    except UploadFailed as error:
+        raise typer.BadParameter(str(error), param_hint="FILE") from error
+    console.print(f"uploaded {file} to {uri}")
     event = DataBatchSubmitted(producer=_producer(), dataset=dataset, uri=uri, mode=mode)  # type: ignore[arg-type,call-arg]
     _publish(event)
     if not wait:
