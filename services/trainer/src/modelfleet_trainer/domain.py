@@ -176,24 +176,24 @@ class RetrainVerdict:
 
 def automatic_retrain(
     trigger: DriftDetected | PerformanceDegraded,
-    spec: RetrainPolicy,
-    risk_class: RetrainPolicy,
+    retrain: RetrainPolicy,
     last: LastRetrain | None,
 ) -> RetrainVerdict:
     """Decide whether a drift or decay event retrains its model.
 
-    Both the risk class and the spec must allow retraining on that trigger (a spec cannot retrain
-    a model its risk class keeps under human control). Within the cooldown after an automatic
-    retrain (the spec's, else the risk class's), further events do not retrain: a burst of drift
-    windows is one incident. Times are the events' own, so a replay decides the same way; the event
-    that caused the last retrain is always allowed again (its request may not have been published).
+    `retrain` is the model's effective retraining policy (`modelfleet_common.policies.resolve_policy`):
+    it retrains on a trigger only if both the risk class and the spec allow it (a spec cannot
+    retrain a model its risk class keeps under human control), with the spec's cooldown, else the
+    risk class's. Within the cooldown after an automatic retrain, further events do not retrain: a
+    burst of drift windows is one incident. Times are the events' own, so a replay decides the same
+    way; the event that caused the last retrain is always allowed again (its request may not have
+    been published).
     """
     drift = isinstance(trigger, DriftDetected)
-    allowed = (spec.on_drift and risk_class.on_drift) if drift else (spec.on_decay and risk_class.on_decay)
-    if not allowed:
+    if not (retrain.on_drift if drift else retrain.on_decay):
         return RetrainVerdict(False, f"retraining on {'drift' if drift else 'decay'} is off for this model")
     if last is not None and last.event_id != str(trigger.event_id):
-        cooldown = spec.cooldown_seconds if spec.cooldown_seconds is not None else risk_class.cooldown_seconds
+        cooldown = retrain.cooldown_seconds
         elapsed = (trigger.occurred_at - last.at).total_seconds()
         if cooldown is not None and 0 <= elapsed < cooldown:
             return RetrainVerdict(

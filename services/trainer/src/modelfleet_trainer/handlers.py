@@ -18,6 +18,7 @@ from typing import Literal
 
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
+from modelfleet_common.policies import Overrides, resolve_policy
 from modelfleet_contracts import (
     DatasetVersionCreated,
     DriftDetected,
@@ -176,10 +177,10 @@ async def _decide_retrain(
     if known is None:
         log_event(logger, f"{reason} of a model without a current spec; nothing to retrain", event)
         return
-    risk_class = deps.policies[known.spec.metadata.risk_class].spec.retrain
-    verdict = automatic_retrain(
-        event, known.spec.spec.retrain, risk_class, deps.catalog.last_automatic_retrain(event.model)
+    policy = resolve_policy(
+        deps.policies[known.spec.metadata.risk_class], Overrides(retrain=known.spec.spec.retrain)
     )
+    verdict = automatic_retrain(event, policy.retrain, deps.catalog.last_automatic_retrain(event.model))
     if not verdict.retrain:
         log_event(logger, f"{reason} does not retrain: {verdict.reason}", event)
         return
