@@ -23,6 +23,14 @@ def write_batch(path: Path) -> Path:
     return path
 
 
+def uploads(tmp_path: Path) -> Path:
+    """The upload area of the fleet's dataset store (`FLEET_DATA_DIR` of `fleet_env`): ingest reads
+    batches only below the store."""
+    folder = tmp_path / "data" / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 MACHINES = DatasetSpec.model_validate(
     {
         "metadata": {"name": "machines"},
@@ -55,7 +63,9 @@ async def test_bad_messages_are_dead_lettered_with_reasons_while_the_next_valid_
     batches = namer.topic(DATA_BATCHES)
     ingest = start_service("ingest")
     await declare_machines(kafka, namer)
-    valid = DataBatchSubmitted(producer="test", dataset="machines", uri=str(write_batch(tmp_path / "b.csv")))
+    valid = DataBatchSubmitted(
+        producer="test", dataset="machines", uri=str(write_batch(uploads(tmp_path) / "b.csv"))
+    )
 
     await kafka.publish(batches, b"\xff\xfe this is not json", key=b"machines")
     await kafka.publish(batches, b'{"event_type": "data.batch.submitted", "dataset": 42}', key=b"machines")
@@ -88,7 +98,9 @@ async def test_a_crash_after_handling_but_before_commit_redelivers_and_the_effec
 ) -> None:
     namer = TopicNamer(topic_prefix)
     marker = tmp_path / "killed-once"
-    batch = DataBatchSubmitted(producer="test", dataset="machines", uri=str(write_batch(tmp_path / "b.csv")))
+    batch = DataBatchSubmitted(
+        producer="test", dataset="machines", uri=str(write_batch(uploads(tmp_path) / "b.csv"))
+    )
     # The spec is handled by a first, healthy run, so the injected crash hits the batch.
     healthy = start_service("ingest")
     await declare_machines(kafka, namer)
