@@ -89,11 +89,17 @@ def test_a_models_traffic_comes_only_from_its_where_slice(sensors: pd.DataFrame)
     assert set(rows["line"]) == {2}
 
 
-def test_requests_carry_every_column_but_the_target_and_the_rows_true_label(sensors: pd.DataFrame) -> None:
+def test_requests_carry_the_features_as_inputs_every_other_column_as_context_and_the_true_label(
+    sensors: pd.DataFrame,
+) -> None:
     rows = model_slice(sensors, spec())
     traffic = traffic_for(spec(), rows)
-    assert len(traffic.rows) == len(rows) == len(traffic.labels)
-    assert set(traffic.rows[0]) == {"site", "line", "machine", "temperature", "vibration"}
+    assert len(traffic.rows) == len(rows) == len(traffic.labels) == len(traffic.context)
+    features = set(spec().spec.features)
+    assert set(traffic.rows[0]) == features
+    columns = {"site", "line", "machine", "temperature", "vibration"}
+    assert set(traffic.rows[0]) | set(traffic.context[0]) == columns
+    assert not features & set(traffic.context[0])
     assert traffic.labels[7] == rows["fails"].iloc[7]
     assert isinstance(traffic.labels[7], int)
     assert traffic.rows[7]["temperature"] == rows["temperature"].iloc[7]

@@ -79,6 +79,7 @@ from .loop_driver import (
 )
 from .manifests import DeclaredModel, check_columns, load_path
 from .publishing import publish_events
+from .tokens import LOCAL_TOKEN_NAME, local_serving_token, local_tokens_file
 from .uploading import Uploader, UploadFailed, UploadSettings, upload_batches
 
 #: What the demo reads from Kafka on every poll.
@@ -239,7 +240,11 @@ class Demo:
         self.signer: ArtifactSigner | None = None
         self.state: DemoState | None = None
         self.driver = TrafficDriver(
-            SERVING_URL, rate=options.rate, workers=WORKERS, run_id=f"demo-{uuid.uuid4().hex[:8]}"
+            SERVING_URL,
+            rate=options.rate,
+            workers=WORKERS,
+            run_id=f"demo-{uuid.uuid4().hex[:8]}",
+            token=local_serving_token(self.home)[1],
         )
         self.stop = asyncio.Event()
         self.policy_dir = local.DEMO_POLICY_DIR
@@ -633,8 +638,10 @@ class Demo:
         example = state.chosen[0] if state.chosen else next(iter(state.models))
         row = state.models[example].steady.rows[0]
         metrics = " ".join(f"{service}:{port}" for service, port in local.PORTS.items())
+        token_file = local_tokens_file(self.home).with_name(f"{LOCAL_TOKEN_NAME}.token")
         curl = (
-            f"curl -s {SERVING_URL}/predict -H 'content-type: application/json' -d "
+            f"curl -s {SERVING_URL}/predict -H 'content-type: application/json' "
+            f'-H "authorization: Bearer $(cat {token_file})" -d '
             f"'{_json({'model': example, 'request_id': 'try-1', 'inputs': [row]})}'"
         )
         self.console.print("\n[bold]open[/]")

@@ -26,6 +26,8 @@ from rich.table import Table
 from modelfleet_common.local._process import ManagedProcess, default_home
 from modelfleet_common.signing import ArtifactSigner
 
+from .tokens import local_serving_token
+
 REPO = Path(__file__).resolve().parents[4]
 #: Host ports of the local fleet (the same as docker-compose.yml's).
 PORTS = {
@@ -91,12 +93,15 @@ def fleet_environment(home: Path, environ: Mapping[str, str] | None = None) -> d
     if environ.get(DEMO_APPROVER_ENV):
         demo_approver(home, environ[DEMO_APPROVER_ENV])
     policy_dir = Path(environ.get(POLICY_DIR_ENV) or REPO / "policies")
+    # Serving refuses requests without a bearer token: the CLI and the demo use this home's token.
+    serving_tokens, _ = local_serving_token(home)
     return {
         "FLEET_DATA_DIR": str(home / "data"),
         "FLEET_SIGNING_KEY_FILE": str(key),
         "FLEET_TRUSTED_KEYS_FILE": str(key.with_name(key.name + ".pub")),
         POLICY_DIR_ENV: str(policy_dir.resolve()),
         "FLEET_APPROVER_KEYS_FILE": str(approvers),
+        "FLEET_SERVING_TOKENS_FILE": str(serving_tokens),
     }
 
 

@@ -2,8 +2,9 @@
 
 What `modelfleet demo` (and a closed-loop benchmark) needs besides the services themselves:
 
-- `traffic_for`: a model's requests, sampled from its own slice of its dataset (`where`), each row
-  sent whole minus the target (serving logs the input, and ingest's feedback rows need every
+- `traffic_for`: a model's requests, sampled from its own slice of its dataset (`where`): the
+  model's features as `inputs` and every other column but the target as `context` (serving refuses
+  features a model does not take, but logs the context, and ingest's feedback rows need every
   declared column), with the row's true label as feedback;
 - `drifted_traffic`: the same slice sampled with a strong bias (covariate shift): only the rows
   whose chosen numeric features sit in their top `top_share` together, still with their true labels,
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from modelfleet_common.policies import Overrides, resolve_policy
 from modelfleet_contracts import (
     DriftDetected,
     ModelPromoted,
@@ -66,12 +68,14 @@ def _native(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelTraffic:
-    """The requests sent to one model: input rows and the true label of each."""
+    """The requests sent to one model: input rows (features), their context and the true label of each."""
 
     model: str
     rows: tuple[dict[str, Any], ...]
     labels: tuple[Any, ...]
     kind: str = "steady"
+    #: Columns of each row that are not the model's features (ids, cohorts): logged, not predicted on.
+    context: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rows or len(self.rows) != len(self.labels):
@@ -79,32 +83,44 @@ class ModelTraffic:
 
 
 def traffic_for(spec: ModelSpec, rows: pd.DataFrame, kind: str = "steady") -> ModelTraffic:
-    """Requests from `rows` (already the model's slice): every column but the target as input."""
+    """Requests from `rows` (already the model's slice): the features as inputs, every other column
+    but the target as context."""
     target = spec.spec.target
     if target not in rows.columns:
         raise ValueError(f"{spec.metadata.name}: the rows lack the target column {target!r}")
-    inputs = rows.drop(columns=[target])
+    features = [column for column in spec.spec.features if column in rows.columns]
+    others = [column for column in rows.columns if column not in features and column != target]
     return ModelTraffic(
         model=spec.metadata.name,
-        rows=tuple(
-            {column: _native(value) for column, value in record.items()}
-            for record in inputs.to_dict("records")
-        ),
+        rows=_records(rows[features]),
         labels=tuple(_native(value) for value in rows[target].tolist()),
         kind=kind,
+        context=_records(rows[others]) if others else (),
+    )
+
+
+def _records(frame: pd.DataFrame) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {str(column): _native(value) for column, value in record.items()}
+        for record in frame.to_dict("records")
     )
 
 
 def effective_monitoring(policy: RiskPolicy, spec: ModelSpec) -> MonitoringPolicy:
-    """The risk class's monitoring policy with the spec's overrides (unset fields keep the class's)."""
-    overrides = {name: value for name, value in spec.spec.monitoring if value is not None}
-    return policy.spec.monitoring.model_copy(update=overrides)
+    """The model's monitoring policy, as the fleet resolves it (`resolve_policy`)."""
+    return resolve_policy(policy, Overrides.of(spec), loosened="floor").monitoring
 
 
 def effective_rollout(policy: RiskPolicy, spec: ModelSpec) -> RolloutPolicy:
-    """The risk class's rollout policy with the spec's overrides."""
-    overrides = {name: value for name, value in spec.spec.rollout if value is not None}
-    return policy.spec.rollout.model_copy(update=overrides)
+    """The model's rollout policy, as the fleet resolves it (`resolve_policy`)."""
+    rollout = resolve_policy(policy, Overrides.of(spec), loosened="floor").rollout
+    return RolloutPolicy(
+        shadow=rollout.shadow,
+        canary_steps=list(rollout.canary_steps),
+        min_requests_per_step=rollout.min_requests_per_step,
+        requires_approval=rollout.requires_approval,
+        min_live_labels=rollout.min_live_labels,
+    )
 
 
 def rollout_requests(rollout: RolloutPolicy) -> float:
@@ -194,7 +210,14 @@ class TrafficDriver:
     all, spread over models by weight. `route` starts or changes a model's traffic while it runs."""
 
     def __init__(
-        self, base_url: str, *, rate: float, workers: int = 6, run_id: str = "loop", seed: int = 5
+        self,
+        base_url: str,
+        *,
+        rate: float,
+        workers: int = 6,
+        run_id: str = "loop",
+        seed: int = 5,
+        token: str | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -202,6 +225,8 @@ class TrafficDriver:
         self.rate = rate
         self.workers = workers
         self.run_id = run_id
+        #: Serving's bearer token (scopes predict and feedback); see `modelfleet tokens`.
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
         self.counts: dict[str, TrafficCounts] = {}
         self._traffic: dict[str, ModelTraffic] = {}
         self._weights: dict[str, float] = {}
@@ -227,7 +252,9 @@ class TrafficDriver:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set."""
         limits = httpx.Limits(max_connections=self.workers * 2)
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=30, limits=limits, headers=self.headers
+        ) as client:
             await asyncio.gather(*(self._work(client, stop) for _ in range(self.workers)))
 
     async def _pace(self) -> None:
@@ -251,7 +278,13 @@ class TrafficDriver:
         index = self._random.randrange(len(traffic.rows))
         self._sequence += 1
         request_id = f"{self.run_id}-{self._sequence}"
-        body = {"model": traffic.model, "request_id": request_id, "inputs": [traffic.rows[index]]}
+        body: dict[str, Any] = {
+            "model": traffic.model,
+            "request_id": request_id,
+            "inputs": [traffic.rows[index]],
+        }
+        if traffic.context:
+            body["context"] = [traffic.context[index]]
         counts.sent += 1
         try:
             answer = await client.post("/predict", json=body)

@@ -40,6 +40,7 @@ from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
 from .manifests import check_columns, load_path
 from .publishing import publish_events
+from .tokens import app as tokens_app
 from .uploading import Uploader, UploadFailed, upload_batches
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ T = TypeVar("T")
 IN_FLIGHT = frozenset({"submitted", "training", "trained", "evaluated"})
 
 app = typer.Typer(help="modelfleet: run thousands of ML models without adding people.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 console = Console()
 
 ModelArg = Annotated[str, typer.Argument(help="Model name, as in its spec's metadata.name.")]
