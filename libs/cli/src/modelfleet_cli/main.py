@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelfleet_common.naming import TopicNamer
+from modelfleet_common.policies import PolicyError, load_policies
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts import (
     DataBatchSubmitted,
@@ -38,7 +39,8 @@ from .audit import audit_trail, concerns_model, read_audit_events
 from .connecting import fleet_settings
 from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
-from .manifests import check_columns, load_path
+from .local import REPO
+from .manifests import Manifest, check_columns, check_policies, load_path
 from .publishing import publish_events
 from .tokens import app as tokens_app
 from .uploading import Uploader, UploadFailed, upload_batches
@@ -190,23 +192,37 @@ def approve(
 def apply(
     path: Annotated[Path, typer.Argument(help="A YAML file, or a directory searched for *.yaml / *.yml.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; publish nothing.")] = False,
+    policy_dir: Annotated[
+        Path,
+        typer.Option(
+            "--policies",
+            envvar="FLEET_POLICY_DIR",
+            help="Risk policies the fleet runs with; a spec that loosens one of their floors is refused.",
+        ),
+    ] = REPO / "policies",
 ) -> None:
     """Validate Dataset, ModelSpec and ModelFleet documents and publish what changed.
 
-    A file with any problem is refused whole (every problem listed by file and field); valid
-    files still apply. Unchanged documents publish nothing: a spec's revision is its content hash.
+    A file with any problem is refused whole (every problem listed by file and field), including
+    a spec that loosens a floor of its risk policy; valid files still apply. Unchanged documents
+    publish nothing: a spec's revision is its content hash.
     """
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist", param_hint="PATH")
     manifest = load_path(path)
+    try:
+        check_policies(manifest, load_policies(policy_dir))
+    except PolicyError as error:
+        raise typer.BadParameter(str(error), param_hint="--policies") from error
+    if manifest.problems and not (manifest.models or manifest.datasets):
+        _print_refused(manifest)
+        console.print(f"[red]{len(manifest.refused_files)} file(s) refused[/]; nothing to apply")
+        raise typer.Exit(1)
     settings = fleet_settings()
     state = _kafka(settings, read_desired_state(settings), doing="read the fleet's specs from")
     check_columns(manifest, state.dataset_specs())
     if manifest.problems:
-        table = Table("file", "doc", "field", "problem", title="refused", title_style="bold red")
-        for problem in manifest.problems:
-            table.add_row(str(problem.file), str(problem.document or ""), problem.field, problem.message)
-        console.print(table)
+        _print_refused(manifest)
     changes = plan(manifest, state, _producer())
     if changes:
         table = Table("kind", "change", "revision")
@@ -240,6 +256,13 @@ def apply(
     if manifest.problems:
         console.print(f"[red]{len(manifest.refused_files)} file(s) refused[/]; fix them and apply again")
         raise typer.Exit(1)
+
+
+def _print_refused(manifest: Manifest) -> None:
+    table = Table("file", "doc", "field", "problem", title="refused", title_style="bold red")
+    for problem in manifest.problems:
+        table.add_row(str(problem.file), str(problem.document or ""), problem.field, problem.message)
+    console.print(table)
 
 
 @app.command()

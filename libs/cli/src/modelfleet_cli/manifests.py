@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, JsonValue, ValidationError
 
-from modelfleet_contracts import DatasetSpec, ModelFleet, ModelSpec
+from modelfleet_common.policies import InvalidPolicy, PolicyFloorError, policy_of_spec
+from modelfleet_contracts import DatasetSpec, ModelFleet, ModelSpec, RiskPolicy
+from modelfleet_contracts.specs import RiskClass
 
 KINDS = ("Dataset", "ModelSpec", "ModelFleet")
 SUFFIXES = (".yaml", ".yml")
@@ -248,6 +250,33 @@ def drop_refused(manifest: Manifest) -> None:
     refused = set(manifest.refused_files)
     manifest.datasets = [d for d in manifest.datasets if d.file not in refused]
     manifest.models = [m for m in manifest.models if m.file not in refused]
+
+
+def check_policies(manifest: Manifest, policies: Mapping[RiskClass, RiskPolicy]) -> None:
+    """Each model must keep its risk policy's floors (and make sense): refuse a file whose spec
+    loosens one, naming the field, the spec's value and the floor."""
+    for model in manifest.models:
+        prefix = f"[{model.origin}] spec."
+        try:
+            policy_of_spec(policies, model.spec)
+        except PolicyFloorError as refused:
+            for violation in refused.violations:
+                manifest.problems.append(
+                    Problem(
+                        model.file,
+                        0,
+                        prefix + violation.field,
+                        f"{_shown(violation.value)} loosens the {refused.risk_class} risk policy's floor "
+                        f"{_shown(violation.floor)} ({violation.rule})",
+                    )
+                )
+        except InvalidPolicy as error:
+            manifest.problems.append(Problem(model.file, 0, prefix + "rollout.canary_steps", str(error)))
+    drop_refused(manifest)
+
+
+def _shown(value: object) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
 def check_columns(manifest: Manifest, known: Mapping[str, DatasetSpec]) -> None:
