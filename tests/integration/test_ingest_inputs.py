@@ -6,6 +6,8 @@ and the next valid batch becomes a version."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,3 +76,29 @@ async def test_batches_ingest_may_not_read_are_refused_unread_and_the_consumer_k
     )
     assert DatasetVersionCreated.model_validate_json(versions[0].value).source_uri == str(valid)
     assert ingest.metric("fleet_dead_letters_total") == 0
+
+
+async def test_a_file_sent_from_anywhere_with_modelfleet_ingest_is_uploaded_and_ingested(
+    start_service: Callable[..., ServiceProcess],
+    kafka: Kafka,
+    fleet_env: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    start_service("ingest")
+    await declare_machines(kafka, TopicNamer(topic_prefix))
+    (tmp_path / "laptop").mkdir()
+    laptop = write_batch(tmp_path / "laptop" / "b.csv")  # outside the store ingest reads from
+
+    done = subprocess.run(
+        [sys.executable, "-m", "modelfleet_cli.main", "ingest", "machines", str(laptop), "--timeout", "60"],
+        env={**os.environ, **fleet_env, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "version" in done.stdout
+    [uploaded] = (tmp_path / "data" / "uploads" / "machines").iterdir()
+    assert uploaded.read_bytes() == laptop.read_bytes()
