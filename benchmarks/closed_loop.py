@@ -50,6 +50,7 @@ from modelfleet_cli.loop_driver import (
     traffic_for,
 )
 from modelfleet_cli.manifests import load_path
+from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.policies import load_policies
 from modelfleet_common.settings import KafkaSettings, ServiceSettings
 from modelfleet_common.signing import ArtifactSigner
@@ -121,6 +122,7 @@ def start_services(infra: Infrastructure, work: Path, prefix: str, policies: Pat
         "FLEET_DATA_DIR": str(work / "data"),
         "FLEET_SIGNING_KEY_FILE": str(key),
         "FLEET_TRUSTED_KEYS_FILE": str(key.with_name("registry.pem.pub")),
+        "FLEET_SERVING_TOKENS_FILE": str(local_serving_token(work / "serving-auth")[0]),
         "FLEET_POLICY_DIR": str(policies),
         "FLEET_MONITOR_REPORT_SECONDS": "5",
         "FLEET_INGEST_FEEDBACK_SECONDS": "5",
@@ -198,7 +200,13 @@ async def run_loop(args: argparse.Namespace, infra: Infrastructure, work: Path) 
         await wait_for_champions(settings, names, within=args.timeout)
 
         serving_port = fleet["services"]["serving"][1]
-        driver = TrafficDriver(f"http://127.0.0.1:{serving_port}", rate=args.rate, workers=8, run_id="loop")
+        driver = TrafficDriver(
+            f"http://127.0.0.1:{serving_port}",
+            rate=args.rate,
+            workers=8,
+            run_id="loop",
+            token=local_serving_token(work / "serving-auth")[1],
+        )
         slices = {spec.metadata.name: model_slice(frame, spec) for spec in specs}
         for spec in specs:
             driver.route(traffic_for(spec, slices[spec.metadata.name]))

@@ -76,7 +76,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ import psutil
 from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure
 
 from modelfleet_cli.local import service_python
+from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner, directory_digest
 from modelfleet_contracts import DeploymentChanged
@@ -269,6 +270,8 @@ class Side:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    #: Bearer token for /predict (modelfleet serving requires one).
+    token: str = ""
 
     def memory(self) -> dict[str, float]:
         """RSS, PSS and USS (MB) of the process and every descendant, total and by Ray role."""
@@ -334,12 +337,14 @@ def start_modelfleet(
     infra: Infrastructure, work: Path, prefix: str, trusted_keys: Path, budget_mb: float
 ) -> Side:
     port = free_port()
+    tokens_file, token = local_serving_token(work / "serving-auth")
     env = {
         **os.environ,
         "FLEET_KAFKA_BOOTSTRAP": infra.bootstrap,
         "FLEET_MLFLOW_TRACKING_URI": infra.tracking_uri,
         "FLEET_TOPIC_PREFIX": prefix,
         "FLEET_TRUSTED_KEYS_FILE": str(trusted_keys),
+        "FLEET_SERVING_TOKENS_FILE": str(tokens_file),
         "FLEET_HTTP_PORT": str(port),
         "FLEET_STATE_DIR": str(work / "serving-state"),
         "FLEET_SERVING_MODEL_DIR": str(work / "serving-models"),
@@ -356,7 +361,7 @@ def start_modelfleet(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    side = Side(MODELFLEET, f"http://127.0.0.1:{port}", process, log)
+    side = Side(MODELFLEET, f"http://127.0.0.1:{port}", process, log, token=token)
     wait_until(lambda: http_ok(f"{side.url}/readyz"), side, "ready", timeout=180)
     return side
 
@@ -430,6 +435,8 @@ class Phase:
     seed: int = 0
     #: A request not answered within this many seconds fails (and counts as an infinite latency).
     timeout: float = 60.0
+    #: Bearer token sent with each prediction, when the side has one.
+    token: str = ""
 
 
 class LoadGenerator:
@@ -481,6 +488,8 @@ async def _run_phase(phase: Phase) -> dict[str, Any]:
                 row = dict(zip(FEATURES, rows[index % len(rows)], strict=True))
                 body = json.dumps({"model": model, "inputs": [row], "request_id": f"r{index}"})
                 headers = {"content-type": "application/json"}
+                if phase.token:
+                    headers["authorization"] = f"Bearer {phase.token}"
                 if phase.side == RAY:
                     headers["serve_multiplexed_model_id"] = model
                 request = session.post(f"{phase.url}/predict", data=body, headers=headers)
@@ -582,7 +591,7 @@ def measure(
 
     def run(side: Side, phase: Phase) -> dict[str, Any]:
         settle(side)
-        return loadgen.run(phase)
+        return loadgen.run(replace(phase, token=side.token))
 
     ceiling = run(sides[0], Phase("ping", MODELFLEET, sides[0].url, ["-"], duration=3, clients=args.clients))
     print(f"  load generator ceiling against /healthz: {ceiling['rate']:.0f} req/s", flush=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +28,20 @@ from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.topics import Topic
+
+#: The bearer token of every serving the tests start; its hash is in each one's tokens file.
+SERVING_TOKEN = "mfs_test_" + secrets.token_urlsafe(32)
+SERVING_HEADERS = {"authorization": f"Bearer {SERVING_TOKEN}"}
+
+
+def serving_tokens_file(directory: Path) -> Path:
+    """A tokens file (0600) accepting `SERVING_TOKEN` for predict and feedback on every model."""
+    from modelfleet_cli.tokens import HEADER, SCOPES, token_entry, write_private
+
+    path = directory / "serving-tokens.yaml"
+    entry = token_entry("integration-tests", SERVING_TOKEN, list(SCOPES))
+    write_private(path, HEADER + json.dumps({"tokens": [entry]}))
+    return path
 
 
 def free_port() -> int:
@@ -49,6 +65,8 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> ServiceProcess:
+        if self.name == "serving" and "FLEET_SERVING_TOKENS_FILE" not in self.env:
+            self.env["FLEET_SERVING_TOKENS_FILE"] = str(serving_tokens_file(self.log_path.parent))
         env = {**os.environ, **self.env, "FLEET_HTTP_PORT": str(self.port)}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

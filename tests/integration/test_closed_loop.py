@@ -45,6 +45,7 @@ from modelfleet_contracts.topics import (
     TRAINING_STARTED,
 )
 
+from . import fleet as fleet_helpers
 from .assembly_data import OWNER, model_spec, sensors
 from .fleet import RunningFleet, running_fleet
 
@@ -128,7 +129,7 @@ class Caller:
     async def run(self, stop: asyncio.Event, *, limit: int | None = None, prefix: str = "r") -> None:
         rng = random.Random(11)
         rows = self.frame.to_dict("records")
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60, headers=fleet_helpers.SERVING_HEADERS) as client:
             index = 0
             while not stop.is_set() and (limit is None or self.answered < limit):
                 row = rows[index % len(rows)]

@@ -47,6 +47,7 @@ from modelfleet_contracts.topics import (
     PREDICTION_LOGS,
 )
 
+from . import fleet as fleet_helpers
 from .assembly_data import model_spec, write_fleet
 from .fleet import RunningFleet, running_fleet
 
@@ -122,7 +123,7 @@ class Traffic:
     ) -> None:
         """Call until `stop` is set (or `count` answers arrived)."""
         rng = random.Random(7)
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60, headers=fleet_helpers.SERVING_HEADERS) as client:
             while not stop.is_set() and (count is None or len(self.answers) < count):
                 request_id = f"{prefix}-{len(self.request_ids)}"
                 body = {"model": self.model, "request_id": request_id, "inputs": [_sensor_row(rng)]}
@@ -187,7 +188,7 @@ async def test_a_low_risk_model_becomes_champion_without_a_human_and_serving_ans
     assert '"champion"' in lineage.stdout, lineage.stdout + lineage.stderr
 
     serving = fleet.services["serving"]
-    client = httpx.AsyncClient(timeout=120)
+    client = httpx.AsyncClient(timeout=120, headers=fleet_helpers.SERVING_HEADERS)
     body = {
         "model": model,
         "request_id": "req-1",
@@ -347,7 +348,7 @@ async def test_a_tampered_artifact_is_never_served_and_its_refusal_is_published(
     fleet.mlflow.log_artifact(run_id, str(weights), "model")
 
     serving = fleet.services["serving"]
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, headers=fleet_helpers.SERVING_HEADERS) as client:
         body = {"model": model, "inputs": [_sensor_row(random.Random(1))]}
         for _ in range(2):
             answer = await client.post(f"{serving.url}/predict", json=body)
