@@ -1,7 +1,9 @@
-"""Real parts for integration tests: a Kafka broker and an MLflow server, chosen in this order.
+"""Real parts for integration tests: a secured Kafka broker and an MLflow server.
 
-Kafka: `FLEET_KAFKA_BOOTSTRAP` if set; else a testcontainers Kafka if a Docker engine answers;
-else a local Apache Kafka (KRaft, from Maven Central jars) started once for the test session.
+Kafka: the local Apache Kafka (KRaft, from Maven Central jars) started once for the test session,
+secured as every fleet runs: SASL/SCRAM over TLS, ACLs, deny by default. Each test's fleet gets its
+own topic prefix, provisioned (topics and ACLs) by the admin principal; every service connects as
+its own principal and the CLI as `cli`, so a test that forgets a right fails as production would.
 MLflow: `FLEET_MLFLOW_TRACKING_URI` if set; else a local `mlflow server` for the session.
 """
 
@@ -18,36 +20,29 @@ from modelfleet_cli.local import REPO
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.signing import ArtifactSigner
+from modelfleet_contracts.topics import CLI
 
-from .fleet import Kafka, ServiceProcess, free_port
-
-
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
+from .fleet import Kafka, SecuredBroker, ServiceProcess, free_port
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if bootstrap := os.environ.get("FLEET_KAFKA_BOOTSTRAP"):
-        yield bootstrap
-    elif _docker_answers():
-        from testcontainers.kafka import KafkaContainer
+def kafka_broker() -> Iterator[SecuredBroker]:
+    home = Path(os.environ.get("FLEET_LOCAL_HOME", REPO / ".local")) / "test-kafka"
+    running = local_kafka.endpoint(home)
+    if running and local_kafka.is_secured(home):
+        # Another test session started it (and stops it): share it, each test has its own prefix.
+        yield SecuredBroker(running, home)
+        return
+    bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
+    try:
+        yield SecuredBroker(bootstrap, home)
+    finally:
+        local_kafka.stop(home)
 
-        with KafkaContainer().with_kraft() as container:
-            yield container.get_bootstrap_server()
-    else:
-        home = Path(os.environ.get("FLEET_LOCAL_HOME", REPO / ".local")) / "test-kafka"
-        bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
-        try:
-            yield bootstrap
-        finally:
-            local_kafka.stop(home)
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: SecuredBroker) -> str:
+    return kafka_broker.bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +59,9 @@ def mlflow_uri() -> Iterator[str]:
 
 
 @pytest.fixture
-def kafka(kafka_bootstrap: str) -> Kafka:
-    return Kafka(kafka_bootstrap)
+def kafka(kafka_broker: SecuredBroker) -> Kafka:
+    """The test's own client: the admin principal, so it can forge what no service may publish."""
+    return kafka_broker.client()
 
 
 @pytest.fixture
@@ -75,14 +71,16 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def fleet_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+def fleet_env(kafka_broker: SecuredBroker, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """The fleet's settings as a person at the CLI has them (the `cli` principal's credentials)."""
+    kafka_broker.provision(topic_prefix)
     # Like every real fleet, one registry key that the verifiers (serving, evaluator) trust.
     key = tmp_path / "keys" / "registry.pem"
     ArtifactSigner.load_or_create(key)
     return {
         "FLEET_SIGNING_KEY_FILE": str(key),
         "FLEET_TRUSTED_KEYS_FILE": str(key.with_name("registry.pem.pub")),
-        "FLEET_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        **kafka_broker.env(CLI),
         "FLEET_TOPIC_PREFIX": topic_prefix,
         "FLEET_STATE_DIR": str(tmp_path / "state"),
         "FLEET_DATA_DIR": str(tmp_path / "data"),
@@ -92,11 +90,13 @@ def fleet_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[s
 
 
 @pytest.fixture
-def start_service(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[object]:
+def start_service(fleet_env: dict[str, str], kafka_broker: SecuredBroker, tmp_path: Path) -> Iterator[object]:
     started: list[ServiceProcess] = []
 
     def start(name: str, **extra_env: str) -> ServiceProcess:
-        service = ServiceProcess(name, {**fleet_env, **extra_env}, tmp_path / f"{name}.log")
+        # Each service as its own Kafka principal.
+        env = {**fleet_env, **kafka_broker.env(name), **extra_env}
+        service = ServiceProcess(name, env, tmp_path / f"{name}.log")
         started.append(service)
         return service.start()
 

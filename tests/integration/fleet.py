@@ -24,10 +24,14 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet_cli.local import REPO, service_python
+from modelfleet_cli.provisioning import provision
+from modelfleet_common.kafka import connection_options
+from modelfleet_common.local import kafka as local_kafka
+from modelfleet_common.local.kafka_security import ADMIN
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.envelope import Event
-from modelfleet_contracts.topics import Topic
+from modelfleet_contracts.topics import CLI, Topic
 
 #: The bearer token of every serving the tests start; its hash is in each one's tokens file.
 SERVING_TOKEN = "mfs_test_" + secrets.token_urlsafe(32)
@@ -126,16 +130,43 @@ class ServiceProcess:
             self.process.wait(10)
 
 
-@dataclass
-class Kafka:
-    """A thin test client of the real broker."""
+@dataclass(frozen=True)
+class SecuredBroker:
+    """The session's secured local broker: credentials per principal, provisioning per fleet."""
 
     bootstrap: str
+    home: Path
+
+    def env(self, principal: str) -> dict[str, str]:
+        """`FLEET_KAFKA_*` variables that connect a process as `principal`."""
+        return local_kafka.client_environment(self.home, principal, self.bootstrap)
+
+    def options(self, principal: str = ADMIN) -> dict[str, Any]:
+        """aiokafka connection options of `principal`."""
+        return connection_options(local_kafka.client_settings(self.home, principal, self.bootstrap))
+
+    def client(self, principal: str = ADMIN) -> Kafka:
+        return Kafka(self.bootstrap, self.options(principal))
+
+    def provision(self, prefix: str, partitions: int = 1) -> None:
+        """Create the topics and ACLs of the fleet with topic prefix `prefix`, as the admin."""
+        settings = local_kafka.admin_settings(self.home, self.bootstrap).model_copy(
+            update={"partitions": partitions}
+        )
+        provision(settings, TopicNamer(prefix))
+
+
+@dataclass
+class Kafka:
+    """A thin test client of the real broker, connected as one principal (TLS + SCRAM)."""
+
+    bootstrap: str
+    options: dict[str, Any] = field(default_factory=dict)
 
     async def publish(
         self, topic: str, value: bytes, *, key: bytes | None = None, headers: dict[str, str] | None = None
     ) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(**self._connection(), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -148,7 +179,7 @@ class Kafka:
         self, topic: str, *, until: Callable[[list[ConsumerRecord[Any, Any]]], bool], timeout: float = 60.0
     ) -> list[ConsumerRecord[Any, Any]]:
         """Every record of `topic` from the beginning, read until `until(records)` or the timeout."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self._connection(), enable_auto_commit=False)
         await consumer.start()
         records: list[ConsumerRecord[Any, Any]] = []
         try:
@@ -166,7 +197,7 @@ class Kafka:
 
     async def read_to_end(self, topic: str, timeout: float = 60.0) -> list[ConsumerRecord[Any, Any]]:
         """Every record of `topic` written so far (up to the end offsets when called)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self._connection(), enable_auto_commit=False)
         await consumer.start()
         records: list[ConsumerRecord[Any, Any]] = []
         try:
@@ -184,6 +215,19 @@ class Kafka:
             return records
         finally:
             await consumer.stop()
+
+    async def end_offsets(self, topic: str, timeout: float = 30.0) -> dict[TopicPartition, int]:
+        """The end offset of each partition of `topic` now."""
+        consumer = AIOKafkaConsumer(**self._connection(), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer, topic, timeout)
+            return dict(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
+
+    def _connection(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap, **self.options}
 
     @staticmethod
     async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
@@ -241,7 +285,7 @@ class RunningFleet:
 @contextlib.contextmanager
 def running_fleet(
     root: Path,
-    kafka_bootstrap: str,
+    broker: SecuredBroker,
     mlflow_uri: str,
     services: tuple[str, ...],
     extra_env: dict[str, str] | None = None,
@@ -250,8 +294,10 @@ def running_fleet(
     signer_key = root / "keys" / "registry.pem"
     ArtifactSigner.load_or_create(signer_key)
     prefix = f"t{uuid.uuid4().hex[:10]}."
+    broker.provision(prefix, partitions=2)
     env = {
-        "FLEET_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        # The fleet as the CLI sees it; each service gets its own principal below.
+        **broker.env(CLI),
         "FLEET_TOPIC_PREFIX": prefix,
         "FLEET_DATA_DIR": str(root / "data"),
         "FLEET_KAFKA_PARTITIONS": "2",
@@ -268,11 +314,11 @@ def running_fleet(
     started: dict[str, ServiceProcess] = {}
     try:
         for name in services:
-            service_env = env | {"FLEET_STATE_DIR": str(root / "state" / name)}
+            service_env = env | broker.env(name) | {"FLEET_STATE_DIR": str(root / "state" / name)}
             started[name] = ServiceProcess(name, service_env, root / f"{name}.log").start(timeout=180)
         yield RunningFleet(
             env,
-            Kafka(kafka_bootstrap),
+            broker.client(),
             TopicNamer(prefix),
             started,
             root,

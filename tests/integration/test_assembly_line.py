@@ -29,7 +29,7 @@ from modelfleet_contracts.topics import (
 )
 
 from .assembly_data import model_spec, write_fleet
-from .fleet import RunningFleet, running_fleet
+from .fleet import RunningFleet, SecuredBroker, running_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +38,10 @@ SERVICES = ("ingest", "trainer", "evaluator", "registry")
 
 @pytest.fixture(scope="module")
 def line(
-    kafka_bootstrap: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_broker: SecuredBroker, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningFleet]:
     root = tmp_path_factory.mktemp("assembly-line")
-    with running_fleet(root, kafka_bootstrap, mlflow_uri, SERVICES) as fleet:
+    with running_fleet(root, kafka_broker, mlflow_uri, SERVICES) as fleet:
         yield fleet
 
 

@@ -47,7 +47,7 @@ from modelfleet_contracts.topics import (
 
 from . import fleet as fleet_helpers
 from .assembly_data import OWNER, model_spec, sensors
-from .fleet import RunningFleet, running_fleet
+from .fleet import RunningFleet, SecuredBroker, running_fleet
 
 # The module's fixture runs the whole loop (trainings, drift, retrains, a canary) once, in minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -176,7 +176,7 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def outcome(
-    kafka_bootstrap: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_broker: SecuredBroker, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Outcome]:
     root = tmp_path_factory.mktemp("closed-loop")
     extra_env = {
@@ -185,7 +185,7 @@ def outcome(
         "FLEET_INGEST_FEEDBACK_SECONDS": "2",
         "FLEET_RETRAIN_DATA_WAIT_SECONDS": "60",
     }
-    with running_fleet(root, kafka_bootstrap, mlflow_uri, SERVICES, extra_env=extra_env) as fleet:
+    with running_fleet(root, kafka_broker, mlflow_uri, SERVICES, extra_env=extra_env) as fleet:
         models = {
             "drifting": LoopModel(
                 f"loop-drifting{fleet.suffix}",

@@ -49,7 +49,7 @@ from modelfleet_contracts.topics import (
 
 from . import fleet as fleet_helpers
 from .assembly_data import model_spec, write_fleet
-from .fleet import RunningFleet, running_fleet
+from .fleet import RunningFleet, SecuredBroker, running_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ SERVICES = ("ingest", "trainer", "evaluator", "registry", "deployer", "monitor",
 
 @pytest.fixture(scope="module")
 def fleet(
-    kafka_bootstrap: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_broker: SecuredBroker, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningFleet]:
     root = tmp_path_factory.mktemp("rollout")
     # One listed approver (policies/high.yaml) whose public key the deployer trusts.
@@ -67,7 +67,7 @@ def fleet(
     keys.write_text(f"risk-officer {officer.public_key_b64}\n")
     # Health windows every 2 s, so canary steps move in seconds rather than minutes.
     extra_env = {"FLEET_APPROVER_KEYS_FILE": str(keys), "FLEET_MONITOR_REPORT_SECONDS": "2"}
-    with running_fleet(root, kafka_bootstrap, mlflow_uri, SERVICES, extra_env=extra_env) as running:
+    with running_fleet(root, kafka_broker, mlflow_uri, SERVICES, extra_env=extra_env) as running:
         write_fleet(running.root / "data", running.suffix)
         datasets = running.root / "data" / "datasets.yaml"
         declared = running.cli("apply", str(datasets))
