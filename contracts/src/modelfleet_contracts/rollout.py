@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -100,6 +102,13 @@ class ApprovalRequested(Event):
     risk_class: str = Field(description="Risk class that requires the approval.")
     approvers: list[str] = Field(description="Who may approve, per policy.")
     evidence: str = Field(default="", description="Evaluation and shadow results to review.")
+    digest: str | None = Field(
+        default=None,
+        description=(
+            "sha256 digest of the waiting version's artifact: what an approval must sign. Empty in "
+            "requests from deployers that predate it."
+        ),
+    )
 
 
 class ApprovalGranted(Event):
@@ -110,8 +119,44 @@ class ApprovalGranted(Event):
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
     version: str = Field(description="Approved version.")
     approver: str = Field(description="Approver identity, as listed in the policy.")
-    signature: str = Field(description="Base64 Ed25519 signature by the approver of `model:version`.")
+    signature: str = Field(
+        description=(
+            "Base64 Ed25519 signature by the approver of `approval_message` over model, version, "
+            "digest, topic prefix, expiry and nonce."
+        )
+    )
     comment: str = Field(default="", description="Approver's note.")
+    digest: str | None = Field(
+        default=None,
+        description="sha256 digest of the approved artifact; the deployer requires it.",
+    )
+    topic_prefix: str | None = Field(
+        default=None,
+        description="Topic prefix of the fleet the approval is for; the deployer requires its own.",
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When the approval stops being valid; the deployer requires it."
+    )
+    nonce: str | None = Field(
+        default=None,
+        description="Random value making the approval single-use; the deployer refuses one seen before.",
+    )
+
+
+def approval_message(
+    model: str, version: str, digest: str, topic_prefix: str, expires_at: datetime, nonce: str
+) -> bytes:
+    """The bytes an approver signs: exactly one artifact of one version, in one fleet, until a time, once."""
+    fields = {
+        "approval": "modelfleet/v1",
+        "model": model,
+        "version": version,
+        "digest": digest,
+        "topic_prefix": topic_prefix,
+        "expires_at": expires_at.isoformat(),
+        "nonce": nonce,
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 class ApprovalRejected(Event):

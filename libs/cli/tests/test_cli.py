@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+
+import pytest
 from typer.testing import CliRunner
 
 from modelfleet_cli.main import app
@@ -39,9 +42,15 @@ def test_an_unreachable_broker_is_one_clear_error() -> None:
     assert "could not publish to Kafka at 127.0.0.1:1" in result.output
 
 
-def test_an_approval_is_signed_with_the_approvers_key(tmp_path, monkeypatch) -> None:
+def test_an_approval_is_signed_with_the_approvers_key_over_the_artifact_fleet_expiry_and_nonce(
+    tmp_path, monkeypatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from modelfleet_cli import main
-    from modelfleet_common.signing import TrustedKeys
+    from modelfleet_contracts.rollout import approval_message
 
     published = []
     monkeypatch.setattr(main, "_publish", published.append)
@@ -51,17 +60,54 @@ def test_an_approval_is_signed_with_the_approvers_key(tmp_path, monkeypatch) -> 
     name, public_key = made.output.strip().splitlines()[-1].split()
     assert name == "alice"
 
+    def approve(*options: str) -> None:
+        result = runner.invoke(
+            app,
+            [
+                "approve",
+                "churn-se",
+                "7",
+                "--key-file",
+                str(key),
+                "--approver",
+                "alice",
+                "--digest",
+                "d" * 64,
+                *list(options),
+            ],
+            env={"COLUMNS": "250", "FLEET_TOPIC_PREFIX": "fleet-a."},
+        )
+        assert result.exit_code == 0, result.output
+
+    approve()
+    approve("--expires-in", "30m")
+    day, half_hour = published
+    assert (day.model, day.version, day.approver) == ("churn-se", "7", "alice")
+    assert (day.digest, day.topic_prefix) == ("d" * 64, "fleet-a.")
+    assert day.expires_at - datetime.now(UTC) == pytest.approx(timedelta(hours=24), abs=timedelta(minutes=1))
+    assert half_hour.expires_at - datetime.now(UTC) == pytest.approx(
+        timedelta(minutes=30), abs=timedelta(minutes=1)
+    )
+    assert day.nonce
+    assert half_hour.nonce
+    assert day.nonce != half_hour.nonce
+    verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
+    verifier.verify(
+        base64.b64decode(day.signature),
+        approval_message("churn-se", "7", "d" * 64, "fleet-a.", day.expires_at, day.nonce),
+    )
+
+
+def test_approve_refuses_an_expiry_that_is_not_a_duration(tmp_path) -> None:
+    key = tmp_path / "alice.pem"
+    runner.invoke(app, ["keygen", str(key)])
     result = runner.invoke(
         app,
-        ["approve", "churn-se", "7", "--key-file", str(key), "--approver", "alice"],
+        ["approve", "churn-se", "7", "--key-file", str(key), "--expires-in", "tomorrow"],
         env={"COLUMNS": "250"},
     )
-    assert result.exit_code == 0, result.output
-    [approval] = published
-    assert (approval.model, approval.version, approval.approver) == ("churn-se", "7", "alice")
-    TrustedKeys.from_lines([public_key]).verify(
-        "churn-se:7", approval.signature, TrustedKeys.from_lines([public_key]).key_ids[0]
-    )
+    assert result.exit_code == 2
+    assert "is not a duration" in result.output
 
 
 def test_keygen_never_overwrites_a_key(tmp_path) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from modelfleet_common.policies import load_policies
 from modelfleet_common.state import InMemoryKeyValueStore
 from modelfleet_contracts import ApprovalGranted, ModelRegistered, ModelSpec, ModelSpecSubmitted
 from modelfleet_contracts.envelope import Event
-from modelfleet_deployer.approvals import ApproverKeys, approval_message
+from modelfleet_contracts.rollout import approval_message
+from modelfleet_deployer.approvals import ApproverKeys
 from modelfleet_deployer.handlers import DeployerDeps
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
@@ -26,6 +28,8 @@ OFFICER_KEYS = ApproverKeys.from_lines(
     [f"risk-officer {base64.b64encode(OFFICER.public_key().public_bytes_raw()).decode()}"]
 )
 MODEL = "churn-se"
+#: The topic prefix of the fleet the tests' deployer runs in.
+TOPIC_PREFIX = "fleet-a."
 
 
 @dataclass
@@ -51,6 +55,7 @@ def in_memory_deps(keys: ApproverKeys = OFFICER_KEYS) -> DeployerDeps:
         state=InMemoryKeyValueStore(),
         handled=InMemoryIdempotencyStore(),
         publish=Publisher(),
+        topic_prefix=TOPIC_PREFIX,
         clock=lambda: NOW,
     )
 
@@ -91,10 +96,53 @@ def registered(version: str, lineage: dict[str, str] | None = None) -> ModelRegi
     )
 
 
-def approval(
-    version: str, approver: str = "risk-officer", key: Ed25519PrivateKey = OFFICER
+def signed_approval(
+    key: Ed25519PrivateKey,
+    model: str,
+    version: str,
+    *,
+    approver: str,
+    digest: str,
+    topic_prefix: str,
+    expires_at: datetime,
+    nonce: str,
 ) -> ApprovalGranted:
-    signature = base64.b64encode(key.sign(approval_message(MODEL, version))).decode()
+    """An approval signed as `modelfleet approve` signs it, with every bound field chosen by the test."""
+    message = approval_message(model, version, digest, topic_prefix, expires_at, nonce)
     return ApprovalGranted(
-        producer=f"cli:{approver}", model=MODEL, version=version, approver=approver, signature=signature
+        producer=f"cli:{approver}",
+        model=model,
+        version=version,
+        approver=approver,
+        signature=base64.b64encode(key.sign(message)).decode(),
+        digest=digest,
+        topic_prefix=topic_prefix,
+        expires_at=expires_at,
+        nonce=nonce,
     )
+
+
+def approval(
+    version: str,
+    approver: str = "risk-officer",
+    key: Ed25519PrivateKey = OFFICER,
+    *,
+    digest: str = "a" * 64,
+    topic_prefix: str = TOPIC_PREFIX,
+    expires_at: datetime = NOW + timedelta(hours=24),
+    nonce: str | None = None,
+) -> ApprovalGranted:
+    """A valid approval of `version` (registered with digest a…a) for this fleet, unless told otherwise."""
+    return signed_approval(
+        key,
+        MODEL,
+        version,
+        approver=approver,
+        digest=digest,
+        topic_prefix=topic_prefix,
+        expires_at=expires_at,
+        nonce=nonce or f"nonce-{version}-{next(_nonces)}",
+    )
+
+
+_nonces = itertools.count()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from modelfleet_contracts import (
 )
 from modelfleet_deployer.approvals import ApproverKeys
 from modelfleet_deployer.handlers import (
+    APPROVAL_NONCES,
     ROLLOUTS,
     SPECS,
     DeployerDeps,
@@ -39,6 +41,7 @@ from .deployer_builders import (
     NOW,
     OFFICER_KEYS,
     POLICIES,
+    TOPIC_PREFIX,
     Publisher,
     approval,
     in_memory_deps,
@@ -57,7 +60,9 @@ def sqlite_deps(tmp_path: Path) -> Iterator[Any]:
         state = SqliteKeyValueStore(tmp_path / "deployer-state.sqlite")
         handled = SqliteIdempotencyStore(tmp_path / "deployer-handled.sqlite")
         opened.extend((state, handled))
-        return DeployerDeps(POLICIES, OFFICER_KEYS, state, handled, Publisher(), clock=lambda: NOW)
+        return DeployerDeps(
+            POLICIES, OFFICER_KEYS, state, handled, Publisher(), topic_prefix=TOPIC_PREFIX, clock=lambda: NOW
+        )
 
     yield build
     for store in opened:
@@ -219,3 +224,82 @@ async def test_a_critical_spec_published_without_its_required_approval_still_wai
     assert published(deps).of(ModelPromoted) == []
     (requested,) = published(deps).of(ApprovalRequested)
     assert requested.risk_class == "critical"
+
+
+async def test_a_valid_approval_releases_the_version_and_leaves_its_nonce_in_the_state_store() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("high"), deps)
+    await roll_out_version(registered("1"), deps)
+    signed = approval("1", nonce="once")
+
+    await check_approval(signed, deps)
+
+    assert load_rollout(deps.state, MODEL).stage == "promoted"
+    assert deps.state.get(APPROVAL_NONCES, "once")["event_id"] == str(signed.event_id)
+    assert published(deps).of(ApprovalRejected) == []
+
+
+async def test_the_same_signed_approval_of_a_waiting_version_releases_once() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("high"), deps)
+    await roll_out_version(registered("1"), deps)
+    signed = approval("1", nonce="n-1")
+    deps.state.put(APPROVAL_NONCES, "n-1", {"event_id": "another approval", "model": MODEL, "version": "1"})
+
+    await check_approval(signed, deps)
+
+    (rejected,) = published(deps).of(ApprovalRejected)
+    assert rejected.reason == "approval nonce n-1 was used before: a signed approval releases once (replay)"
+    assert load_rollout(deps.state, MODEL).stage == "awaiting_approval"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {"topic_prefix": "fleet-b."},
+            "approval is for the fleet with topic prefix 'fleet-b.', not this one",
+        ),
+        (
+            {"digest": "b" * 64},
+            "approval signs digest bbbbbbbbbbbb…, not the digest aaaaaaaaaaaa… of version 1",
+        ),
+        ({"expires_at": NOW - timedelta(minutes=1)}, "approval expired at 2026-03-01T11:59:00+00:00"),
+    ],
+)
+async def test_an_approval_bound_to_another_fleet_artifact_or_time_is_rejected_with_the_reason(
+    changes: dict[str, Any], reason: str
+) -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("critical"), deps)
+    await roll_out_version(registered("1"), deps)
+
+    await check_approval(approval("1", **changes), deps)
+
+    (rejected,) = published(deps).of(ApprovalRejected)
+    assert rejected.reason.startswith(reason)
+    assert (rejected.rejected_by, rejected.version) == ("deployer", "1")
+    assert load_rollout(deps.state, MODEL).stage == "awaiting_approval"
+    assert published(deps).of(ModelPromoted) == []
+
+
+async def test_the_approval_request_names_the_digest_an_approval_must_sign() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("high"), deps)
+    await roll_out_version(registered("1"), deps)
+    (requested,) = published(deps).of(ApprovalRequested)
+    assert requested.digest == "a" * 64
+
+
+async def test_an_approval_redelivered_after_a_crash_is_not_taken_for_a_replay_of_itself() -> None:
+    deps = in_memory_deps()
+    await remember_model_spec(spec("high"), deps)
+    await roll_out_version(registered("1"), deps)
+    signed = approval("1", nonce="n-2")
+    # The crash came after the nonce was stored and before the events were published.
+    deps.state.put(APPROVAL_NONCES, "n-2", {"event_id": str(signed.event_id), "model": MODEL, "version": "1"})
+
+    await check_approval(signed, deps)
+
+    assert load_rollout(deps.state, MODEL).stage == "promoted"
+    assert published(deps).of(ApprovalRejected) == []

@@ -29,7 +29,7 @@ from modelfleet_contracts import (
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.specs import MonitoringPolicy, RolloutPolicy
-from modelfleet_deployer.approvals import ApproverKeys, approval_message
+from modelfleet_deployer.approvals import ApproverKeys
 from modelfleet_deployer.rollout import (
     ModelRollout,
     RolloutRefused,
@@ -45,6 +45,8 @@ from modelfleet_deployer.rollout import (
     rollout_from_table,
     rollout_rules,
 )
+
+from .deployer_builders import TOPIC_PREFIX, signed_approval
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -105,7 +107,15 @@ class Deployer:
         elif isinstance(event, SloBreached):
             transition = on_slo_breached(self.state, event, self.policy, now=now)
         elif isinstance(event, ApprovalGranted):
-            transition = on_approval_granted(self.state, event, self.policy, self.keys, now=now)
+            transition = on_approval_granted(
+                self.state,
+                event,
+                self.policy,
+                self.keys,
+                now=now,
+                topic_prefix=TOPIC_PREFIX,
+                nonce_seen=False,
+            )
         elif isinstance(event, ApprovalRejected):
             transition = on_approval_rejected(self.state, event, self.policy, now=now)
         elif isinstance(event, RollbackRequested):
@@ -197,9 +207,15 @@ def breach(
 
 
 def approval(approver: str, key: Ed25519PrivateKey, version: str = "2") -> ApprovalGranted:
-    signature = base64.b64encode(key.sign(approval_message(MODEL, version))).decode()
-    return ApprovalGranted(
-        producer=f"cli:{approver}", model=MODEL, version=version, approver=approver, signature=signature
+    return signed_approval(
+        key,
+        MODEL,
+        version,
+        approver=approver,
+        digest=f"{version:0>64}",
+        topic_prefix=TOPIC_PREFIX,
+        expires_at=START + timedelta(days=1),
+        nonce=f"nonce-{approver}-{version}",
     )
 
 

@@ -352,13 +352,16 @@ class Demo:
             signed_approval(
                 e.model,
                 e.version,
+                e.digest,
                 self.signer,
                 approver=DEMO_APPROVER,
                 producer=self.producer,
+                topic_prefix=self.settings.topic_prefix,
                 comment="approved by `modelfleet demo` with its demo key",
                 **e.caused(),
             )
             for e in waiting
+            if e.digest is not None  # what an approval signs; requests from older deployers lack it
         ]
         await publish_events(self.settings, list(approvals))
         for approval in approvals:

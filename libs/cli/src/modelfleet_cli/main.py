@@ -30,11 +30,11 @@ from modelfleet_contracts import (
 from modelfleet_contracts.data import DATASET_NAME_PATTERN
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.specs import MODEL_NAME_PATTERN
-from modelfleet_contracts.topics import ALL_TOPICS, DATASET_REJECTIONS, DATASET_VERSIONS
+from modelfleet_contracts.topics import ALL_TOPICS, APPROVAL_REQUESTS, DATASET_REJECTIONS, DATASET_VERSIONS
 
 from . import kafka_access
 from .applying import plan
-from .approving import signed_approval
+from .approving import parse_duration, requested_digest, signed_approval
 from .audit import audit_trail, concerns_model, read_audit_events
 from .connecting import fleet_settings
 from .fleet_state import read_desired_state, read_events, read_status
@@ -171,10 +171,24 @@ def approve(
         str, typer.Option(envvar="FLEET_APPROVER_NAME", help="Your name as listed in the policy.")
     ] = "",
     comment: Annotated[str, typer.Option(help="Note for the audit trail.")] = "",
+    digest: Annotated[
+        str | None,
+        typer.Option(
+            help="sha256 digest of the artifact you approve; default: the one the approval request names."
+        ),
+    ] = None,
+    expires_in: Annotated[
+        str, typer.Option("--expires-in", help="How long the approval stays valid (e.g. 30m, 24h, 7d).")
+    ] = "24h",
 ) -> None:
-    """Sign off MODEL VERSION for live traffic; the deployer checks you are a listed approver."""
+    """Sign off MODEL VERSION for live traffic: that artifact, in this fleet, until the approval
+    expires, once; the deployer checks you are a listed approver."""
     from modelfleet_common.signing import ArtifactSigner
 
+    try:
+        lifetime = parse_duration(expires_in)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--expires-in") from error
     if not version.isdigit():
         raise typer.BadParameter(
             f"{version!r} is not a registry version (a number such as 3)", param_hint="VERSION"
@@ -185,7 +199,30 @@ def approve(
         )
     signer = ArtifactSigner.load_or_create(key_file)
     name = approver or getpass.getuser()
-    _publish(signed_approval(model, version, signer, approver=name, producer=_producer(), comment=comment))
+    settings = fleet_settings()
+    if digest is None:
+        requests = _kafka(
+            settings, read_events(settings, (APPROVAL_REQUESTS,)), doing="read the approval requests from"
+        )
+        digest = requested_digest(requests, model, version)
+        if digest is None:
+            console.print(
+                f"[red]no approval request for {model} v{version} names its artifact digest;[/] "
+                "check `modelfleet status`, or pass --digest"
+            )
+            raise typer.Exit(1)
+    approval = signed_approval(
+        model,
+        version,
+        digest,
+        signer,
+        approver=name,
+        producer=_producer(),
+        topic_prefix=settings.topic_prefix,
+        expires_in=lifetime,
+        comment=comment,
+    )
+    _publish(approval)
 
 
 @app.command()

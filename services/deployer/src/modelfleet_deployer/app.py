@@ -73,6 +73,7 @@ def dependencies() -> handlers.DeployerDeps:
         state=SqliteKeyValueStore(settings.state_dir / "deployer-state.sqlite"),
         handled=SqliteIdempotencyStore(settings.state_dir / "deployer-handled.sqlite"),
         publish=publish,
+        topic_prefix=settings.topic_prefix,
     )
 
 

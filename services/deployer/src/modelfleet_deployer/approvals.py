@@ -1,7 +1,9 @@
 """Who may approve a high-risk version, and whether an approval really comes from them.
 
-An approver signs `f"{model}:{version}"` with their Ed25519 private key (`modelfleet approve`).
-The deployer checks it against public keys it holds out of band — a file of `name base64key`
+An approver signs `approval_message` (model, version, artifact digest, topic prefix, expiry and a
+nonce) with their Ed25519 private key (`modelfleet approve`), so an approval releases exactly one
+artifact, in one fleet, before it expires, once. The deployer checks it against public keys it
+holds out of band — a file of `name base64key`
 lines named by `FLEET_APPROVER_KEYS_FILE`, the per-name counterpart of `TrustedKeys` — never
 against a key carried by the approval itself, and only for approvers the model's policy lists.
 Loading the file is the only I/O here.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -18,14 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from modelfleet_common.signing import IntegrityError, key_id
 from modelfleet_contracts import ApprovalGranted
+from modelfleet_contracts.rollout import approval_message
 
 #: Environment variable (read by the deployer's settings) naming the approver keys file.
 APPROVER_KEYS_ENV = "FLEET_APPROVER_KEYS_FILE"
-
-
-def approval_message(model: str, version: str) -> bytes:
-    """The bytes an approver signs: `model:version`, so a signature approves exactly one version."""
-    return f"{model}:{version}".encode()
 
 
 class ApproverKeys:
@@ -79,11 +79,26 @@ class ApproverKeys:
         return self._by_name.get(approver)
 
 
-def verify_approval(approval: ApprovalGranted, approvers: Iterable[str], keys: ApproverKeys) -> str | None:
+@dataclass(frozen=True)
+class Expected:
+    """What a valid approval must be bound to: the waiting version's artifact, this fleet, now."""
+
+    digest: str
+    topic_prefix: str
+    now: datetime
+    #: Whether the approval's nonce was already used by another approval.
+    nonce_seen: bool = False
+
+
+def verify_approval(
+    approval: ApprovalGranted, approvers: Iterable[str], keys: ApproverKeys, expected: Expected
+) -> str | None:
     """None if the approval is valid; otherwise the specific reason it must be rejected.
 
-    Valid means: the approver is listed in the model's policy, a key is on file for them, and
-    the signature is theirs over `model:version` of this very approval.
+    Valid means: the approver is listed in the model's policy, a key is on file for them, the
+    approval names a digest, topic prefix, expiry and nonce and the signature is theirs over those
+    and the model and version; the digest is the waiting version's, the prefix this fleet's, the
+    expiry in the future and the nonce never used before.
     """
     allowed = sorted(set(approvers))
     if approval.approver not in allowed:
@@ -95,12 +110,36 @@ def verify_approval(approval: ApprovalGranted, approvers: Iterable[str], keys: A
     public_key = keys.public_key(approval.approver)
     if public_key is None:
         return f"no public key is on file for approver {approval.approver!r} (set {APPROVER_KEYS_ENV})"
+    digest, prefix, expires_at, nonce = (
+        approval.digest,
+        approval.topic_prefix,
+        approval.expires_at,
+        approval.nonce,
+    )
+    if digest is None or prefix is None or expires_at is None or nonce is None:
+        named = {"digest": digest, "topic prefix": prefix, "expiry": expires_at, "nonce": nonce}
+        missing = "/".join(name for name, value in named.items() if value is None)
+        return f"approval lacks {missing}: re-sign with modelfleet approve"
+    message = approval_message(approval.model, approval.version, digest, prefix, expires_at, nonce)
     try:
-        signature = base64.b64decode(approval.signature, validate=True)
-        public_key.verify(signature, approval_message(approval.model, approval.version))
+        public_key.verify(base64.b64decode(approval.signature, validate=True), message)
     except (InvalidSignature, ValueError):
         return (
-            f"signature of {approval.approver!r} does not verify for "
-            f"{approval.model}:{approval.version} with key {keys.key_id_of(approval.approver)}"
+            f"signature of {approval.approver!r} does not verify for {approval.model}:{approval.version} "
+            f"and what it names with key {keys.key_id_of(approval.approver)}"
         )
+    if prefix != expected.topic_prefix:
+        return (
+            f"approval is for the fleet with topic prefix {prefix!r}, "
+            f"not this one ({expected.topic_prefix!r})"
+        )
+    if digest != expected.digest:
+        return (
+            f"approval signs digest {digest[:12]}…, not the digest {expected.digest[:12]}… of "
+            f"version {approval.version} waiting for approval"
+        )
+    if expires_at <= expected.now:
+        return f"approval expired at {expires_at.isoformat()}: re-sign with modelfleet approve"
+    if expected.nonce_seen:
+        return f"approval nonce {nonce} was used before: a signed approval releases once (replay)"
     return None

@@ -57,9 +57,11 @@ from .rollout import (
 
 logger = logging.getLogger("modelfleet.deployer")
 
-#: Key-value namespaces: the rollout state and the remembered spec of each model, by model name.
+#: Key-value namespaces: the rollout state and the remembered spec of each model, by model name;
+#: the nonces of approvals that released a version, by nonce.
 ROLLOUTS = "rollouts"
 SPECS = "specs"
+APPROVAL_NONCES = "approval-nonces"
 
 #: Risk class assumed for a model whose spec and lineage do not say: the strictest that still
 #: lets an approver release it, so nothing takes live traffic without a person's signature.
@@ -77,6 +79,8 @@ class DeployerDeps:
     state: KeyValueStore
     handled: IdempotencyStore
     publish: Callable[[Event], Awaitable[None]]
+    #: This fleet's topic prefix: approvals signed for another fleet's are rejected.
+    topic_prefix: str
     clock: Callable[[], datetime] = _utc_now
     #: One lock per model: events of one model from different topics must not interleave their
     #: read-transition-write, or one would overwrite the other's state.
@@ -276,13 +280,35 @@ async def roll_back_breach(event: SloBreached, deps: DeployerDeps) -> None:
 
 
 async def check_approval(event: ApprovalGranted, deps: DeployerDeps) -> None:
-    """Release a waiting version on a valid signed approval; publish the rejection of an invalid one."""
-    await _apply(
-        event,
-        event.model,
-        deps,
-        lambda state, policy, now: on_approval_granted(state, event, policy, deps.approver_keys, now=now),
-    )
+    """Release a waiting version on a valid signed approval; publish the rejection of an invalid one.
+
+    The nonce of an approval that released a version is remembered in the state store, so the same
+    signed approval published again (under a new event id) is rejected as a replay. It is written
+    before the events are published: a crash in between redelivers this very event, whose own
+    nonce record does not count as a replay.
+    """
+
+    def transition(state: ModelRollout, policy: RolloutRules, now: datetime) -> Transition:
+        used = deps.state.get(APPROVAL_NONCES, event.nonce) if event.nonce else None
+        result = on_approval_granted(
+            state,
+            event,
+            policy,
+            deps.approver_keys,
+            now=now,
+            topic_prefix=deps.topic_prefix,
+            nonce_seen=used is not None and used.get("event_id") != str(event.event_id),
+        )
+        released = result.state.stage != state.stage and result.state.pending_approval is None
+        if event.nonce and released:
+            deps.state.put(
+                APPROVAL_NONCES,
+                event.nonce,
+                {"event_id": str(event.event_id), "model": event.model, "version": event.version},
+            )
+        return result
+
+    await _apply(event, event.model, deps, transition)
 
 
 async def withdraw_rejected_version(event: ApprovalRejected, deps: DeployerDeps) -> None:

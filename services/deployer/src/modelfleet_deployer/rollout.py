@@ -57,7 +57,7 @@ from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.rollout import RouteTarget, Stage
 from modelfleet_contracts.specs import RiskClass
 
-from .approvals import ApproverKeys, verify_approval
+from .approvals import ApproverKeys, Expected, verify_approval
 
 PRODUCER = "deployer"
 
@@ -477,6 +477,7 @@ def _past_shadow(step: _Step, reason: str, *, evidence: str) -> Transition:
         risk_class=step.policy.risk_class,
         approvers=approvers,
         evidence=evidence,
+        digest=challenger.digest,
     )
     return step.done(reason)
 
@@ -710,25 +711,36 @@ def on_slo_breached(
 
 
 def on_approval_granted(
-    state: ModelRollout, event: ApprovalGranted, policy: RolloutRules, keys: ApproverKeys, *, now: datetime
+    state: ModelRollout,
+    event: ApprovalGranted,
+    policy: RolloutRules,
+    keys: ApproverKeys,
+    *,
+    now: datetime,
+    topic_prefix: str,
+    nonce_seen: bool,
 ) -> Transition:
     """Move a waiting version to its first canary step if the approval is valid; else reject it.
 
     A model's first version (no champion yet) becomes champion on a valid approval.
 
-    An invalid approval (unlisted approver, no key, bad signature, or a version that is not
-    waiting) is published as `ApprovalRejected` by the deployer, and the version keeps waiting.
+    An invalid approval (unlisted approver, no key, bad signature, a version that is not waiting,
+    or one not bound to the waiting artifact's digest, to this fleet's `topic_prefix`, to a time
+    still ahead, or to a nonce not used before: `nonce_seen`) is published as `ApprovalRejected`
+    by the deployer with the reason, and the version keeps waiting.
     """
     if _seen(state, event):
         return Transition(state)
     step = _Step(state, event, policy, now)
-    if state.stage != "awaiting_approval" or state.pending_approval != event.version:
+    waiting = state.challenger
+    if state.stage != "awaiting_approval" or state.pending_approval != event.version or waiting is None:
         problem: str | None = (
             f"version {event.version} of {state.model} is not awaiting approval "
             f"(waiting: {state.pending_approval or 'none'})"
         )
     else:
-        problem = verify_approval(event, policy.approvers, keys)
+        expected = Expected(digest=waiting.digest, topic_prefix=topic_prefix, now=now, nonce_seen=nonce_seen)
+        problem = verify_approval(event, policy.approvers, keys, expected)
     if problem is not None:
         step.decide(f"approval by {event.approver!r} rejected: {problem}", event.version)
         step.emit(
