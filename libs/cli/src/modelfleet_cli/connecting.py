@@ -1,9 +1,9 @@
-"""Which Kafka principal a CLI command connects as, and with which credentials.
+"""Which Kafka principal a CLI command (or a local service) connects as, and with which credentials.
 
 An explicit configuration wins: any `FLEET_KAFKA_SECURITY_PROTOCOL` or `FLEET_KAFKA_SASL_USERNAME`
 in the environment is used as it is (a cluster of your own). Otherwise, when the local broker of
-`FLEET_LOCAL_HOME` (`make kafka`) has credentials, the command connects to it as the `cli`
-principal (or `admin` for `modelfleet provision`), with the password read from its 0600 file.
+`FLEET_LOCAL_HOME` (`make kafka`) is the secured one, a command connects to it as the `cli`
+principal (`admin` for `modelfleet provision`), with the password read from its 0600 file.
 """
 
 from __future__ import annotations
@@ -13,24 +13,34 @@ from pathlib import Path
 
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local._process import default_home
-from modelfleet_common.local.kafka_security import ADMIN, LocalSecurity
-from modelfleet_common.settings import ServiceSettings
+from modelfleet_common.local.kafka_security import ADMIN
+from modelfleet_common.settings import KafkaSettings, ServiceSettings
 from modelfleet_contracts.topics import CLI
 
 _EXPLICIT = ("FLEET_KAFKA_SECURITY_PROTOCOL", "FLEET_KAFKA_SASL_USERNAME")
 
 
+def local_broker(home: Path) -> str | None:
+    """The bootstrap of the secured local broker of `home`, or None when the environment names
+    another cluster (or this home has no secured broker)."""
+    if any(os.environ.get(name) for name in _EXPLICIT) or not local_kafka.is_secured(home):
+        return None
+    return os.environ.get("FLEET_KAFKA_BOOTSTRAP") or local_kafka.endpoint(home) or KafkaSettings().bootstrap
+
+
+def principal_environment(home: Path, principal: str) -> dict[str, str]:
+    """`FLEET_KAFKA_*` of `principal` on the local broker of `home` (empty if it is not used)."""
+    bootstrap = local_broker(home)
+    return local_kafka.client_environment(home, principal, bootstrap) if bootstrap else {}
+
+
 def fleet_settings(principal: str = CLI, home: Path | None = None) -> ServiceSettings:
     """The settings a CLI command runs with, connected as `principal` when the local broker is used."""
-    if any(os.environ.get(name) for name in _EXPLICIT):
-        return ServiceSettings()
     home = default_home() if home is None else home
-    security = LocalSecurity(home.expanduser().resolve() / local_kafka.NAME)
-    if not security.is_complete():
+    bootstrap = local_broker(home)
+    if bootstrap is None:
         return ServiceSettings()
-    bootstrap = os.environ.get("FLEET_KAFKA_BOOTSTRAP") or local_kafka.endpoint(home)
-    kafka = local_kafka.client_settings(home, principal, bootstrap or ServiceSettings().kafka.bootstrap)
-    return ServiceSettings(kafka=kafka)
+    return ServiceSettings(kafka=local_kafka.client_settings(home, principal, bootstrap))
 
 
 def admin_settings(home: Path | None = None) -> ServiceSettings:

@@ -3,8 +3,10 @@
     python -m modelfleet_cli.local up     # start (idempotent) and print a health table
     python -m modelfleet_cli.local down   # stop every service (SIGTERM, then SIGKILL)
 
-Kafka and MLflow are started before by `make kafka mlflow` (modelfleet_common.local). Every
-`FLEET_*` variable of the caller's environment reaches the services; `FLEET_POLICY_DIR` picks the
+Kafka and MLflow are started before by `make kafka mlflow` (modelfleet_common.local). On the
+secured local broker `up` first provisions the fleet's topics and ACLs as `admin`, then starts each
+service as its own Kafka principal (password from its 0600 file, never in the environment). Every
+other `FLEET_*` variable of the caller's environment reaches the services; `FLEET_POLICY_DIR` picks the
 risk policies (default `policies/`), and `FLEET_DEMO_APPROVER=NAME` gives NAME a local approval key
 whose public line goes into the approvers file before the deployer starts (`make demo` does both).
 The settings the fleet was started with are kept in `<home>/fleet/environment.json`.
@@ -24,8 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 from modelfleet_common.local._process import ManagedProcess, default_home
+from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 
+from .connecting import admin_settings, local_broker, principal_environment
+from .provisioning import provision
 from .tokens import local_serving_token
 
 REPO = Path(__file__).resolve().parents[4]
@@ -168,6 +173,7 @@ def _start(home: Path, service: str, shared: Mapping[str, str]) -> None:
     env = {
         **os.environ,
         **shared,
+        **principal_environment(home, service),
         "FLEET_HTTP_PORT": str(port),
         "FLEET_STATE_DIR": str(home / "fleet" / service / "state"),
     }
@@ -189,6 +195,7 @@ def up(home: Path) -> None:
     """
     shared = _shared_settings(home)
     before = running_environment(home)
+    provision_kafka(home)
     if before is None:
         environment_file(home).parent.mkdir(parents=True, exist_ok=True)
         environment_file(home).write_text(json.dumps(shared, indent=2, sort_keys=True))
@@ -210,6 +217,18 @@ def restart(home: Path, service: str) -> None:
     shared = running_environment(home) or _shared_settings(home)
     _process(home, service).stop(timeout=40.0)
     _start(home, service, shared)
+
+
+def provision_kafka(home: Path) -> None:
+    """Create the fleet's topics and ACLs on the secured local broker, as its admin (idempotent)."""
+    if local_broker(home) is None:
+        return
+    settings = admin_settings(home)
+    done = provision(settings.kafka, TopicNamer(settings.topic_prefix))
+    console.print(
+        f"kafka: {len(done.created_topics)} topics created, {len(done.acls)} ACL bindings "
+        f"(`modelfleet acls` lists them)"
+    )
 
 
 def show(home: Path) -> None:
