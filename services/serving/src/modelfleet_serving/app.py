@@ -72,6 +72,7 @@ def replica_group_id() -> str:
 # Not `service.subscriber`: it fixes the shared group id. The fleet's consumer policy, telemetry and
 # metrics are broker middlewares, so this subscriber gets them all the same.
 _deployments_topic = service.namer.topic(DEPLOYMENTS)
+service.uses(DEPLOYMENTS)
 
 
 @service.broker.subscriber(
