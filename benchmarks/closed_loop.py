@@ -56,6 +56,7 @@ from modelfleet_common.settings import KafkaSettings, ServiceSettings
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import ModelPromoted
 from modelfleet_contracts.topics import (
+    CLI,
     DRIFT,
     MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
@@ -130,21 +131,27 @@ def start_services(infra: Infrastructure, work: Path, prefix: str, policies: Pat
         "FLEET_RAY_NUM_CPUS": "2",
         "FLEET_LOG_LEVEL": "INFO",
     }
+    infra.provision(prefix, partitions=KafkaSettings().partitions)
     started: dict[str, Any] = {}
     for name in SERVICES:
         port = free_port()
         log = (work / f"{name}.log").open("wb")
-        service_env = env | {"FLEET_HTTP_PORT": str(port), "FLEET_STATE_DIR": str(work / "state" / name)}
+        service_env = (
+            env
+            | infra.kafka_env(name)
+            | {"FLEET_HTTP_PORT": str(port), "FLEET_STATE_DIR": str(work / "state" / name)}
+        )
         process = subprocess.Popen(
             [service_python(name), "-m", f"modelfleet_{name}"], env=service_env, stdout=log, stderr=log
         )
         started[name] = (process, port)
     wait_ready(started, work, timeout=240)
-    return {"env": env, "services": started}
+    # The CLI (apply, ingest) runs as the `cli` principal.
+    return {"env": env | infra.kafka_env(CLI), "services": started}
 
 
 def settings_for(infra: Infrastructure, prefix: str) -> ServiceSettings:
-    return ServiceSettings(topic_prefix=prefix, kafka=KafkaSettings(bootstrap=infra.bootstrap))
+    return ServiceSettings(topic_prefix=prefix, kafka=infra.kafka_settings(CLI))
 
 
 async def wait_for_champions(settings: ServiceSettings, models: set[str], within: float) -> None:

@@ -16,7 +16,11 @@ In one run, on the same machine, Kafka broker and MLflow server:
     python benchmarks/fleet_onboarding.py --models 1000   # full
 
 Needs nothing running: it starts its own Kafka and MLflow under `.local/bench` unless
-FLEET_KAFKA_BOOTSTRAP / FLEET_MLFLOW_TRACKING_URI point at running ones.
+FLEET_KAFKA_BOOTSTRAP / FLEET_MLFLOW_TRACKING_URI point at running ones. Its Kafka is the secured
+one every fleet runs on (SASL/SCRAM over TLS, ACLs, each service its own principal); `--plaintext`
+runs the same on an open broker, to measure what TLS and SCRAM cost:
+
+    python benchmarks/fleet_onboarding.py --models 200 --plaintext --home .local/bench-plain
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from infrastructure import Infrastructure, free_port, start_infrastructure, stop
 
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
-from modelfleet_contracts.topics import MODEL_REGISTRATIONS, TRAINING_FAILED, TRAINING_FINISHED
+from modelfleet_contracts.topics import CLI, MODEL_REGISTRATIONS, TRAINING_FAILED, TRAINING_FINISHED
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baselines" / "mlflow_sequential.py"
@@ -124,11 +128,13 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 async def wait_for_outcomes(
-    bootstrap: str, namer: TopicNamer, models: int, wait_seconds: float, progress: bool
+    kafka: dict[str, Any], namer: TopicNamer, models: int, wait_seconds: float, progress: bool
 ) -> dict[str, Any]:
-    """Consume registrations, finishes and failures until every model is registered or failed."""
+    """Consume registrations, finishes and failures until every model is registered or failed.
+
+    `kafka` are aiokafka connection options (the benchmark reads as the Kafka admin)."""
     topics = {namer.topic(t): t for t in (MODEL_REGISTRATIONS, TRAINING_FINISHED, TRAINING_FAILED)}
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(*topics, **kafka, auto_offset_reset="earliest")
     await consumer.start()
     registered: set[str] = set()
     failed: dict[str, str] = {}
@@ -176,13 +182,18 @@ def run_modelfleet(
         "FLEET_CONSUMER_WORKERS": os.environ.get("FLEET_CONSUMER_WORKERS", "4"),
         "FLEET_LOG_LEVEL": "WARNING",
     }
+    infra.provision(prefix, partitions=int(env["FLEET_KAFKA_PARTITIONS"]))
     services: list[subprocess.Popen[bytes]] = []
     try:
         ports = []
         for name in SERVICES:
             log = (work / f"{name}.log").open("wb")
             ports.append(free_port())
-            service_env = env | {"FLEET_HTTP_PORT": str(ports[-1]), "FLEET_STATE_DIR": str(work / name)}
+            service_env = (
+                env
+                | infra.kafka_env(name)
+                | {"FLEET_HTTP_PORT": str(ports[-1]), "FLEET_STATE_DIR": str(work / name)}
+            )
             services.append(
                 subprocess.Popen(
                     [sys.executable, "-m", f"modelfleet_{name}"], env=service_env, stdout=log, stderr=log
@@ -198,14 +209,14 @@ def run_modelfleet(
         started = time.perf_counter()
         applied = subprocess.run(
             [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
-            env=env,
+            env=env | infra.kafka_env(CLI),
             capture_output=True,
             text=True,
         )
         if applied.returncode != 0:
             raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
         outcome = asyncio.run(
-            wait_for_outcomes(infra.bootstrap, TopicNamer(prefix), models, timeout, progress=True)
+            wait_for_outcomes(infra.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
         )
         wall = time.perf_counter() - started
         cpu_by_part = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
@@ -255,6 +266,9 @@ def main() -> None:
     parser.add_argument(
         "--home", type=Path, default=REPO / ".local" / "bench", help="Where Kafka/MLflow live."
     )
+    parser.add_argument(
+        "--plaintext", action="store_true", help="Run on an open broker (no TLS, SASL or ACLs) to compare."
+    )
     args = parser.parse_args()
 
     work = args.home / f"onboarding-{uuid.uuid4().hex[:6]}"
@@ -264,7 +278,8 @@ def main() -> None:
     data.to_parquet(data_path, index=False)
     print(f"data: {len(data)} rows, {args.models} slices of {ROWS_PER_MODEL} rows → {data_path}")
 
-    infra = start_infrastructure(args.home)
+    infra = start_infrastructure(args.home, plaintext=args.plaintext)
+    print(f"kafka: {'PLAINTEXT, no ACLs' if args.plaintext else 'SASL_SSL (SCRAM-SHA-512), ACLs'}")
     try:
         print(f"modelfleet: onboarding {args.models} models …", flush=True)
         fleet = run_modelfleet(infra, work, args.models, data_path, args.timeout)

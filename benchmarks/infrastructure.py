@@ -14,12 +14,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 
+from modelfleet_cli.provisioning import provision
+from modelfleet_common.kafka import connection_options
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_common.local.kafka_security import ADMIN
+from modelfleet_common.naming import TopicNamer
+from modelfleet_common.settings import KafkaSettings
+
+#: `FLEET_KAFKA_*` of a fleet on the plaintext local broker (`--plaintext` runs, for comparison).
+PLAINTEXT_ENV = {"FLEET_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "FLEET_KAFKA_ALLOW_PLAINTEXT": "true"}
 
 
 def free_port() -> int:
@@ -36,6 +45,38 @@ class Infrastructure:
     tracking_uri: str
     home: Path
     owned: bool
+    plaintext: bool = False
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """`FLEET_KAFKA_*` that connect a process as `principal`: its own credentials on the secured
+        local broker; on a cluster named in the environment, that environment's (nothing added)."""
+        if not self.owned:
+            return {}
+        if self.plaintext:
+            return {"FLEET_KAFKA_BOOTSTRAP": self.bootstrap, **PLAINTEXT_ENV}
+        return local_kafka.client_environment(self.home, principal, self.bootstrap)
+
+    def kafka_settings(self, principal: str = ADMIN) -> KafkaSettings:
+        """Settings of `principal` (the benchmark's own clients connect as the admin)."""
+        env = self.kafka_env(principal)
+        if not env:
+            return KafkaSettings()
+        return KafkaSettings.model_validate(
+            {k.removeprefix("FLEET_KAFKA_").lower(): v for k, v in env.items()}
+        )
+
+    def kafka_options(self, principal: str = ADMIN) -> dict[str, Any]:
+        """aiokafka connection options of `principal`."""
+        return connection_options(self.kafka_settings(principal))
+
+    def provision(self, prefix: str, partitions: int) -> None:
+        """Create the topics and ACLs of the fleet with topic prefix `prefix` (as the admin).
+
+        The plaintext broker has no authorizer: its services create their topics themselves."""
+        if self.plaintext:
+            return
+        settings = self.kafka_settings().model_copy(update={"partitions": partitions})
+        provision(settings, TopicNamer(prefix))
 
     def processes(self) -> list[psutil.Process]:
         """Kafka and MLflow server processes (with children) when this run started them."""
@@ -49,17 +90,20 @@ class Infrastructure:
         return found
 
 
-def start_infrastructure(home: Path) -> Infrastructure:
-    """FLEET_KAFKA_BOOTSTRAP + FLEET_MLFLOW_TRACKING_URI when both are set; else a local Kafka and an
-    empty MLflow server under `home` (every run starts from an empty registry)."""
+def start_infrastructure(home: Path, *, plaintext: bool = False) -> Infrastructure:
+    """FLEET_KAFKA_BOOTSTRAP + FLEET_MLFLOW_TRACKING_URI when both are set (with the `FLEET_KAFKA_*`
+    credentials of the environment); else a local Kafka (secured, unless `plaintext`) and an empty
+    MLflow server under `home` (every run starts from an empty registry)."""
     bootstrap = os.environ.get("FLEET_KAFKA_BOOTSTRAP")
     tracking = os.environ.get("FLEET_MLFLOW_TRACKING_URI")
     if bootstrap and tracking:
         return Infrastructure(bootstrap, tracking, home, owned=False)
     shutil.rmtree(home / "mlflow", ignore_errors=True)
-    bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
+    bootstrap = local_kafka.start(
+        home, port=free_port(), controller_port=free_port(), timeout=180, plaintext=plaintext
+    )
     tracking = local_mlflow.start(home, port=free_port(), timeout=180)
-    return Infrastructure(bootstrap, tracking, home, owned=True)
+    return Infrastructure(bootstrap, tracking, home, owned=True, plaintext=plaintext)
 
 
 def stop_infrastructure(infra: Infrastructure) -> None:

@@ -88,6 +88,7 @@ from infrastructure import Infrastructure, free_port, start_infrastructure, stop
 from modelfleet_cli.local import service_python
 from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
+from modelfleet_common.settings import KafkaSettings
 from modelfleet_common.signing import ArtifactSigner, directory_digest
 from modelfleet_contracts import DeploymentChanged
 from modelfleet_contracts.rollout import RouteTarget
@@ -203,11 +204,14 @@ def build_fleet(models: int, estimator: str, work: Path, tracking_uri: str, sign
     )
 
 
-async def publish_deployments(bootstrap: str, namer: TopicNamer, fleet: Fleet) -> None:
-    """One promoted routing table per model, as the deployer publishes it (keyed, envelope headers)."""
+async def publish_deployments(kafka: dict[str, Any], namer: TopicNamer, fleet: Fleet) -> None:
+    """One promoted routing table per model, as the deployer publishes it (keyed, envelope headers).
+
+    `kafka` are aiokafka connection options: on the secured broker only the deployer (or the admin
+    this benchmark connects as) may write routing tables."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         topic = namer.topic(DEPLOYMENTS)
@@ -353,7 +357,9 @@ def start_modelfleet(
         # Ray Serve has no idle unload; a long run must not unload the Zipf tail between phases.
         "FLEET_SERVING_IDLE_UNLOAD_SECONDS": "86400",
         "FLEET_LOG_LEVEL": "WARNING",
+        **infra.kafka_env("serving"),
     }
+    infra.provision(prefix, partitions=KafkaSettings().partitions)
     log = work / "serving.log"
     process = subprocess.Popen(
         [service_python("serving"), "-m", "modelfleet_serving"],
@@ -828,7 +834,7 @@ def main() -> None:
         budget_mb = (args.capacity + 0.5) * fleet.max_model_bytes * MEMORY_FACTOR / 2**20
         ours = start_modelfleet(infra, work, prefix, work / "keys" / "registry.pem.pub", budget_mb)
         sides.append(ours)
-        asyncio.run(publish_deployments(infra.bootstrap, TopicNamer(prefix), fleet))
+        asyncio.run(publish_deployments(infra.kafka_options(), TopicNamer(prefix), fleet))
         wait_until(lambda: routing_tables_applied(ours.url) >= args.models, ours, "routed", timeout=300)
         print(
             f"  modelfleet serving has {args.models} routing tables (budget {budget_mb:.1f} MB)", flush=True
