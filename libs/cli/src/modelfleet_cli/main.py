@@ -85,9 +85,17 @@ def _validate_model(name: str) -> str:
 
 
 @app.command()
-def topics() -> None:
+def topics(
+    strimzi: Annotated[
+        bool,
+        typer.Option("--strimzi", help="Print Strimzi KafkaTopic resources (YAML)."),
+    ] = False,
+) -> None:
     """List every topic of the fleet: physical name, contract(s), key and retention."""
     namer = TopicNamer(fleet_settings().topic_prefix)
+    if strimzi:
+        typer.echo(kafka_access.render_strimzi_topics(namer), nl=False)
+        return
     table = Table("topic", "carries", "key", "retention", "what")
     for topic in ALL_TOPICS:
         table.add_row(
