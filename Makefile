@@ -67,8 +67,12 @@ k8s-validate: install ## Render deploy/k8s with kustomize and validate it offlin
 	KUBERNETES_VALIDATE=$(VENV)/bin/kubernetes-validate deploy/k8s/validate.sh
 
 .PHONY: kafka
-kafka: install ## Start a local Apache Kafka 4 (KRaft) on 127.0.0.1:9092 from Maven Central jars
+kafka: install ## Start a local Kafka 4 (KRaft) on 127.0.0.1:9092, secured: SASL/SCRAM over TLS, ACLs
 	$(PY) -m modelfleet_common.local.kafka start
+
+.PHONY: provision
+provision: install ## Create the fleet's topics and Kafka ACLs on the local broker, as its admin
+	$(VENV)/bin/modelfleet provision
 
 .PHONY: kafka-stop
 kafka-stop: ## Stop the local Kafka broker
