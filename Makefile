@@ -48,6 +48,7 @@ lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
+	$(VENV)/bin/mypy --python-executable $(SERVING_VENV)/bin/python services/serving/src
 
 .PHONY: schemas
 schemas: install ## Refresh the JSON Schema snapshots of the contracts (refuses breaking changes)
