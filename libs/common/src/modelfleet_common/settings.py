@@ -144,6 +144,14 @@ class ServiceSettings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         default="http://127.0.0.1:5000", description="MLflow tracking server (runs, registry, artifacts)."
     )
+    mlflow_username: str | None = Field(
+        default=None,
+        description="MLflow user this process signs in as (basic-auth app); needs the password file.",
+    )
+    mlflow_password_file: Path | None = Field(
+        default=None,
+        description="File with that user's MLflow password (read per request, kept out of the environment).",
+    )
     trusted_keys_file: Path | None = Field(
         default=None,
         description="Base64 Ed25519 public keys (one per line) whose artifact signatures are accepted.",

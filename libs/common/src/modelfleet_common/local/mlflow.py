@@ -1,7 +1,11 @@
-"""Local MLflow tracking server (SQLite backend, proxied artifacts) on 127.0.0.1.
+"""Local MLflow tracking server (SQLite backend, proxied artifacts) on 127.0.0.1, behind auth.
 
-Runs ``<this python> -m mlflow server`` in the background with its files under
-``<home>/mlflow``: ``mlflow.db``, ``artifacts/``, ``logs/mlflow.out``, ``mlflow.pid``.
+Runs ``<this python> -m mlflow server --app-name basic-auth`` in the background with its files
+under ``<home>/mlflow``: ``mlflow.db``, ``artifacts/``, ``logs/mlflow.out``, ``mlflow.pid``, and
+what secures it (`mlflow_security`): ``basic_auth.ini``, ``auth.db``, ``credentials/``. Nobody may
+do anything without a grant (anonymous requests get 401); after each start the fleet's users
+(`modelfleet_common.mlflow_auth.GRANTS`) are created or reset, as admin, with their roles.
+`user_environment` gives a process the settings that sign in as one of them.
 
 CLI: ``python -m modelfleet_common.local.mlflow start|stop|status [--home DIR]
 [--port N] [--timeout S]``.
@@ -12,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -21,8 +25,10 @@ from modelfleet_common.local._process import (
     LaunchError,
     ManagedProcess,
     make_parser,
+    progress,
     run_cli,
 )
+from modelfleet_common.local.mlflow_security import USERS, LocalMlflowSecurity
 
 NAME = "mlflow"
 DEFAULT_PORT = 5000
@@ -46,12 +52,18 @@ def _process(root: Path) -> ManagedProcess:
 def _prepare(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
     if importlib.util.find_spec("mlflow") is None:
         raise LaunchError(f"mlflow is not installed for {sys.executable}")
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise LaunchError(f"MLflow's auth app needs mlflow[auth] (Flask-WTF) for {sys.executable}")
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    security = LocalMlflowSecurity(root)
+    security.ensure()
     argv = [
         sys.executable,
         "-m",
         "mlflow",
         "server",
+        "--app-name",
+        "basic-auth",
         "--backend-store-uri",
         _backend_uri(root),
         "--artifacts-destination",
@@ -69,6 +81,11 @@ def _prepare(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
     # (GenAI jobs) and a /dev/shm queue that an unclean stop leaks; the fleet needs
     # neither. An explicit setting in the caller's environment still wins.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    env["MLFLOW_AUTH_CONFIG_PATH"] = str(security.config_file)
+    # The auth app's CSRF key (its sign-up form); MLflow reads it from the environment only.
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = security.secret_key()
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        env.pop(name, None)  # they would override basic_auth.ini
     # The default security middleware already accepts Host 127.0.0.1/localhost, so it
     # stays on (no --disable-security-middleware).
     return argv, env
@@ -78,17 +95,105 @@ def start(home: Path, port: int = DEFAULT_PORT, timeout: float = 120) -> str:
     """Start the server unless it runs; return its URI ``http://127.0.0.1:<port>``.
 
     ``home`` is the local-services root; MLflow keeps its files in ``home/mlflow``.
-    Blocks until ``GET /health`` answers 200. Raises RuntimeError (LaunchError)
-    quoting the server log if it dies or is not ready within ``timeout`` seconds.
+    Blocks until ``GET /health`` answers 200, then creates the fleet's users (idempotent).
+    Raises RuntimeError (LaunchError) quoting the server log if it dies or is not ready within
+    ``timeout`` seconds, or if the server at the port does not take this home's admin password.
     """
     root = _root(home)
-    return _process(root).start(
+    uri = _process(root).start(
         endpoint=f"http://127.0.0.1:{port}",
         ports=(port,),
         probe=is_ready,
         prepare=lambda: _prepare(root, port),
         timeout=timeout,
     )
+    provision_users(home, uri)
+    return uri
+
+
+def provision_users(home: Path, uri: str) -> None:
+    """Create the fleet's users on the server of ``home`` at ``uri`` (or reset their passwords to
+    this home's files) and give each its role, as the server's admin."""
+    security = LocalMlflowSecurity(_root(home))
+    if not security.is_complete():
+        raise LaunchError(f"{security.root} has no MLflow credentials: start its server first")
+    if not requires_auth(uri):
+        raise LaunchError(
+            f"the MLflow server at {uri} accepts anonymous requests (started before it ran behind "
+            "auth, or not from this home): stop it (`make mlflow-stop`) and start it again"
+        )
+    from mlflow.exceptions import MlflowException
+
+    from modelfleet_common.mlflow_users import provision_users as provision
+
+    try:
+        provision(uri, security.password("admin"), security.passwords())
+    except MlflowException as error:
+        raise LaunchError(
+            f"could not create the MLflow users at {uri} as admin of {security.root}: {error.message}"
+        ) from error
+    if security.auth_db.exists():
+        security.auth_db.chmod(0o600)  # the users' password hashes
+    progress(NAME, f"users {', '.join(USERS)} and their roles are in place (admin: {security.root})")
+
+
+def requires_auth(uri: str, timeout: float = 10.0) -> bool:
+    """Whether the server at ``uri`` refuses an anonymous read (401)."""
+    response = httpx.get(
+        f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+        params={"max_results": 1},
+        timeout=timeout,
+        trust_env=False,
+    )
+    return response.status_code == httpx.codes.UNAUTHORIZED
+
+
+def is_secured(home: Path) -> bool:
+    """Whether ``home`` has a local MLflow server behind auth (its credentials exist)."""
+    return LocalMlflowSecurity(_root(home)).is_complete()
+
+
+def password_file(home: Path, user: str) -> Path:
+    """The file holding ``user``'s password on the local server of ``home`` (0600)."""
+    return LocalMlflowSecurity(_root(home)).password_file(user)
+
+
+def client_environment(home: Path, user: str) -> dict[str, str]:
+    """Settings that make a process's MLflow clients sign in as ``user`` of the server of ``home``
+    (`MLFLOW_TRACKING_AUTH` and ``FLEET_MLFLOW_USERNAME``/``FLEET_MLFLOW_PASSWORD_FILE``; the password
+    stays in its file)."""
+    return {
+        "MLFLOW_TRACKING_AUTH": "modelfleet-password-file",
+        "FLEET_MLFLOW_USERNAME": user,
+        "FLEET_MLFLOW_PASSWORD_FILE": str(password_file(home, user)),
+    }
+
+
+#: Variables that name MLflow credentials of their own (an MLflow server of your own).
+EXPLICIT_CREDENTIALS = (
+    "MLFLOW_TRACKING_AUTH",
+    "FLEET_MLFLOW_USERNAME",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_TOKEN",
+)
+
+
+def user_environment(
+    home: Path, user: str, tracking_uri: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """`client_environment` of ``user`` when ``tracking_uri`` is the running secured server of
+    ``home`` and ``environ`` (default: this process's) names no MLflow credentials of its own;
+    else empty (the local passwords never go to another server).
+
+    Only the fleet's MLflow users (`USERS`, and ``admin``) have one: other services get nothing.
+    """
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in EXPLICIT_CREDENTIALS) or user not in (*USERS, "admin"):
+        return {}
+    running = _process(_root(home)).endpoint() if _process(_root(home)).running_pid() else None
+    if running is None or running.rstrip("/") != tracking_uri.rstrip("/") or not is_secured(home):
+        return {}
+    return client_environment(home, user)
 
 
 def stop(home: Path) -> None:
