@@ -4,6 +4,7 @@ import logging
 from functools import cache
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import TrainingFinished
@@ -17,6 +18,8 @@ from .mlflow_store import MlflowEvaluationStore
 logger = logging.getLogger("modelfleet.evaluator")
 
 settings = EvaluatorSettings()
+# Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
+use_mlflow_credentials(settings)
 service = FleetService("evaluator", settings)
 publish = service.publisher(MODEL_EVALUATIONS)
 

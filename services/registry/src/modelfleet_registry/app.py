@@ -3,6 +3,7 @@
 from functools import cache
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged, ModelEvaluated, ModelPromoted, ModelRolledBack, SpecEvent
 from modelfleet_contracts.topics import (
@@ -23,6 +24,8 @@ from .mlflow_registry import MlflowModelRegistry
 from .registration import Registrar
 
 settings = RegistrySettings()
+# Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
+use_mlflow_credentials(settings)
 service = FleetService("registry", settings)
 # Archivals are declared for the AsyncAPI document; their handler comes later.
 publish = service.publisher(MODEL_REGISTRATIONS, MODEL_ARCHIVALS)

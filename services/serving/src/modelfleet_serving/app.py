@@ -14,6 +14,7 @@ import time
 
 from faststream import AckPolicy
 
+from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged
 from modelfleet_contracts.topics import ARTIFACT_REFUSALS, DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
@@ -27,6 +28,8 @@ from .prediction_log import PredictionLog
 from .routing_table import RoutingTable
 
 settings = ServingSettings()
+# Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
+use_mlflow_credentials(settings)
 service = FleetService("serving", settings)
 publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH, ARTIFACT_REFUSALS)
 

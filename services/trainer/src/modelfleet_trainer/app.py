@@ -3,6 +3,7 @@
 import functools
 
 from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
 from modelfleet_common.state import SqliteKeyValueStore
@@ -33,6 +34,8 @@ from .runner import InProcessRunner, RayRunner, TrainingRunner
 from .task import TaskConfig
 
 settings = TrainerSettings()
+# Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
+use_mlflow_credentials(settings)
 service = FleetService("trainer", settings)
 # Declared at import so the AsyncAPI document shows what trainer produces.
 publish = service.publisher(TRAINING_STARTED, TRAINING_FINISHED, TRAINING_FAILED, RETRAIN_REQUESTS)
