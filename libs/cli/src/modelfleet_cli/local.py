@@ -25,6 +25,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.local._process import ManagedProcess, default_home
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
@@ -177,6 +178,9 @@ def _start(home: Path, service: str, shared: Mapping[str, str]) -> None:
         "FLEET_HTTP_PORT": str(port),
         "FLEET_STATE_DIR": str(home / "fleet" / service / "state"),
     }
+    # Its own MLflow user on the local server (behind auth); services that never call MLflow, none.
+    tracking_uri = env.get("FLEET_MLFLOW_TRACKING_URI") or f"http://127.0.0.1:{local_mlflow.DEFAULT_PORT}"
+    env.update(local_mlflow.user_environment(home, service, tracking_uri, environ=env))
     _process(home, service).start(
         endpoint=f"127.0.0.1:{port}",
         ports=(port,),

@@ -41,6 +41,7 @@ from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
 from .local import REPO
 from .manifests import Manifest, check_columns, check_policies, load_path
+from .mlflow_access import sign_in
 from .publishing import publish_events
 from .tokens import app as tokens_app
 from .uploading import Uploader, UploadFailed, upload_batches
@@ -365,6 +366,7 @@ def lineage(
     from mlflow.exceptions import MlflowException
 
     settings = fleet_settings()
+    sign_in(settings)
     try:
         chain = model_lineage(MlflowClient(tracking_uri=settings.mlflow_tracking_uri), model)
     except MlflowException as error:
@@ -466,6 +468,7 @@ def verify(
     if keys_file is None:
         raise typer.BadParameter("set FLEET_TRUSTED_KEYS_FILE to the file of trusted public keys")
     trusted = TrustedKeys.from_file(keys_file)
+    sign_in(settings)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     links = [link for link in model_lineage(client, model) if version in (None, link.version)]
     if not links:
