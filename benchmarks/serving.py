@@ -89,7 +89,7 @@ from modelfleet_cli.local import service_python
 from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import KafkaSettings
-from modelfleet_common.signing import ArtifactSigner, directory_digest
+from modelfleet_common.signing import ArtifactSigner, VersionBinding, directory_digest
 from modelfleet_contracts import DeploymentChanged
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.topics import DEPLOYMENTS
@@ -164,8 +164,11 @@ class Fleet:
     setup_seconds: float
 
 
-def build_fleet(models: int, estimator: str, work: Path, tracking_uri: str, signer: ArtifactSigner) -> Fleet:
-    """Fit, save, upload and sign every model; the route targets a registry would publish."""
+def build_fleet(
+    models: int, estimator: str, work: Path, tracking_uri: str, signer: ArtifactSigner, prefix: str
+) -> Fleet:
+    """Fit, save, upload and sign every model (for its name, version 1 and the fleet `prefix`); the
+    route targets a registry would publish."""
     from mlflow import MlflowClient
 
     started = time.perf_counter()
@@ -189,7 +192,7 @@ def build_fleet(models: int, estimator: str, work: Path, tracking_uri: str, sign
             version="1",
             model_uri=f"runs:/{run_id}/model",
             digest=digest,
-            signature=signer.sign(digest),
+            signature=signer.sign(VersionBinding(model_name(index), "1", digest, prefix)),
             signing_key_id=signer.key_id,
         )
 
@@ -828,7 +831,7 @@ def main() -> None:
         print(
             f"setup: fitting, saving and logging {args.models} models to {infra.tracking_uri} …", flush=True
         )
-        fleet = build_fleet(args.models, args.estimator, work, infra.tracking_uri, signer)
+        fleet = build_fleet(args.models, args.estimator, work, infra.tracking_uri, signer, prefix)
         print(f"  {args.models} models logged and signed in {fleet.setup_seconds:.0f}s", flush=True)
         # Half a model of slack: the budget must hold `capacity` models, not one fewer by rounding.
         budget_mb = (args.capacity + 0.5) * fleet.max_model_bytes * MEMORY_FACTOR / 2**20

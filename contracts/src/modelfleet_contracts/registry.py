@@ -20,11 +20,24 @@ class ModelRegistered(Event):
     run_id: str = Field(description="MLflow run id it was trained in.")
     model_uri: str = Field(description="MLflow URI of the artifact (`models:/name/version`).")
     digest: str = Field(description="sha256 hex digest of the artifact.")
-    signature: str = Field(description="Base64 Ed25519 signature of the digest.")
-    signing_key_id: str = Field(description="Id of the key that signed it.")
+    signature: str = Field(
+        description=(
+            "Base64 Ed25519 signature by the registry of the version binding (model, version, "
+            "digest, topic prefix; `modelfleet_common.signing.VersionBinding`). Empty when the "
+            "version failed its evaluation: failed versions are never signed, so never servable."
+        )
+    )
+    signing_key_id: str = Field(description="Id of the key that signed it; empty when unsigned.")
     passed_evaluation: bool = Field(description="Whether it passed every gate.")
     lineage: dict[str, str] = Field(
         default_factory=dict, description="Dataset version, template, spec revision, code, environment."
+    )
+    topic_prefix: str | None = Field(
+        default=None,
+        description=(
+            "Topic prefix of the fleet the signature binds the version to. Empty when unsigned, and "
+            "in events from registries that signed the digest alone (verifiers refuse those)."
+        ),
     )
 
 

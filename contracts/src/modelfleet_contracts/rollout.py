@@ -20,7 +20,13 @@ class RouteTarget(Contract):
     version: str = Field(description="Registry version.")
     model_uri: str = Field(description="MLflow URI of the artifact.")
     digest: str = Field(description="sha256 hex digest the artifact must have.")
-    signature: str = Field(description="Base64 Ed25519 signature of the digest.")
+    signature: str = Field(
+        description=(
+            "Base64 Ed25519 signature by the registry of (model, version, digest, topic prefix): "
+            "serving verifies it against the model it routes, this version and digest and its own "
+            "topic prefix, and refuses any mismatch."
+        )
+    )
     signing_key_id: str = Field(description="Id of the signing key.")
     dataset_version: str | None = Field(
         default=None,
@@ -42,8 +48,9 @@ class DeploymentChanged(Event):
     revision: int = Field(
         ge=0,
         description=(
-            "Increases with every change of this model's table or of the deployer's durable "
-            "rollout state; a consumer keeps the highest revision it has seen."
+            "1 for a model's first table, then +1 with every change of this model's table or of "
+            "the deployer's durable rollout state. A consumer accepts the first table it sees for a "
+            "model (the compacted topic may hold only the latest), then only its revision + 1."
         ),
     )
     stage: Stage = Field(description="Rollout stage of the challenger (or of the model).")

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelfleet_common.signing import ArtifactSigner, directory_digest
+from modelfleet_common.signing import ArtifactSigner, VersionBinding, directory_digest
 from modelfleet_contracts import ModelSpec, TrainingFinished
 from modelfleet_contracts.specs import (
     DatasetBinding,
@@ -69,6 +69,10 @@ def spec_for(
             gates=gates,
         ),
     )
+
+
+#: The fleet the evaluator under test belongs to.
+TOPIC_PREFIX = "reliability."
 
 
 @dataclass
@@ -147,23 +151,35 @@ class Lab:
         location = self.client.get_run(event.run_id).info.artifact_uri
         return Path(location.removeprefix("file://")) / relative
 
-    def crown(self, event: TrainingFinished, signer: ArtifactSigner) -> str:
-        """Register the run's model as the signed champion, as registry and deployer would."""
+    def crown(
+        self,
+        event: TrainingFinished,
+        signer: ArtifactSigner,
+        *,
+        signed_for: str | None = None,
+        topic_prefix: str = TOPIC_PREFIX,
+    ) -> str:
+        """Register the run's model as the signed champion, as registry and deployer would.
+
+        The registry signs (model, version, digest, topic prefix); `signed_for` names another
+        model to sign for, as if another model's signature were copied onto this version.
+        """
         assert event.artifact_digest is not None
         if not self.client.search_registered_models(f"name='{event.model}'"):
             self.client.create_registered_model(event.model)
-        version = self.client.create_model_version(
-            event.model,
-            event.model_uri,
-            run_id=event.run_id,
-            tags={
-                "modelfleet.digest": event.artifact_digest,
-                "modelfleet.signature": signer.sign(event.artifact_digest),
-                "modelfleet.signing_key_id": signer.key_id,
-            },
+        version = str(
+            self.client.create_model_version(
+                event.model,
+                event.model_uri,
+                run_id=event.run_id,
+                tags={"modelfleet.digest": event.artifact_digest, "modelfleet.verdict": "passed"},
+            ).version
         )
-        self.client.set_registered_model_alias(event.model, "champion", version.version)
-        return str(version.version)
+        binding = VersionBinding(signed_for or event.model, version, event.artifact_digest, topic_prefix)
+        self.client.set_model_version_tag(event.model, version, "modelfleet.signature", signer.sign(binding))
+        self.client.set_model_version_tag(event.model, version, "modelfleet.signing_key_id", signer.key_id)
+        self.client.set_registered_model_alias(event.model, "champion", version)
+        return version
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from modelfleet_evaluator.evaluation import Evaluator
 from modelfleet_evaluator.handlers import EvaluatorDeps, evaluate_candidate
 from modelfleet_evaluator.mlflow_store import MlflowEvaluationStore
 
-from .conftest import Lab, spec_for
+from .conftest import TOPIC_PREFIX, Lab, spec_for
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
 GATES = ["integrity", "safe_load", "metric:roc_auc", "non_inferiority", "latency_p95", "model_size"]
@@ -52,6 +52,7 @@ def evaluator(lab: Lab, tmp_path: Path, signer: ArtifactSigner) -> Evaluator:
         policies=load_policies(POLICY_DIR),
         trusted_keys_file=trusted,
         latency_rows=5,
+        topic_prefix=TOPIC_PREFIX,
     )
 
 
@@ -164,6 +165,34 @@ def test_a_champion_signed_by_an_untrusted_key_fails_non_inferiority_with_the_re
     non_inferiority = gate(verdict, "non_inferiority")
     assert not non_inferiority.passed
     assert f"signing key '{stranger.key_id}' is not trusted" in non_inferiority.detail
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [{"signed_for": "another-model"}, {"topic_prefix": "another-fleet."}],
+    ids=["signed for another model", "signed in another fleet"],
+)
+def test_a_champion_whose_signature_binds_something_else_fails_non_inferiority(
+    lab: Lab, evaluator: Evaluator, model_name: str, signer: ArtifactSigner, forgery: dict[str, str]
+) -> None:
+    version = lab.crown(lab.train(model_name), signer, **forgery)
+
+    verdict = evaluator.evaluate(lab.train(model_name))
+
+    non_inferiority = gate(verdict, "non_inferiority")
+    assert not non_inferiority.passed
+    assert f"champion v{version} cannot be compared with: signature does not bind" in non_inferiority.detail
+
+
+def test_an_unsigned_champion_fails_non_inferiority(
+    lab: Lab, evaluator: Evaluator, model_name: str, signer: ArtifactSigner
+) -> None:
+    version = lab.crown(lab.train(model_name), signer)
+    lab.client.delete_model_version_tag(model_name, version, "modelfleet.signature")
+
+    verdict = evaluator.evaluate(lab.train(model_name))
+
+    assert "carries no registry signature" in gate(verdict, "non_inferiority").detail
 
 
 def test_boosted_regression_trees_with_declared_trusted_types_are_gated_on_r2(

@@ -18,6 +18,9 @@ from modelfleet_contracts import GateResult, ModelEvaluated
 from modelfleet_registry.mlflow_registry import MlflowModelRegistry
 from modelfleet_registry.registration import Registrar
 
+#: The fleet the registry under test signs for.
+TOPIC_PREFIX = "pumps."
+
 
 @dataclass
 class Lab:
@@ -105,5 +108,7 @@ def signer(tmp_path: Path) -> ArtifactSigner:
 @pytest.fixture
 def registrar(lab: Lab, signer: ArtifactSigner) -> Registrar:
     return Registrar(
-        registry=MlflowModelRegistry(lab.uri, attempts=1, ready_timeout_seconds=10), signer=signer
+        registry=MlflowModelRegistry(lab.uri, attempts=1, ready_timeout_seconds=10),
+        signer=signer,
+        topic_prefix=TOPIC_PREFIX,
     )

@@ -1,4 +1,5 @@
-"""The registry turns every evaluated candidate into one signed version with its lineage."""
+"""The registry turns every evaluated candidate into one version with its lineage; it signs (model,
+version, digest, topic prefix) only for a version that passed, with the digest of the files it found."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 
 from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
-from modelfleet_common.signing import ArtifactSigner, TrustedKeys, verify_artifact
+from modelfleet_common.signing import (
+    ArtifactSigner,
+    BindingMismatch,
+    TrustedKeys,
+    Unsigned,
+    VersionBinding,
+    verify_artifact,
+)
 from modelfleet_contracts import ModelRegistered
 from modelfleet_contracts.envelope import Event
 from modelfleet_registry.aliases import ChampionAliases
@@ -19,7 +27,7 @@ from modelfleet_registry.keys import load_signer
 from modelfleet_registry.mlflow_registry import MlflowModelRegistry
 from modelfleet_registry.registration import Registrar
 
-from .conftest import Lab
+from .conftest import TOPIC_PREFIX, Lab
 
 
 class Published(list[Event]):
@@ -53,6 +61,8 @@ def test_a_passing_candidate_becomes_a_signed_challenger_version_with_its_lineag
     assert version.tags["modelfleet.digest"] == event.artifact_digest
     assert version.tags["modelfleet.signature"] == registered.signature
     assert version.tags["modelfleet.signing_key_id"] == signer.key_id
+    assert version.tags["modelfleet.signed_statement"] == "modelfleet.version-binding/v1"
+    assert version.tags["modelfleet.signed_topic_prefix"] == TOPIC_PREFIX == registered.topic_prefix
     assert version.tags["modelfleet.verdict"] == "passed"
     assert version.tags["modelfleet.report_uri"] == event.report_uri
     model = lab.client.get_registered_model(model_name)
@@ -61,39 +71,77 @@ def test_a_passing_candidate_becomes_a_signed_challenger_version_with_its_lineag
     assert model.description == "Predict pump failures a day ahead."
 
 
-def test_a_failing_candidate_is_registered_too_but_never_becomes_challenger(
+def test_a_failing_candidate_is_registered_for_the_record_but_never_signed_nor_challenger(
     lab: Lab, registrar: Registrar, model_name: str
 ) -> None:
     registered = registrar.register(lab.evaluated(model_name, passed=False))
 
     assert registered.passed_evaluation is False
-    assert lab.client.get_model_version(model_name, registered.version).tags["modelfleet.verdict"] == "failed"
+    assert (registered.signature, registered.signing_key_id, registered.topic_prefix) == ("", "", None)
+    tags = lab.client.get_model_version(model_name, registered.version).tags
+    assert tags["modelfleet.verdict"] == "failed"
+    assert not {"modelfleet.signature", "modelfleet.signing_key_id"} & tags.keys()
     assert lab.client.get_registered_model(model_name).aliases == {}
 
 
-def test_the_signature_on_the_version_verifies_with_the_public_key_file(
+def test_the_signature_on_the_version_binds_its_model_version_digest_and_fleet(
     lab: Lab, model_name: str, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "state" / "signing" / "ed25519.pem"
     registry = MlflowModelRegistry(lab.uri, attempts=1, ready_timeout_seconds=10)
-    registered = Registrar(registry=registry, signer=load_signer(key_file)).register(
-        lab.evaluated(model_name)
-    )
+    registrar = Registrar(registry=registry, signer=load_signer(key_file), topic_prefix=TOPIC_PREFIX)
+    registered = registrar.register(lab.evaluated(model_name))
 
     trusted = TrustedKeys.from_file(key_file.with_name("ed25519.pem.pub"))
     tags = lab.client.get_model_version(model_name, registered.version).tags
-    files = mlflow.artifacts.download_artifacts(
-        artifact_uri=lab.client.get_model_version_download_uri(model_name, registered.version),
-        dst_path=str(tmp_path / "download"),
-        tracking_uri=lab.uri,
+    files = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=lab.client.get_model_version_download_uri(model_name, registered.version),
+            dst_path=str(tmp_path / "download"),
+            tracking_uri=lab.uri,
+        )
     )
-    verify_artifact(
-        Path(files),
-        digest=tags["modelfleet.digest"],
-        signature=tags["modelfleet.signature"],
-        signing_key_id=tags["modelfleet.signing_key_id"],
-        trusted=trusted,
+    binding = VersionBinding(model_name, registered.version, tags["modelfleet.digest"], TOPIC_PREFIX)
+    signature, key = tags["modelfleet.signature"], tags["modelfleet.signing_key_id"]
+    verify_artifact(files, binding=binding, signature=signature, signing_key_id=key, trusted=trusted)
+    for other in (
+        VersionBinding("another-model", registered.version, binding.digest, TOPIC_PREFIX),
+        VersionBinding(model_name, "2", binding.digest, TOPIC_PREFIX),
+        VersionBinding(model_name, registered.version, binding.digest, "other-fleet."),
+    ):
+        with pytest.raises(BindingMismatch):
+            verify_artifact(files, binding=other, signature=signature, signing_key_id=key, trusted=trusted)
+
+
+def test_a_failed_version_cannot_be_verified_for_loading(
+    lab: Lab, registrar: Registrar, model_name: str, signer: ArtifactSigner
+) -> None:
+    registered = registrar.register(lab.evaluated(model_name, passed=False))
+    binding = VersionBinding(model_name, registered.version, registered.digest, TOPIC_PREFIX)
+    trusted = TrustedKeys.from_lines([signer.public_key_b64])
+    with pytest.raises(Unsigned, match="only versions that passed their evaluation are signed"):
+        trusted.verify(binding, registered.signature, registered.signing_key_id)
+
+
+def test_a_version_left_unsigned_by_a_crash_is_signed_when_the_evaluation_comes_again(
+    lab: Lab, registrar: Registrar, model_name: str, signer: ArtifactSigner
+) -> None:
+    event = lab.evaluated(model_name)
+    # The registry crashed after creating the version and before tagging its signature.
+    lab.client.create_registered_model(model_name)
+    lab.client.create_model_version(
+        model_name,
+        event.model_uri,
+        run_id=event.run_id,
+        tags={"modelfleet.digest": event.artifact_digest or "", "modelfleet.verdict": "passed"},
     )
+
+    registered = registrar.register(event)
+
+    assert versions_of(lab, model_name) == ["1"]
+    binding = VersionBinding(model_name, "1", registered.digest, TOPIC_PREFIX)
+    TrustedKeys.from_lines([signer.public_key_b64]).verify(binding, registered.signature, signer.key_id)
+    assert lab.client.get_model_version(model_name, "1").tags["modelfleet.signature"] == registered.signature
 
 
 def test_a_model_changed_after_evaluation_is_refused_and_not_registered(
@@ -108,6 +156,15 @@ def test_a_model_changed_after_evaluation_is_refused_and_not_registered(
     with pytest.raises(
         PermanentError, match=r"refusing to register .* the stored model changed after evaluation"
     ):
+        registrar.register(event)
+    assert lab.client.search_registered_models(f"name='{model_name}'") == []
+
+
+def test_an_evaluation_vouching_for_a_digest_its_files_do_not_have_is_refused(
+    lab: Lab, registrar: Registrar, model_name: str
+) -> None:
+    event = lab.evaluated(model_name).model_copy(update={"artifact_digest": "ab" * 32})
+    with pytest.raises(PermanentError, match="the stored model changed after evaluation"):
         registrar.register(event)
     assert lab.client.search_registered_models(f"name='{model_name}'") == []
 

@@ -13,20 +13,21 @@ import pandas as pd
 import pytest
 import skops.io
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelfleet_common.signing import ArtifactSigner, TrustedKeys, directory_digest
+from modelfleet_common.signing import ArtifactSigner, TrustedKeys, VersionBinding, directory_digest
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_serving.auth import token_hash
 
 
 @dataclass
 class Lab:
-    """Plays trainer and registry: logs skops models to runs and signs their digests."""
+    """Plays trainer and registry: logs skops models to runs and signs their bindings."""
 
     uri: str
     client: MlflowClient
@@ -38,9 +39,15 @@ class Lab:
         return TrustedKeys.from_lines([self.signer.public_key_b64])
 
     def log_model(
-        self, *, seed: int = 0, signer: ArtifactSigner | None = None, columns: tuple[str, str] | None = None
+        self,
+        *,
+        seed: int = 0,
+        signer: ArtifactSigner | None = None,
+        columns: tuple[str, str] | None = None,
+        model: str = "churn",
     ) -> RouteTarget:
-        """A new run holding a tiny pipeline under `model/`, and its signed route target.
+        """A new run holding a tiny pipeline under `model/`, and its route target signed as version
+        `seed + 1` of `model` (`signed_for` signs it for another model).
 
         With `columns` the pipeline is fitted on a DataFrame, so it knows its feature names, and
         the model carries a signature (each feature's type), as the trainer's models do.
@@ -63,14 +70,14 @@ class Lab:
             )
             digest = directory_digest(directory)
             self.client.log_artifacts(run_id, str(directory), "model")
-        signing = signer or self.signer
-        return RouteTarget(
+        unsigned = RouteTarget(
             version=str(seed + 1),
             model_uri=f"runs:/{run_id}/model",
             digest=digest,
-            signature=signing.sign(digest),
-            signing_key_id=signing.key_id,
+            signature="",
+            signing_key_id="",
         )
+        return signed_for(model, unsigned, signer or self.signer)
 
     def stored_file(self, target: RouteTarget, name: str) -> Path:
         """The file as the artifact store keeps it (to tamper with it)."""
@@ -79,14 +86,25 @@ class Lab:
         return Path(root) / "model" / name
 
 
+#: The registry key of every lab: module-level, so helpers can sign a target for the model they route.
+REGISTRY_SIGNER = ArtifactSigner(Ed25519PrivateKey.generate())
+
+
+def signed_for(
+    model: str, target: RouteTarget, signer: ArtifactSigner = REGISTRY_SIGNER, topic_prefix: str = ""
+) -> RouteTarget:
+    """`target` as the registry signs it for `model` in the fleet of `topic_prefix` (default: "")."""
+    binding = VersionBinding(model, target.version, target.digest, topic_prefix)
+    return target.model_copy(update={"signature": signer.sign(binding), "signing_key_id": signer.key_id})
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment("serving-tests", artifact_location=(root / "artifacts").as_uri())
-    signer = ArtifactSigner.load_or_create(root / "keys" / "registry.pem")
-    return Lab(uri=uri, client=client, experiment_id=experiment_id, signer=signer)
+    return Lab(uri=uri, client=client, experiment_id=experiment_id, signer=REGISTRY_SIGNER)
 
 
 @pytest.fixture(scope="session")

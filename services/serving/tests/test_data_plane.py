@@ -27,7 +27,7 @@ from modelfleet_serving.auth import TokenAuthenticator
 from modelfleet_serving.model_store import MlflowModelSource, ModelStore
 from modelfleet_serving.routing import bucket
 
-from .conftest import Lab, bearer, write_tokens_file
+from .conftest import Lab, bearer, signed_for, write_tokens_file
 
 COLUMNS = ("tenure", "spend")
 ROW = {"tenure": 0.5, "spend": -1.0}
@@ -91,6 +91,11 @@ async def client(
 
 
 def deploy(model: str, revision: int = 1, **routes: Any) -> None:
+    """Apply a table for `model`, its targets signed for `model` as the registry signs them."""
+    for name in ("champion", "challenger"):
+        if routes.get(name) is not None:
+            routes[name] = signed_for(model, routes[name])
+    routes["shadows"] = [signed_for(model, target) for target in routes.get("shadows", [])]
     serving_app.table.apply(
         DeploymentChanged(producer="deployer", model=model, revision=revision, stage="canary", **routes)
     )
@@ -282,3 +287,20 @@ async def test_shutdown_flushes_the_buffered_predictions(
         await serving_app.stop_data_plane()
     records = [(b.model, r.route) for b in logged_batches for r in b.predictions]
     assert ("flushed-at-shutdown", "champion") in records
+
+
+async def test_a_table_pointing_a_model_at_another_models_signed_version_is_refused_503_and_reported(
+    client: httpx.AsyncClient, champion: RouteTarget
+) -> None:
+    signed_for_a = signed_for("model-a", champion)
+    serving_app.table.apply(
+        DeploymentChanged(
+            producer="deployer", model="model-b", revision=1, stage="promoted", champion=signed_for_a
+        )
+    )
+    response = await client.post("/predict", json={"model": "model-b", "inputs": [ROW]})
+    assert response.status_code == 503
+    assert "signature does not bind model 'model-b'" in response.json()["error"]
+    [refusal] = refusals
+    assert (refusal.model, refusal.version, refusal.digest) == ("model-b", champion.version, champion.digest)
+    assert "signature does not bind" in refusal.reason

@@ -27,7 +27,7 @@ from modelfleet_serving.auth import (
 )
 from modelfleet_serving.model_store import MlflowModelSource, ModelStore
 
-from .conftest import Lab, bearer, write_tokens_file
+from .conftest import Lab, bearer, signed_for, write_tokens_file
 
 COLUMNS = ("tenure", "spend")
 ROW = {"tenure": 0.5, "spend": -1.0}
@@ -73,7 +73,11 @@ def deploy(model: str, target: RouteTarget) -> None:
     revision = 1 if current is None else current.revision + 1
     serving_app.table.apply(
         DeploymentChanged(
-            producer="deployer", model=model, revision=revision, stage="promoted", champion=target
+            producer="deployer",
+            model=model,
+            revision=revision,
+            stage="promoted",
+            champion=signed_for(model, target),
         )
     )
 

@@ -1,4 +1,5 @@
-"""Serving loads a model version only after its files match the signed digest, and only within budget."""
+"""Serving loads a model version only when the registry signed it for that model, version, digest and
+fleet and its files match the digest, and only within budget."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-from modelfleet_common.signing import ArtifactSigner
+from modelfleet_common.signing import ArtifactSigner, VersionBinding
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_serving import model_store
 from modelfleet_serving.config import ServingSettings
@@ -24,7 +25,7 @@ from modelfleet_serving.model_store import (
     ModelUnavailable,
 )
 
-from .conftest import Lab
+from .conftest import Lab, signed_for
 
 
 class CountingSource(MlflowModelSource):
@@ -59,9 +60,15 @@ def store_for(
     )
 
 
-def refused_count(store: ModelStore, model: str) -> float:
-    value = store.metrics.refused.labels(model)._value.get()
-    return float(value)
+def refused_count(store: ModelStore, model: str, reason: str | None = None) -> float:
+    """Refusals of `model` (of one reason, or of every reason)."""
+    samples = [
+        sample
+        for metric in store.metrics.refused.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["model"] == model
+    ]
+    return sum(s.value for s in samples if reason in (None, s.labels["reason"]))
 
 
 def test_a_verified_model_loads_and_predicts(lab: Lab, logged: RouteTarget, tmp_path: Path) -> None:
@@ -78,7 +85,9 @@ def test_a_registry_uri_is_fetched_from_the_versions_own_storage(
     name = "registered-churn"
     lab.client.create_registered_model(name)
     version = lab.client.create_model_version(name, logged.model_uri, run_id=logged.model_uri.split("/")[1])
-    target = logged.model_copy(update={"version": str(version.version), "model_uri": f"models:/{name}/1"})
+    target = signed_for(
+        name, logged.model_copy(update={"version": str(version.version), "model_uri": f"models:/{name}/1"})
+    )
     store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
     assert store.load(name, target).estimator.predict(np.zeros((1, 2))).shape == (1,)
 
@@ -86,7 +95,7 @@ def test_a_registry_uri_is_fetched_from_the_versions_own_storage(
 def test_a_tampered_file_is_refused_counted_and_never_loaded(
     lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = lab.log_model(seed=5)
+    target = lab.log_model(seed=5, model="tampered")
     stored = lab.stored_file(target, "MLmodel")
     stored.write_text(stored.read_text() + "\n# tampered\n")
 
@@ -98,7 +107,7 @@ def test_a_tampered_file_is_refused_counted_and_never_loaded(
     store = store_for(lab, tmp_path, source, memory_budget_bytes=10 * 1024 * 1024)
     with pytest.raises(ArtifactRefused, match=r"'tampered' version '6' refused: artifact digest .* differs"):
         store.load("tampered", target)
-    assert refused_count(store, "tampered") == 1
+    assert refused_count(store, "tampered", "digest") == 1
     assert store.loaded() == []
     # Within the retry window the refusal is remembered: no download per request.
     with pytest.raises(ArtifactRefused, match="differs from the signed"):
@@ -113,14 +122,57 @@ def test_a_model_signed_by_an_untrusted_key_is_refused(lab: Lab, tmp_path: Path)
     store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
     with pytest.raises(ArtifactRefused, match=rf"signing key '{stranger.key_id}' is not trusted"):
         store.load("churn", target)
-    assert refused_count(store, "churn") == 1
+    assert refused_count(store, "churn", "untrusted_key") == 1
 
 
 def test_a_signature_of_another_digest_is_refused(lab: Lab, logged: RouteTarget, tmp_path: Path) -> None:
-    forged = logged.model_copy(update={"signature": lab.signer.sign("0" * 64)})
+    other = lab.signer.sign(VersionBinding("churn", logged.version, "0" * 64, ""))
+    forged = logged.model_copy(update={"signature": other})
     store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
-    with pytest.raises(ArtifactRefused, match="signature does not match digest"):
+    with pytest.raises(ArtifactRefused, match="signature does not bind model 'churn' version '1'"):
         store.load("churn", forged)
+    assert refused_count(store, "churn", "binding") == 1
+
+
+def test_a_signature_for_model_a_does_not_let_serving_load_it_for_model_b(
+    lab: Lab, logged: RouteTarget, tmp_path: Path
+) -> None:
+    signed_for_a = signed_for("churn-a", logged)
+    store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
+    with pytest.raises(ArtifactRefused, match="signature does not bind model 'churn-b'"):
+        store.load("churn-b", signed_for_a)
+    assert refused_count(store, "churn-b", "binding") == 1
+    assert store.loaded() == []
+    assert store.load("churn-a", signed_for_a).model == "churn-a", "model A itself still loads"
+
+
+def test_a_signature_of_one_version_does_not_serve_another_version(
+    lab: Lab, logged: RouteTarget, tmp_path: Path
+) -> None:
+    as_version_7 = signed_for("churn", logged).model_copy(update={"version": "7"})
+    store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
+    with pytest.raises(ArtifactRefused, match="signature does not bind model 'churn' version '7'"):
+        store.load("churn", as_version_7)
+
+
+def test_a_signature_made_for_another_fleet_is_refused(lab: Lab, logged: RouteTarget, tmp_path: Path) -> None:
+    other_fleet = signed_for("churn", logged, topic_prefix="staging.")
+    store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024, topic_prefix="prod.")
+    with pytest.raises(ArtifactRefused, match=r"in fleet 'prod\.'"):
+        store.load("churn", other_fleet)
+    # The refusal is remembered for the forged signature only, not for the version itself.
+    assert store.load("churn", signed_for("churn", logged, topic_prefix="prod.")).version == "1"
+
+
+def test_a_failed_candidate_carries_no_signature_and_is_never_served(
+    lab: Lab, logged: RouteTarget, tmp_path: Path
+) -> None:
+    failed = logged.model_copy(update={"signature": "", "signing_key_id": ""})
+    store = store_for(lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024)
+    with pytest.raises(ArtifactRefused, match="carries no registry signature"):
+        store.load("churn", failed)
+    assert refused_count(store, "churn", "unsigned") == 1
+    assert store.loaded() == []
 
 
 def test_a_refused_version_is_tried_again_after_the_retry_window(lab: Lab, tmp_path: Path) -> None:
@@ -151,12 +203,12 @@ def test_the_least_recently_used_model_is_unloaded_when_the_budget_is_exceeded(
     lab: Lab, logged: RouteTarget, tmp_path: Path
 ) -> None:
     probe = store_for(lab, tmp_path, memory_budget_bytes=1, memory_factor=1.0)
-    size = probe.load("probe", logged).memory_bytes
+    size = probe.load("probe", signed_for("probe", logged)).memory_bytes
     store = store_for(lab, tmp_path, memory_budget_bytes=int(2.5 * size), memory_factor=1.0)
-    store.load("a", logged)
-    store.load("b", logged)
-    store.load("a", logged)  # now "b" is the least recently used
-    store.load("c", logged)
+    store.load("a", signed_for("a", logged))
+    store.load("b", signed_for("b", logged))
+    store.load("a", signed_for("a", logged))  # now "b" is the least recently used
+    store.load("c", signed_for("c", logged))
     assert store.loaded() == [("a", "1"), ("c", "1")]
     assert store.memory_used_bytes == 2 * size
     assert store.metrics.unloads.labels("memory")._value.get() == 1
@@ -169,12 +221,12 @@ def test_models_idle_longer_than_the_limit_are_unloaded(
     store = store_for(
         lab, tmp_path, memory_budget_bytes=10 * 1024 * 1024, idle_unload_seconds=60, clock=clock
     )
-    store.load("quiet", logged)
+    store.load("quiet", signed_for("quiet", logged))
     clock.now = 50
-    store.load("busy", logged)
+    store.load("busy", signed_for("busy", logged))
     assert store.unload_idle(now=100) == [("quiet", "1")]
     assert store.loaded() == [("busy", "1")]
-    assert store.memory_used_bytes == store.load("busy", logged).memory_bytes
+    assert store.memory_used_bytes == store.load("busy", signed_for("busy", logged)).memory_bytes
 
 
 class ObservedStore(ModelStore):

@@ -452,14 +452,16 @@ def verify(
     model: Annotated[str, typer.Argument(help="Model name.", callback=_validate_model)],
     version: Annotated[str | None, typer.Argument(help="Registry version; default: every version.")] = None,
 ) -> None:
-    """Check model files in the registry against their signed digest (FLEET_TRUSTED_KEYS_FILE)."""
+    """Check each version's files against the registry's signature of (model, version, digest, this
+    fleet's FLEET_TOPIC_PREFIX), made by a key of FLEET_TRUSTED_KEYS_FILE. Versions that failed their
+    evaluation carry no signature: shown as never servable, not as failures."""
     import tempfile
 
     import mlflow.artifacts
     from mlflow import MlflowClient
 
     from modelfleet_common.local._process import default_home
-    from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
+    from modelfleet_common.signing import IntegrityError, TrustedKeys, VersionBinding, verify_artifact
 
     settings = fleet_settings()
     # The local fleet's registry key (see `make demo`) is trusted unless a file is named.
@@ -478,6 +480,14 @@ def verify(
     for link in links:
         registered = client.get_model_version(model, link.version)
         tags = dict(registered.tags or {})
+        if tags.get("modelfleet.verdict") == "failed" and not tags.get("modelfleet.signature"):
+            console.print(
+                f"[yellow]{model} v{link.version}: failed its evaluation[/]: unsigned, never servable"
+            )
+            continue
+        binding = VersionBinding(
+            model, link.version, tags.get("modelfleet.digest", ""), settings.topic_prefix
+        )
         with tempfile.TemporaryDirectory() as folder:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=registered.source, dst_path=folder, tracking_uri=settings.mlflow_tracking_uri
@@ -485,7 +495,7 @@ def verify(
             try:
                 verify_artifact(
                     Path(local),
-                    digest=tags.get("modelfleet.digest", ""),
+                    binding=binding,
                     signature=tags.get("modelfleet.signature", ""),
                     signing_key_id=tags.get("modelfleet.signing_key_id", ""),
                     trusted=trusted,
@@ -495,7 +505,10 @@ def verify(
                 console.print(f"[red]{model} v{link.version}: NOT VERIFIED[/]: {error}")
                 continue
         key = tags["modelfleet.signing_key_id"]
-        console.print(f"[green]{model} v{link.version}: verified[/] (signed by key {key})")
+        console.print(
+            f"[green]{model} v{link.version}: verified[/] (signed by key {key} for this model, version, "
+            f"digest and fleet {settings.topic_prefix!r})"
+        )
     if failures:
         raise typer.Exit(1)
 

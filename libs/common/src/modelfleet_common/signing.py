@@ -1,14 +1,20 @@
-"""Artifact integrity: a sha256 digest of a model's files and an Ed25519 signature of that digest.
+"""Artifact integrity: a sha256 digest of a model's files, and the registry's Ed25519 signature of
+what was decided about them.
 
-The registry signs every version it registers; anyone about to load an artifact (evaluator for a
-champion, serving, `modelfleet verify`) recomputes the digest and checks the signature against
+The registry signs a `VersionBinding` — these files (digest) are version V of model M in the fleet
+of topic prefix P — and only for versions whose evaluation passed; a failed candidate carries no
+signature. Anyone about to load an artifact (the evaluator for a champion, serving, `modelfleet
+verify`) builds the binding from what *it* was asked to load (its model name, the version, the
+digest, its own topic prefix), recomputes the digest of the files and checks the signature against
 keys it trusts out of band (a file of public keys), never against keys found next to the artifact.
+So a signature of model A's version cannot make model B, another version or another fleet load it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +26,68 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 _CHUNK = 1 << 20
 
 
+#: Names the format of the signed statement; a new format gets a new name, never new meanings.
+BINDING_STATEMENT = "modelfleet.version-binding/v1"
+
+
 class IntegrityError(Exception):
     """An artifact does not match its digest or signature: it must not be loaded."""
+
+    #: Which check failed, from a small fixed set: usable as a metric label.
+    reason = "integrity"
 
 
 class UntrustedKey(IntegrityError):
     """The signature was made with a key that is not in the trusted set."""
+
+    reason = "untrusted_key"
+
+
+class Unsigned(IntegrityError):
+    """The version carries no registry signature (it failed its evaluation, or was never registered)."""
+
+    reason = "unsigned"
+
+
+class DigestMismatch(IntegrityError):
+    """The files differ from the digest the registry signed."""
+
+    reason = "digest"
+
+
+class BindingMismatch(IntegrityError):
+    """The signature is not a trusted key's signature of this (model, version, digest, topic prefix)."""
+
+    reason = "binding"
+
+
+@dataclass(frozen=True)
+class VersionBinding:
+    """What a registry signature vouches for: the files of `digest` are version `version` of model
+    `model` in the fleet of `topic_prefix`, and that version passed its evaluation."""
+
+    model: str
+    version: str
+    digest: str
+    topic_prefix: str
+
+    def statement(self) -> bytes:
+        """The canonical bytes the registry signs and every verifier checks: compact JSON with sorted
+        keys (ASCII only), so signer and verifiers agree byte for byte on any platform."""
+        fields = {
+            "statement": BINDING_STATEMENT,
+            "model": self.model,
+            "version": self.version,
+            "digest": self.digest,
+            "topic_prefix": self.topic_prefix,
+        }
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+    def __str__(self) -> str:
+        return (
+            f"model {self.model!r} version {self.version!r} digest {self.digest[:12]}… "
+            f"in fleet {self.topic_prefix!r}"
+        )
 
 
 def file_digest(path: Path) -> str:
@@ -68,7 +130,7 @@ def encode_public_key(public_key: Ed25519PublicKey) -> str:
 
 @dataclass(frozen=True)
 class ArtifactSigner:
-    """Signs artifact digests with one Ed25519 private key."""
+    """Signs version bindings with one Ed25519 private key (the registry's)."""
 
     private_key: Ed25519PrivateKey
 
@@ -104,9 +166,9 @@ class ArtifactSigner:
     def public_key_b64(self) -> str:
         return encode_public_key(self.private_key.public_key())
 
-    def sign(self, digest: str) -> str:
-        """Base64 Ed25519 signature of the hex digest."""
-        return base64.b64encode(self.private_key.sign(digest.encode())).decode()
+    def sign(self, binding: VersionBinding) -> str:
+        """Base64 Ed25519 signature of the binding's statement."""
+        return base64.b64encode(self.private_key.sign(binding.statement())).decode()
 
 
 class TrustedKeys:
@@ -137,22 +199,36 @@ class TrustedKeys:
     def key_ids(self) -> list[str]:
         return sorted(self._by_id)
 
-    def verify(self, digest: str, signature: str, signing_key_id: str) -> None:
-        """Raise `IntegrityError` unless `signature` is a trusted key's signature of `digest`."""
+    def verify(self, binding: VersionBinding, signature: str, signing_key_id: str) -> None:
+        """Raise `IntegrityError` unless `signature` is a trusted key's signature of `binding`.
+
+        `Unsigned` when there is no signature, `UntrustedKey` for a key not in the set,
+        `BindingMismatch` when the signature covers anything else (another model, version, digest
+        or fleet) — Ed25519 cannot tell which, so the message names what was expected.
+        """
+        if not signature or not signing_key_id:
+            raise Unsigned(
+                f"{binding} carries no registry signature: only versions that passed their "
+                "evaluation are signed"
+            )
         public_key = self._by_id.get(signing_key_id)
         if public_key is None:
             raise UntrustedKey(f"signing key {signing_key_id!r} is not trusted (trusted: {self.key_ids})")
         try:
-            public_key.verify(base64.b64decode(signature), digest.encode())
+            public_key.verify(base64.b64decode(signature, validate=True), binding.statement())
         except (InvalidSignature, ValueError) as error:
-            raise IntegrityError(f"signature does not match digest {digest[:12]}…") from error
+            raise BindingMismatch(
+                f"signature does not bind {binding}: it was made for another model, version, "
+                "artifact or fleet"
+            ) from error
 
 
 def verify_artifact(
-    path: Path, *, digest: str, signature: str, signing_key_id: str, trusted: TrustedKeys
+    path: Path, *, binding: VersionBinding, signature: str, signing_key_id: str, trusted: TrustedKeys
 ) -> None:
-    """Check the files at `path` against the signed digest; raise `IntegrityError` on any mismatch."""
+    """Check the signed binding, then the files at `path` against its digest; raise `IntegrityError`
+    on any mismatch (the signature first: it costs nothing, hashing reads every file)."""
+    trusted.verify(binding, signature, signing_key_id)
     actual = directory_digest(path)
-    if actual != digest:
-        raise IntegrityError(f"artifact digest {actual[:12]}… differs from the signed {digest[:12]}…")
-    trusted.verify(digest, signature, signing_key_id)
+    if actual != binding.digest:
+        raise DigestMismatch(f"artifact digest {actual[:12]}… differs from the signed {binding.digest[:12]}…")

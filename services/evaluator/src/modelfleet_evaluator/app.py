@@ -37,6 +37,7 @@ def dependencies() -> handlers.EvaluatorDeps:
         store=store,
         policies=policies,
         trusted_keys_file=settings.trusted_keys_file,
+        topic_prefix=settings.topic_prefix,
         latency_rows=settings.latency_sample_rows,
         seed=settings.random_seed,
         dpi=settings.report_dpi,

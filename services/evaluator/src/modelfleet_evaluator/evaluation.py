@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from modelfleet_common.model_files import ModelRefused, directory_size, load_skops_model, verify_digest
 from modelfleet_common.policies import Overrides, resolve_policy
-from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
+from modelfleet_common.signing import IntegrityError, TrustedKeys, VersionBinding, verify_artifact
 from modelfleet_contracts import GateResult, ModelEvaluated, ModelSpec, RiskPolicy, TrainingFinished
 from modelfleet_contracts.specs import RiskClass
 from modelfleet_contracts.training import Task
@@ -180,11 +180,14 @@ def measure_latency_ms(
     return fastest
 
 
-def verify_champion(directory: Path, tags: Mapping[str, str], trusted_keys_file: Path | None) -> None:
-    """Raise `IntegrityError` unless the files match the registry's signed digest from a trusted key."""
-    missing = [tag for tag in (DIGEST_TAG, SIGNATURE_TAG, KEY_ID_TAG) if not tags.get(tag)]
-    if missing:
-        raise IntegrityError(f"its version lacks {', '.join(missing)}: the registry never signed it")
+def verify_champion(
+    directory: Path, model: str, champion: ChampionRef, topic_prefix: str, trusted_keys_file: Path | None
+) -> None:
+    """Raise `IntegrityError` unless the registry signed (model, champion version, digest, this fleet's
+    topic prefix) with a trusted key and the files match that digest."""
+    tags = champion.tags
+    if not tags.get(DIGEST_TAG):
+        raise IntegrityError(f"its version lacks {DIGEST_TAG}: the registry never registered it")
     if trusted_keys_file is None:
         raise IntegrityError("FLEET_TRUSTED_KEYS_FILE is not set, so no signature can be trusted")
     try:
@@ -193,9 +196,9 @@ def verify_champion(directory: Path, tags: Mapping[str, str], trusted_keys_file:
         raise IntegrityError(f"cannot read the trusted keys {trusted_keys_file}: {error}") from error
     verify_artifact(
         directory,
-        digest=tags[DIGEST_TAG],
-        signature=tags[SIGNATURE_TAG],
-        signing_key_id=tags[KEY_ID_TAG],
+        binding=VersionBinding(model, champion.version, tags[DIGEST_TAG], topic_prefix),
+        signature=tags.get(SIGNATURE_TAG, ""),
+        signing_key_id=tags.get(KEY_ID_TAG, ""),
         trusted=trusted,
     )
 
@@ -225,6 +228,8 @@ class Evaluator:
     store: EvaluationStore
     policies: Mapping[RiskClass, RiskPolicy]
     trusted_keys_file: Path | None = None
+    #: This fleet's topic prefix: a champion must be signed for it.
+    topic_prefix: str = ""
     latency_rows: int = 12
     seed: int = 0
     dpi: int = 80
@@ -377,7 +382,9 @@ class Evaluator:
 
         try:
             directory = self.store.download(champion.download_uri, scratch / "champion")
-            verify_champion(directory, champion.tags, self.trusted_keys_file)
+            verify_champion(
+                directory, candidate.event.model, champion, self.topic_prefix, self.trusted_keys_file
+            )
             champion_model = load_skops_model(directory)
         except (ArtifactMissing, IntegrityError, ModelRefused) as error:
             return refused(str(error))

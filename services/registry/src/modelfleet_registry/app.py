@@ -41,7 +41,11 @@ def dependencies() -> handlers.RegistryDeps:
         ready_timeout_seconds=settings.version_ready_timeout_seconds,
     )
     return handlers.RegistryDeps(
-        registrar=Registrar(registry=registry, signer=load_signer(settings.signing_key_path)),
+        registrar=Registrar(
+            registry=registry,
+            signer=load_signer(settings.signing_key_path),
+            topic_prefix=settings.topic_prefix,
+        ),
         handled=SqliteIdempotencyStore(settings.state_dir / "registry-handled.sqlite"),
         publish=publish,
         aliases=ChampionAliases(registry),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from modelfleet_common.signing import BINDING_STATEMENT
 from modelfleet_contracts import ModelEvaluated, ModelRegistered
 
 SERVICE = "registry"
@@ -12,10 +13,15 @@ TAG_PREFIX = "modelfleet."
 DIGEST_TAG = "modelfleet.digest"
 SIGNATURE_TAG = "modelfleet.signature"
 KEY_ID_TAG = "modelfleet.signing_key_id"
+#: The format of the signed statement (`signing.BINDING_STATEMENT`) and the topic prefix it binds.
+STATEMENT_TAG = "modelfleet.signed_statement"
+SIGNED_PREFIX_TAG = "modelfleet.signed_topic_prefix"
 VERDICT_TAG = "modelfleet.verdict"
 REPORT_TAG = "modelfleet.report_uri"
 #: Tags the registry writes itself; every other `modelfleet.*` tag on a version is lineage.
-REGISTRY_TAGS = frozenset({DIGEST_TAG, SIGNATURE_TAG, KEY_ID_TAG, VERDICT_TAG, REPORT_TAG})
+REGISTRY_TAGS = frozenset(
+    {DIGEST_TAG, SIGNATURE_TAG, KEY_ID_TAG, STATEMENT_TAG, SIGNED_PREFIX_TAG, VERDICT_TAG, REPORT_TAG}
+)
 CHALLENGER = "challenger"
 #: MLflow's own run id format; anything else must not reach a registry search filter.
 RUN_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
@@ -31,20 +37,37 @@ def is_run_artifact(model_uri: str, run_id: str) -> bool:
     return model_uri.startswith(f"runs:/{run_id}/") and len(model_uri) > len(f"runs:/{run_id}/")
 
 
-def version_tags(
-    event: ModelEvaluated, *, digest: str, signature: str, signing_key_id: str
-) -> dict[str, str]:
-    """Every lineage entry as `modelfleet.<key>`, plus integrity and verdict."""
+def version_tags(event: ModelEvaluated, *, digest: str) -> dict[str, str]:
+    """Every lineage entry as `modelfleet.<key>`, plus the verified digest and the verdict.
+
+    The signature is not among them: it binds the version number, which MLflow assigns when the
+    version is created (see `signature_tags`).
+    """
     tags = {f"{TAG_PREFIX}{key}": value for key, value in event.lineage.items()}
-    tags |= {
-        DIGEST_TAG: digest,
-        SIGNATURE_TAG: signature,
-        KEY_ID_TAG: signing_key_id,
-        VERDICT_TAG: "passed" if event.passed else "failed",
-    }
+    tags |= {DIGEST_TAG: digest, VERDICT_TAG: "passed" if event.passed else "failed"}
     if event.report_uri:
         tags[REPORT_TAG] = event.report_uri
     return tags
+
+
+def signature_tags(signature: str, *, signing_key_id: str, topic_prefix: str) -> dict[str, str]:
+    """The tags of a passing version's signature: what a verifier needs besides the version itself."""
+    return {
+        SIGNATURE_TAG: signature,
+        KEY_ID_TAG: signing_key_id,
+        STATEMENT_TAG: BINDING_STATEMENT,
+        SIGNED_PREFIX_TAG: topic_prefix,
+    }
+
+
+def is_signed_for(tags: Mapping[str, str], topic_prefix: str) -> bool:
+    """Whether a version's tags hold a signature of the current statement format for this fleet."""
+    return (
+        bool(tags.get(SIGNATURE_TAG))
+        and bool(tags.get(KEY_ID_TAG))
+        and tags.get(STATEMENT_TAG) == BINDING_STATEMENT
+        and tags.get(SIGNED_PREFIX_TAG) == topic_prefix
+    )
 
 
 def registered_model_tags(lineage: Mapping[str, str]) -> dict[str, str]:
@@ -53,9 +76,16 @@ def registered_model_tags(lineage: Mapping[str, str]) -> dict[str, str]:
 
 
 def registration(
-    event: ModelEvaluated, *, version: str, digest: str, signature: str, signing_key_id: str, passed: bool
+    event: ModelEvaluated,
+    *,
+    version: str,
+    digest: str,
+    passed: bool,
+    signature: str = "",
+    signing_key_id: str = "",
+    topic_prefix: str | None = None,
 ) -> ModelRegistered:
-    """The `ModelRegistered` of version `version` of the evaluated candidate."""
+    """The `ModelRegistered` of version `version` of the evaluated candidate (unsigned when failed)."""
     return ModelRegistered(
         producer=SERVICE,
         model=event.model,
@@ -67,25 +97,35 @@ def registration(
         signing_key_id=signing_key_id,
         passed_evaluation=passed,
         lineage=dict(event.lineage),
+        topic_prefix=topic_prefix,
         **event.caused(),
     )
 
 
 def registration_from_tags(event: ModelEvaluated, version: str, tags: Mapping[str, str]) -> ModelRegistered:
-    """The registration an existing version records; raises ValueError if modelfleet did not make it."""
-    missing = sorted(tag for tag in (DIGEST_TAG, SIGNATURE_TAG, KEY_ID_TAG, VERDICT_TAG) if not tags.get(tag))
+    """The registration an existing version records; raises ValueError if modelfleet did not make it.
+
+    A failed version is announced unsigned, even if a registry of an older release signed it.
+    """
+    missing = sorted(tag for tag in (DIGEST_TAG, VERDICT_TAG) if not tags.get(tag))
+    passed = tags.get(VERDICT_TAG) == "passed"
+    if passed:
+        missing += sorted(tag for tag in (SIGNATURE_TAG, KEY_ID_TAG, SIGNED_PREFIX_TAG) if tag not in tags)
     if missing:
         raise ValueError(
             f"version {version} of {event.model} for run {event.run_id} lacks {', '.join(missing)}: "
             "it was not registered by modelfleet; delete it or register the run again"
         )
+    if not passed:
+        return registration(event, version=version, digest=tags[DIGEST_TAG], passed=False)
     return registration(
         event,
         version=version,
         digest=tags[DIGEST_TAG],
+        passed=True,
         signature=tags[SIGNATURE_TAG],
         signing_key_id=tags[KEY_ID_TAG],
-        passed=tags[VERDICT_TAG] == "passed",
+        topic_prefix=tags[SIGNED_PREFIX_TAG],
     )
 
 

@@ -113,6 +113,11 @@ class MlflowModelRegistry:
         created = self._call(self.client.create_model_version, model, source, run_id=run_id, tags=dict(tags))
         return self.wait_until_ready(model, str(created.version))
 
+    def set_version_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags of an existing version."""
+        for key, value in tags.items():
+            self._call(self.client.set_model_version_tag, model, version, key, value)
+
     def wait_until_ready(self, model: str, version: str) -> VersionInfo:
         """Poll until the version is READY; raises `RegistrationFailed` or `TimeoutError`."""
         deadline = time.monotonic() + self.ready_timeout_seconds

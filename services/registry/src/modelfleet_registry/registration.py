@@ -1,4 +1,10 @@
-"""Registering one evaluated candidate: verify its files, sign their digest, create the version.
+"""Registering one evaluated candidate: verify its files, create the version, sign it if it passed.
+
+The digest signed is the one the registry computes itself from the run's files in MLflow, never
+the event's word: a candidate whose files differ from the digest it was evaluated with is refused.
+What is signed is the `VersionBinding` (model, the version MLflow assigned, that digest, this
+fleet's topic prefix), and only for a version that passed its evaluation: a failed candidate is
+registered (for the record) with no signature, so no verifier will ever load it.
 
 Blocking work (MLflow): the handler runs `Registrar.register` in a thread.
 """
@@ -13,17 +19,20 @@ from pathlib import Path
 from typing import Protocol
 
 from modelfleet_common.consumer import PermanentError
-from modelfleet_common.signing import ArtifactSigner, directory_digest
+from modelfleet_common.signing import ArtifactSigner, VersionBinding, directory_digest
 from modelfleet_contracts import ModelEvaluated, ModelRegistered
 
 from .domain import (
     CHALLENGER,
+    DIGEST_TAG,
+    VERDICT_TAG,
     challenger_moves_to,
     is_run_artifact,
+    is_signed_for,
     is_valid_run_id,
     registered_model_tags,
-    registration,
     registration_from_tags,
+    signature_tags,
     version_tags,
 )
 from .mlflow_registry import ArtifactMissing, RegistrationFailed, VersionInfo
@@ -48,6 +57,8 @@ class ModelRegistry(Protocol):
 
     def wait_until_ready(self, model: str, version: str) -> VersionInfo: ...
 
+    def set_version_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None: ...
+
     def alias_version(self, model: str, alias: str) -> str | None: ...
 
     def set_alias(self, model: str, alias: str, version: str) -> None: ...
@@ -55,10 +66,12 @@ class ModelRegistry(Protocol):
 
 @dataclass
 class Registrar:
-    """Turns evaluated candidates into signed registry versions, one per (model, run)."""
+    """Turns evaluated candidates into registry versions, one per (model, run), signed if they passed."""
 
     registry: ModelRegistry
     signer: ArtifactSigner
+    #: This fleet's topic prefix: part of what every signature binds.
+    topic_prefix: str
 
     def register(self, event: ModelEvaluated) -> ModelRegistered:
         """The registration of the candidate; an existing version of the run is reused, never doubled.
@@ -84,12 +97,14 @@ class Registrar:
         self.registry.ensure_registered_model(
             event.model, registered_model_tags(event.lineage), event.lineage.get("purpose") or None
         )
-        signature = self.signer.sign(digest)
-        tags = version_tags(event, digest=digest, signature=signature, signing_key_id=self.signer.key_id)
+        tags = version_tags(event, digest=digest)
         try:
             created = self.registry.create_version(event.model, event.model_uri, event.run_id, tags)
         except RegistrationFailed as error:
             raise PermanentError(str(error)) from error
+        # A crash before the signature is tagged leaves an unsigned (unservable) version; the
+        # redelivery finds it in `_resume` and signs it then.
+        signed = self._sign(event.model, created.version, digest) if event.passed else {}
         self._maybe_challenger(event, created.version)
         logger.info(
             "model version registered",
@@ -98,16 +113,19 @@ class Registrar:
                 "version": created.version,
                 "run_id": event.run_id,
                 "passed": event.passed,
+                "signed": bool(signed),
             },
         )
-        return registration(
-            event,
-            version=created.version,
-            digest=digest,
-            signature=signature,
-            signing_key_id=self.signer.key_id,
-            passed=event.passed,
+        return registration_from_tags(event, created.version, {**tags, **signed})
+
+    def _sign(self, model: str, version: str, digest: str) -> dict[str, str]:
+        """Sign the binding of a passing version, tag it on the version, return the tags."""
+        binding = VersionBinding(model=model, version=version, digest=digest, topic_prefix=self.topic_prefix)
+        tags = signature_tags(
+            self.signer.sign(binding), signing_key_id=self.signer.key_id, topic_prefix=self.topic_prefix
         )
+        self.registry.set_version_tags(model, version, tags)
+        return tags
 
     def _verified_digest(self, event: ModelEvaluated, expected: str) -> str:
         with tempfile.TemporaryDirectory(prefix="modelfleet-registry-") as scratch:
@@ -128,8 +146,16 @@ class Registrar:
         # local state was lost: finish what is missing and announce the same registration again.
         try:
             ready = self.registry.wait_until_ready(event.model, existing.version)
-            found = registration_from_tags(event, ready.version, ready.tags)
-        except (RegistrationFailed, ValueError) as error:
+        except RegistrationFailed as error:
+            raise PermanentError(str(error)) from error
+        tags = dict(ready.tags)
+        passed = tags.get(VERDICT_TAG) == "passed"
+        if passed and tags.get(DIGEST_TAG) and not is_signed_for(tags, self.topic_prefix):
+            # Created but not yet signed (a crash in between), or signed in an older format.
+            tags |= self._sign(event.model, ready.version, tags[DIGEST_TAG])
+        try:
+            found = registration_from_tags(event, ready.version, tags)
+        except ValueError as error:
             raise PermanentError(str(error)) from error
         self._maybe_challenger(event, ready.version, passed=found.passed_evaluation)
         logger.info(

@@ -1,8 +1,12 @@
 """The models serving holds in memory: fetched from MLflow on first use, verified, then cached.
 
-Nothing is deserialized before its files match the digest the registry signed and the signature
-was made by a key in `FLEET_TRUSTED_KEYS_FILE`; a mismatch raises `ArtifactRefused`, is counted in
-`fleet_serving_artifacts_refused_total{model}` and the version is never served.
+Nothing is deserialized before the registry's signature, made by a key in
+`FLEET_TRUSTED_KEYS_FILE`, binds exactly what serving is asked to load — the model it routes, the
+version, the digest and serving's own topic prefix (`signing.VersionBinding`) — and the downloaded
+files match that digest. A table pointing model B at model A's signed version, at another version
+or at another fleet's, or at a failed (unsigned) candidate, fails that check: `ArtifactRefused`,
+counted in `fleet_serving_artifacts_refused_total{model,reason}` (reason: unsigned, untrusted_key,
+binding, digest, unsafe_type), and the version is never served.
 
 Loaded models live in an LRU cache bounded by a memory budget. A model's memory is *estimated*
 as the size of its files times a factor (`FLEET_SERVING_MEMORY_FACTOR`, default 3): measuring
@@ -31,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modelfleet_common.mlflow_calls import RunArtifacts, mlflow_retrying
 from modelfleet_common.model_files import ModelRefused, directory_size, load_skops_model
-from modelfleet_common.signing import IntegrityError, TrustedKeys, verify_artifact
+from modelfleet_common.signing import IntegrityError, TrustedKeys, VersionBinding, verify_artifact
 from modelfleet_contracts.rollout import RouteTarget
 
 from .config import ServingSettings
@@ -43,16 +47,23 @@ _MB = 1024 * 1024
 
 #: (model, version, digest): a version re-signed with other files is another cache entry.
 ModelKey = tuple[str, str, str]
+#: (model, version, digest, signature): a refusal is remembered for what was refused, so a forged
+#: signature of a version never holds back the registry's own signature of it.
+RefusalKey = tuple[str, str, str, str]
 
 
 class ArtifactRefused(Exception):
     """A version's files failed digest, signature or safe-loading checks: it is never served."""
 
-    def __init__(self, model: str, version: str, reason: str, *, newly: bool = False) -> None:
+    def __init__(
+        self, model: str, version: str, reason: str, *, newly: bool = False, kind: str = "integrity"
+    ) -> None:
         super().__init__(f"model {model!r} version {version!r} refused: {reason}")
         self.model = model
         self.version = version
         self.reason = reason
+        #: Which check failed, from a small fixed set (`IntegrityError.reason`, or `unsafe_type`).
+        self.kind = kind
         #: True only for the check that found the problem; later requests within the refusal
         #: memory get the remembered refusal, so the incident is reported once, not per request.
         self.newly = newly
@@ -122,8 +133,9 @@ class StoreMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.refused = Counter(
             "fleet_serving_artifacts_refused",
-            "Model versions whose files failed digest, signature or safe-loading checks.",
-            ["model"],
+            "Model versions refused: unsigned, untrusted key, signature not binding this model, "
+            "version, digest and fleet, files not matching the digest, or unsafe types.",
+            ["model", "reason"],
             registry=registry,
         )
         self.loads = Counter(
@@ -166,9 +178,12 @@ class ModelStore:
         refusal_retry_seconds: float = 60.0,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
+        topic_prefix: str = "",
     ) -> None:
         self.source = source
         self.trusted = trusted
+        #: This fleet's topic prefix: every signature must bind it (the fleet default is "").
+        self.topic_prefix = topic_prefix
         self.scratch_dir = scratch_dir
         self.memory_budget_bytes = memory_budget_bytes
         self.memory_factor = memory_factor
@@ -178,7 +193,7 @@ class ModelStore:
         self.clock = clock
         self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
         self._memory_used = 0
-        self._refused: dict[ModelKey, tuple[float, str]] = {}
+        self._refused: dict[RefusalKey, tuple[float, str, str]] = {}
         self._key_locks: dict[ModelKey, KeyLock] = {}
         self._lock = threading.Lock()
 
@@ -203,6 +218,7 @@ class ModelStore:
             idle_unload_seconds=settings.serving_idle_unload_seconds,
             refusal_retry_seconds=settings.serving_refusal_retry_seconds,
             registry=registry,
+            topic_prefix=settings.topic_prefix,
         )
 
     @property
@@ -239,7 +255,7 @@ class ModelStore:
                 hit = self._hit(key)
                 if hit is not None:
                     return hit
-                self._raise_if_recently_refused(key)
+                self._raise_if_recently_refused(_refusal_key(model, target))
                 loaded = self._fetch_verify_load(model, target)
                 self._insert(key, loaded)
                 return loaded
@@ -255,9 +271,9 @@ class ModelStore:
                     self._remove(key, reason="idle")
                     unloaded.append((key[0], key[1]))
             # Expired refusals are forgotten here too, so the refusal memory stays bounded.
-            for key, (until, _) in list(self._refused.items()):
+            for refused, (until, _, _) in list(self._refused.items()):
                 if until <= now:
-                    del self._refused[key]
+                    del self._refused[refused]
         for model, version in unloaded:
             logger.info("model unloaded", extra={"model": model, "version": version, "reason": "idle"})
         return unloaded
@@ -283,39 +299,46 @@ class ModelStore:
             if key_lock.users == 0:
                 self._key_locks.pop(key, None)
 
-    def _raise_if_recently_refused(self, key: ModelKey) -> None:
+    def _raise_if_recently_refused(self, key: RefusalKey) -> None:
         with self._lock:
             refusal = self._refused.get(key)
         if refusal is not None and self.clock() < refusal[0]:
-            raise ArtifactRefused(key[0], key[1], refusal[1])
+            raise ArtifactRefused(key[0], key[1], refusal[1], kind=refusal[2])
 
-    def _refuse(self, model: str, target: RouteTarget, reason: str) -> ArtifactRefused:
-        self.metrics.refused.labels(model).inc()
+    def _refuse(self, model: str, target: RouteTarget, reason: str, kind: str) -> ArtifactRefused:
+        self.metrics.refused.labels(model, kind).inc()
         with self._lock:
-            self._refused[_key(model, target)] = (self.clock() + self.refusal_retry_seconds, reason)
+            self._refused[_refusal_key(model, target)] = (
+                self.clock() + self.refusal_retry_seconds,
+                reason,
+                kind,
+            )
         logger.warning(
-            "model artifact refused", extra={"model": model, "version": target.version, "reason": reason}
+            "model artifact refused",
+            extra={"model": model, "version": target.version, "reason": reason, "check": kind},
         )
-        return ArtifactRefused(model, target.version, reason, newly=True)
+        return ArtifactRefused(model, target.version, reason, newly=True, kind=kind)
 
     def _fetch_verify_load(self, model: str, target: RouteTarget) -> LoadedModel:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="download-") as scratch:
             directory = self.source.download(model, target, Path(scratch))
+            # What serving was asked to load, in this fleet: the signature must bind exactly that.
+            binding = VersionBinding(model, target.version, target.digest, self.topic_prefix)
             try:
                 verify_artifact(
                     directory,
-                    digest=target.digest,
+                    binding=binding,
                     signature=target.signature,
                     signing_key_id=target.signing_key_id,
                     trusted=self.trusted,
                 )
             except IntegrityError as error:
-                raise self._refuse(model, target, str(error)) from error
+                raise self._refuse(model, target, str(error), error.reason) from error
             try:
                 estimator = load_skops_model(directory)
             except ModelRefused as error:
-                raise self._refuse(model, target, str(error)) from error
+                raise self._refuse(model, target, str(error), "unsafe_type") from error
             memory_bytes = int(max(directory_size(directory), 1) * self.memory_factor)
             schema = read_input_schema(directory, estimator)
         self.metrics.loads.inc()
@@ -364,3 +387,7 @@ class ModelStore:
 
 def _key(model: str, target: RouteTarget) -> ModelKey:
     return (model, target.version, target.digest)
+
+
+def _refusal_key(model: str, target: RouteTarget) -> RefusalKey:
+    return (model, target.version, target.digest, target.signature)
