@@ -4,7 +4,9 @@ Kafka: the local Apache Kafka (KRaft, from Maven Central jars) started once for 
 secured as every fleet runs: SASL/SCRAM over TLS, ACLs, deny by default. Each test's fleet gets its
 own topic prefix, provisioned (topics and ACLs) by the admin principal; every service connects as
 its own principal and the CLI as `cli`, so a test that forgets a right fails as production would.
-MLflow: `FLEET_MLFLOW_TRACKING_URI` if set; else a local `mlflow server` for the session.
+MLflow: `FLEET_MLFLOW_TRACKING_URI` if set; else a local `mlflow server` for the session, behind
+its basic-auth app as every fleet runs it: the test process signs in as its admin, each service as
+its own MLflow user (`fleet.mlflow_env`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import CLI
 
-from .fleet import Kafka, SecuredBroker, ServiceProcess, free_port
+from .fleet import Kafka, SecuredBroker, ServiceProcess, free_port, mlflow_env, mlflow_home
 
 
 @pytest.fixture(scope="session")
@@ -50,11 +52,16 @@ def mlflow_uri() -> Iterator[str]:
     if uri := os.environ.get("FLEET_MLFLOW_TRACKING_URI"):
         yield uri
         return
-    home = Path(os.environ.get("FLEET_LOCAL_HOME", REPO / ".local")) / "test-mlflow"
+    home = mlflow_home()
     uri = local_mlflow.start(home, port=free_port(), timeout=180)
+    # The tests' own MlflowClient(uri) reads and writes anything: MLflow's admin (password file).
+    admin = local_mlflow.client_environment(home, "admin")
+    os.environ.update(admin)
     try:
         yield uri
     finally:
+        for name in admin:
+            os.environ.pop(name, None)
         local_mlflow.stop(home)
 
 
@@ -96,6 +103,7 @@ def start_service(fleet_env: dict[str, str], kafka_broker: SecuredBroker, tmp_pa
     def start(name: str, **extra_env: str) -> ServiceProcess:
         # Each service as its own Kafka principal.
         env = {**fleet_env, **kafka_broker.env(name), **extra_env}
+        env |= mlflow_env(name, env.get("FLEET_MLFLOW_TRACKING_URI"))
         service = ServiceProcess(name, env, tmp_path / f"{name}.log")
         started.append(service)
         return service.start()

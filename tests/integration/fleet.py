@@ -27,7 +27,9 @@ from modelfleet_cli.local import REPO, service_python
 from modelfleet_cli.provisioning import provision
 from modelfleet_common.kafka import connection_options
 from modelfleet_common.local import kafka as local_kafka
+from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.local.kafka_security import ADMIN
+from modelfleet_common.mlflow_auth import CREDENTIAL_VARIABLES
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.envelope import Event
@@ -54,6 +56,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def mlflow_home() -> Path:
+    """Where the test session's MLflow server keeps its files (and its users' passwords)."""
+    return Path(os.environ.get("FLEET_LOCAL_HOME", REPO / ".local")) / "test-mlflow"
+
+
+def mlflow_env(user: str, tracking_uri: str | None) -> dict[str, str]:
+    """`user`'s own MLflow credentials (its password file) when `tracking_uri` is the session's
+    server; nothing for services that never call MLflow, or for a server of your own."""
+    if not tracking_uri:
+        return {}
+    return local_mlflow.user_environment(mlflow_home(), user, tracking_uri, environ={})
+
+
+def inherited_environment() -> dict[str, str]:
+    """This process's environment without its MLflow credentials (the test process is admin)."""
+    return {key: value for key, value in os.environ.items() if key not in CREDENTIAL_VARIABLES}
+
+
 @dataclass
 class ServiceProcess:
     """One service started as `python -m modelfleet_<name>`, as an operator would run it."""
@@ -71,7 +91,7 @@ class ServiceProcess:
     def start(self, timeout: float = 90.0) -> ServiceProcess:
         if self.name == "serving" and "FLEET_SERVING_TOKENS_FILE" not in self.env:
             self.env["FLEET_SERVING_TOKENS_FILE"] = str(serving_tokens_file(self.log_path.parent))
-        env = {**os.environ, **self.env, "FLEET_HTTP_PORT": str(self.port)}
+        env = {**inherited_environment(), **self.env, "FLEET_HTTP_PORT": str(self.port)}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [service_python(self.name), "-m", f"modelfleet_{self.name}"], env=env, stdout=log, stderr=log
@@ -257,7 +277,12 @@ class RunningFleet:
         """Run `modelfleet ARGS` against this fleet, as a person would."""
         return subprocess.run(
             [sys.executable, "-m", "modelfleet_cli.main", *args],
-            env={**os.environ, **self.env, "COLUMNS": "250"},
+            env={
+                **inherited_environment(),
+                **self.env,
+                **mlflow_env(CLI, self.env.get("FLEET_MLFLOW_TRACKING_URI")),
+                "COLUMNS": "250",
+            },
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -314,7 +339,12 @@ def running_fleet(
     started: dict[str, ServiceProcess] = {}
     try:
         for name in services:
-            service_env = env | broker.env(name) | {"FLEET_STATE_DIR": str(root / "state" / name)}
+            service_env = (
+                env
+                | broker.env(name)
+                | mlflow_env(name, mlflow_uri)
+                | {"FLEET_STATE_DIR": str(root / "state" / name)}
+            )
             started[name] = ServiceProcess(name, service_env, root / f"{name}.log").start(timeout=180)
         yield RunningFleet(
             env,
