@@ -139,6 +139,7 @@ def start_services(infra: Infrastructure, work: Path, prefix: str, policies: Pat
         service_env = (
             env
             | infra.kafka_env(name)
+            | infra.mlflow_env(name)
             | {"FLEET_HTTP_PORT": str(port), "FLEET_STATE_DIR": str(work / "state" / name)}
         )
         process = subprocess.Popen(
@@ -147,7 +148,7 @@ def start_services(infra: Infrastructure, work: Path, prefix: str, policies: Pat
         started[name] = (process, port)
     wait_ready(started, work, timeout=240)
     # The CLI (apply, ingest) runs as the `cli` principal.
-    return {"env": env | infra.kafka_env(CLI), "services": started}
+    return {"env": env | infra.kafka_env(CLI) | infra.mlflow_env(CLI), "services": started}
 
 
 def settings_for(infra: Infrastructure, prefix: str) -> ServiceSettings:

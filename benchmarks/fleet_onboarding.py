@@ -192,6 +192,7 @@ def run_modelfleet(
             service_env = (
                 env
                 | infra.kafka_env(name)
+                | infra.mlflow_env(name)
                 | {"FLEET_HTTP_PORT": str(ports[-1]), "FLEET_STATE_DIR": str(work / name)}
             )
             services.append(
@@ -244,7 +245,8 @@ def run_modelfleet(
 
 
 def run_baseline(infra: Infrastructure, data_path: Path, segments: list[str]) -> list[dict[str, Any]]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": infra.tracking_uri}
+    # MLflow's own path, as MLflow's admin (it creates experiments and registered models).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": infra.tracking_uri, **infra.mlflow_env("admin")}
     done = subprocess.run(
         [sys.executable, str(BASELINE), str(data_path), *segments],
         env=env,

@@ -24,6 +24,7 @@ from modelfleet_common.kafka import connection_options
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
 from modelfleet_common.local.kafka_security import ADMIN
+from modelfleet_common.local.mlflow_security import USERS as MLFLOW_USERS
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import KafkaSettings
 
@@ -68,6 +69,22 @@ class Infrastructure:
     def kafka_options(self, principal: str = ADMIN) -> dict[str, Any]:
         """aiokafka connection options of `principal`."""
         return connection_options(self.kafka_settings(principal))
+
+    def mlflow_env(self, user: str) -> dict[str, str]:
+        """Settings that sign a process in to the local MLflow server as `user` (its password file):
+        each service its own user, the benchmark's own clients `admin`; services that never call
+        MLflow, and a server named in the environment, get nothing."""
+        if not self.owned or user not in (*MLFLOW_USERS, "admin"):
+            return {}
+        return local_mlflow.client_environment(self.home, user)
+
+    def mlflow_password_env(self, user: str) -> dict[str, str]:
+        """MLflow's own `MLFLOW_TRACKING_USERNAME`/`PASSWORD` of `user`, for a third-party program
+        (a baseline) that has no modelfleet installed: the password is in its environment."""
+        if not self.owned:
+            return {}
+        password = local_mlflow.password_file(self.home, user).read_text().strip()
+        return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
 
     def provision(self, prefix: str, partitions: int) -> None:
         """Create the topics and ACLs of the fleet with topic prefix `prefix` (as the admin).

@@ -87,6 +87,7 @@ from infrastructure import Infrastructure, free_port, start_infrastructure, stop
 
 from modelfleet_cli.local import service_python
 from modelfleet_cli.tokens import local_serving_token
+from modelfleet_common.mlflow_auth import CREDENTIAL_VARIABLES
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import KafkaSettings
 from modelfleet_common.signing import ArtifactSigner, VersionBinding, directory_digest
@@ -361,6 +362,7 @@ def start_modelfleet(
         "FLEET_SERVING_IDLE_UNLOAD_SECONDS": "86400",
         "FLEET_LOG_LEVEL": "WARNING",
         **infra.kafka_env("serving"),
+        **infra.mlflow_env("serving"),
     }
     infra.provision(prefix, partitions=KafkaSettings().partitions)
     log = work / "serving.log"
@@ -394,6 +396,11 @@ def start_ray_serve(
             f"--max-models={math.ceil(capacity / replicas)}",
             f"--replicas={replicas}",
         ],
+        # Ray Serve reads the registry as serving does, with MLflow's own credential variables.
+        env={
+            **{k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES},
+            **infra.mlflow_password_env("serving"),
+        },
         stdin=subprocess.PIPE,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -831,6 +838,8 @@ def main() -> None:
         print(
             f"setup: fitting, saving and logging {args.models} models to {infra.tracking_uri} …", flush=True
         )
+        # This process logs and registers the models: MLflow's admin.
+        os.environ.update(infra.mlflow_env("admin"))
         fleet = build_fleet(args.models, args.estimator, work, infra.tracking_uri, signer, prefix)
         print(f"  {args.models} models logged and signed in {fleet.setup_seconds:.0f}s", flush=True)
         # Half a model of slack: the budget must hold `capacity` models, not one fewer by rounding.
