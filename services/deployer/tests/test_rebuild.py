@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from modelfleet_contracts import (
     DeploymentChanged,
@@ -28,7 +30,7 @@ from modelfleet_deployer.handlers import (
     roll_out_version,
     weigh_model_health,
 )
-from modelfleet_deployer.rebuild import latest_tables, rebuild_state
+from modelfleet_deployer.rebuild import RebuildMetrics, latest_tables, rebuild_state
 from modelfleet_deployer.rollout import ModelRollout
 
 from .deployer_builders import MODEL, NOW, approval, in_memory_deps, published, registered, spec
@@ -150,13 +152,69 @@ async def test_the_all_mode_replaces_a_stale_stored_state_with_the_topics() -> N
     assert champion.version == "2"
 
 
-async def test_the_highest_revision_of_a_model_wins_whatever_the_order_of_the_log() -> None:
+async def test_the_deployer_numbers_a_models_tables_1_2_3_from_its_first() -> None:
+    before, _ = await promoted_twice()
+    revisions = [table.revision for table in published(before).of(DeploymentChanged)]
+    assert revisions == list(range(1, len(revisions) + 1))
+    assert len(revisions) > 1
+
+
+async def test_an_older_table_after_a_newer_one_is_stale_and_a_malformed_message_is_counted() -> None:
     before, _ = await promoted_twice()
     tables = published(before).of(DeploymentChanged)
-    latest, malformed = latest_tables(
+    latest = latest_tables(
         [table.model_dump_json().encode() for table in reversed(tables)] + [b'{"not": "an event"}']
     )
-    assert (latest[MODEL], malformed) == (tables[-1], 1)
+    assert (latest.tables[MODEL], latest.malformed, latest.stale) == (tables[-1], 1, len(tables) - 1)
+
+
+async def test_a_compacted_topic_holding_only_the_latest_table_rebuilds_from_it() -> None:
+    before, _ = await promoted_twice()
+    last = published(before).of(DeploymentChanged)[-1]
+    assert last.revision > 1
+    latest = latest_tables([last.model_dump_json().encode()])
+    assert latest.tables[MODEL] == last
+
+
+def forged(table: DeploymentChanged, revision: int, champion_version: str) -> DeploymentChanged:
+    """A table as someone with write access to the topic could publish it: any champion, any revision."""
+    assert table.champion is not None
+    stolen = table.champion.model_copy(update={"version": champion_version})
+    return table.model_copy(update={"revision": revision, "champion": stolen, "event_id": uuid4()})
+
+
+async def test_a_forged_table_with_revision_plus_1000_is_ignored_by_the_rebuild_which_continues_from_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before, topics = await promoted_twice()
+    real = published(before).of(DeploymentChanged)
+    topics.add(DEPLOYMENTS, forged(real[-1], real[-1].revision + 1000, champion_version="99"))
+    after = in_memory_deps()
+    metrics = RebuildMetrics(CollectorRegistry())
+
+    rebuilt = await rebuild_state(after, topics, metrics=metrics)
+
+    state = load_rollout(after.state, MODEL)
+    assert state.champion is not None
+    assert (state.revision, state.champion.version) == (real[-1].revision, "2"), "keeps its champion"
+    assert rebuilt.jumped_tables == (MODEL,)
+    assert metrics.ignored.labels("jump")._value.get() == 1
+    assert f"revision {real[-1].revision + 1000} of {MODEL} skips ahead" in caplog.text
+
+
+async def test_after_a_rebuild_the_deployers_next_table_is_exactly_one_revision_on() -> None:
+    before, topics = await promoted_twice()
+    last = published(before).of(DeploymentChanged)[-1]
+    after = in_memory_deps()
+    await rebuild_state(after, topics)
+
+    await roll_out_version(registered("3"), after)
+
+    [table] = published(after).of(DeploymentChanged)
+    assert table.revision == last.revision + 1
+    assert (
+        latest_tables([event.model_dump_json().encode() for event in (last, table)]).tables[MODEL] == table
+    ), "a reader of the topic takes it"
 
 
 async def test_a_retired_model_keeps_its_versions_but_not_its_spec() -> None:

@@ -41,6 +41,7 @@ logger = logging.getLogger("modelfleet.deployer")
 
 settings = DeployerSettings()
 service = FleetService("deployer", settings)
+rebuild_metrics = rebuild.RebuildMetrics(service.metrics.registry)
 publish = service.publisher(
     DEPLOYMENTS, MODEL_PROMOTIONS, MODEL_ROLLBACKS, APPROVAL_REQUESTS, APPROVALS_REJECTED
 )
@@ -128,4 +129,9 @@ async def build_dependencies() -> None:
     """Before consuming: load and validate policies and approver keys (a bad file stops the
     service), then rebuild the state the local store lacks from the compacted topics (Kafka
     unreachable stops it too: running on a forgotten state would treat every model as new)."""
-    await rebuild.rebuild_state(dependencies(), read_topic_snapshot, mode=settings.state_rebuild)
+    await rebuild.rebuild_state(
+        dependencies(),
+        read_topic_snapshot,
+        mode=settings.state_rebuild,
+        metrics=rebuild_metrics,
+    )

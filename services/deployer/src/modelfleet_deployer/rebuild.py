@@ -10,6 +10,13 @@ Only models missing from the store are rebuilt by default: a stored state is at 
 as the topic (events are published before the state is stored) and still holds the step counters
 and the ids of recently applied inputs, which the topic does not carry. `mode="all"` replaces
 every stored state anyway, for a store known to be stale (e.g. restored from an old backup).
+
+Revisions follow the one rule of `modelfleet_common.revisions`: per model, the first table in the
+log is taken, then only revision +1. A table that skips ahead (a forged revision +1000) is ignored
+with a warning and counted, so the deployer continues from its own last table. Either way the
+deployer continues from the revision it rebuilt (or stored), so its next table is exactly the +1
+serving waits for. A store older than the topic (a backup) publishes revisions serving has seen
+already, which it ignores as stale until the deployer passes its revision: use `mode="all"` then.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from modelfleet_common.consumer import PermanentError
+from modelfleet_common.revisions import check_revision, is_accepted
 from modelfleet_contracts import DeploymentChanged, ModelSpecRetired, ModelSpecSubmitted
 from modelfleet_contracts.topics import DEPLOYMENTS, MODEL_SPECS, Topic
 
@@ -46,15 +55,44 @@ class RebuiltState:
     refused_specs: tuple[str, ...] = ()
     #: Messages that are not valid events of their topic (the dead-letter topic's business).
     malformed: int = 0
+    #: Tables that skipped ahead of their model's last revision (ignored), by model.
+    jumped_tables: tuple[str, ...] = ()
 
 
-def latest_tables(values: Iterable[bytes]) -> tuple[dict[str, DeploymentChanged], int]:
-    """The highest-revision `DeploymentChanged` of each model, and how many messages were malformed.
+class RebuildMetrics:
+    """Tables the rebuild ignored, by reason (`stale` or `jump`): bounded labels."""
 
-    A compacted topic keeps older records until the log cleaner runs, so several may be present.
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ignored = Counter(
+            "fleet_deployer_rebuild_tables_ignored",
+            "DeploymentChanged the rebuild did not take: stale (not newer) or jump (not last + 1).",
+            ["reason"],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class LatestTables:
+    """What the deployments topic says per model, read by the revision rule."""
+
+    #: Per model, the last table of its +1 chain.
+    tables: dict[str, DeploymentChanged]
+    malformed: int = 0
+    #: Tables not newer than their model's last one (redeliveries, records the cleaner kept).
+    stale: int = 0
+    #: Tables more than one revision ahead: ignored, never the deployer's next table.
+    jumped: tuple[DeploymentChanged, ...] = ()
+
+
+def latest_tables(values: Iterable[bytes]) -> LatestTables:
+    """Per model, the first table in the log, then each table of exactly the next revision.
+
+    A compacted topic keeps older records until the log cleaner runs, so several may be present,
+    or only the latest: the first is taken at any revision (see `modelfleet_common.revisions`).
     """
     tables: dict[str, DeploymentChanged] = {}
-    malformed = 0
+    malformed = stale = 0
+    jumped: list[DeploymentChanged] = []
     for value in values:
         try:
             event = DEPLOYMENTS.parse(value)
@@ -63,9 +101,14 @@ def latest_tables(values: Iterable[bytes]) -> tuple[dict[str, DeploymentChanged]
             continue
         assert isinstance(event, DeploymentChanged)
         current = tables.get(event.model)
-        if current is None or event.revision >= current.revision:
+        check = check_revision(None if current is None else current.revision, event.revision)
+        if is_accepted(check):
             tables[event.model] = event
-    return tables, malformed
+        elif check == "stale":
+            stale += 1
+        else:
+            jumped.append(event)
+    return LatestTables(tables, malformed, stale, tuple(jumped))
 
 
 def latest_specs(values: Iterable[bytes]) -> tuple[dict[str, ModelSpecSubmitted | ModelSpecRetired], int]:
@@ -87,14 +130,35 @@ def latest_specs(values: Iterable[bytes]) -> tuple[dict[str, ModelSpecSubmitted 
 
 
 async def rebuild_state(
-    deps: DeployerDeps, read_snapshot: SnapshotReader, *, mode: RebuildMode = "missing"
+    deps: DeployerDeps,
+    read_snapshot: SnapshotReader,
+    *,
+    mode: RebuildMode = "missing",
+    metrics: RebuildMetrics | None = None,
 ) -> RebuiltState:
     """Seed the store with the rollout state and spec of every model it lacks (all, with `"all"`).
 
     A retired model's spec is not remembered (retirement forgets it), but its retired rollout
     state is, so its passing versions stay known. Must run before the deployer consumes events.
     """
-    tables, bad_tables = latest_tables(await read_snapshot(DEPLOYMENTS))
+    latest = latest_tables(await read_snapshot(DEPLOYMENTS))
+    tables, bad_tables = latest.tables, latest.malformed
+    for jumped in latest.jumped:
+        logger.warning(
+            "routing table ignored: revision %d of %s skips ahead of the table before it in the "
+            "deployments topic; the deployer continues from its own last table",
+            jumped.revision,
+            jumped.model,
+            extra={
+                "model": jumped.model,
+                "revision": jumped.revision,
+                "event_id": str(jumped.event_id),
+                "producer": jumped.producer,
+            },
+        )
+    if metrics is not None:
+        metrics.ignored.labels("stale").inc(latest.stale)
+        metrics.ignored.labels("jump").inc(len(latest.jumped))
     specs, bad_specs = latest_specs(await read_snapshot(MODEL_SPECS))
     stored_rollouts = {model for model, _ in deps.state.items(ROLLOUTS)}
     stored_specs = {model for model, _ in deps.state.items(SPECS)}
@@ -127,7 +191,11 @@ async def rebuild_state(
         rebuilt_specs.append(model)
 
     rebuilt = RebuiltState(
-        tuple(rebuilt_rollouts), tuple(rebuilt_specs), tuple(refused), bad_tables + bad_specs
+        tuple(rebuilt_rollouts),
+        tuple(rebuilt_specs),
+        tuple(refused),
+        bad_tables + bad_specs,
+        tuple(event.model for event in latest.jumped),
     )
     logger.info(
         "rebuilt the rollout state of %d and the spec of %d models from the compacted topics",

@@ -34,6 +34,7 @@ service = FleetService("serving", settings)
 publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH, ARTIFACT_REFUSALS)
 
 table = RoutingTable()
+routing_metrics = handlers.RoutingMetrics(service.metrics.registry)
 prediction_log = PredictionLog(
     publish,
     batch_size=settings.serving_log_batch_size,
@@ -87,7 +88,7 @@ service.uses(DEPLOYMENTS)
     description=DEPLOYMENTS.description,
 )
 async def on_deployment_changed(event: DeploymentChanged) -> None:
-    await handlers.apply_deployment_changed(event, table)
+    await handlers.apply_deployment_changed(event, table, routing_metrics)
 
 
 async def unload_idle_models(store: ModelStore, interval_seconds: float) -> None:
