@@ -75,8 +75,8 @@ def provision_users(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`provision --uri URI --admin-password-file F --credentials-dir D`: the users of `GRANTS` whose
-    `D/<user>.password` exists (a Kubernetes Secret mounted as files, for example)."""
+    """`provision --uri URI --admin-password-file F --password-files PATTERN`: the users of `GRANTS`
+    whose password file (PATTERN with `{user}`, e.g. `/etc/mlflow-users/{user}/password`) exists."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m modelfleet_common.mlflow_users")
@@ -84,15 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     provision = commands.add_parser("provision", help="create the fleet's MLflow users and their roles")
     provision.add_argument("--uri", required=True, help="the MLflow server (its basic-auth app)")
     provision.add_argument("--admin-password-file", type=Path, required=True)
-    provision.add_argument("--credentials-dir", type=Path, required=True, help="holds <user>.password")
+    provision.add_argument(
+        "--password-files", required=True, help="where each user's password is, with {user} in the path"
+    )
     args = parser.parse_args(argv)
-    passwords = {
-        user: read_password(args.credentials_dir / f"{user}.password")
-        for user in GRANTS
-        if (args.credentials_dir / f"{user}.password").is_file()
-    }
+    if "{user}" not in args.password_files:
+        parser.error("--password-files needs {user} in it, e.g. /etc/mlflow-users/{user}/password")
+    files = {user: Path(args.password_files.replace("{user}", user)) for user in GRANTS}
+    passwords = {user: read_password(path) for user, path in files.items() if path.is_file()}
     if not passwords:
-        parser.error(f"no <user>.password in {args.credentials_dir} for any of {sorted(GRANTS)}")
+        parser.error(f"no password file at {args.password_files} for any of {sorted(GRANTS)}")
     provision_users(args.uri, read_password(args.admin_password_file), passwords)
     print(f"MLflow users provisioned at {args.uri}: {', '.join(sorted(passwords))}")
     return 0

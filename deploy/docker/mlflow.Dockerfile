@@ -1,0 +1,28 @@
+# The fleet's MLflow tracking server, behind its basic-auth app, and the command
+# that creates the fleet's MLflow users (python -m modelfleet_common.mlflow_users).
+# Build from the repository root:
+#
+#   docker build -f deploy/docker/mlflow.Dockerfile -t ghcr.io/modelfleet/mlflow:dev .
+#
+# MLflow's own image lacks the auth app's dependency (Flask-WTF, mlflow[auth]);
+# same MLflow version as the services' client.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# Fixed UID/GID 10001 like the services; owns /mlflow (database, artifacts, users).
+RUN groupadd --system --gid 10001 mlflow \
+ && useradd --system --uid 10001 --gid mlflow --create-home --home-dir /home/mlflow \
+      --shell /usr/sbin/nologin mlflow \
+ && install -d -o mlflow -g mlflow /mlflow
+
+WORKDIR /build
+COPY contracts/ contracts/
+COPY libs/common/ libs/common/
+RUN pip install --no-cache-dir "mlflow[auth]==3.17.2" ./contracts "./libs/common[mlflow]"
+
+WORKDIR /mlflow
+USER 10001
+EXPOSE 5000
+CMD ["mlflow", "server", "--app-name", "basic-auth", "--host", "0.0.0.0", "--port", "5000"]
