@@ -80,7 +80,7 @@ kafka-stop: ## Stop the local Kafka broker
 	$(PY) -m modelfleet_common.local.kafka stop
 
 .PHONY: mlflow
-mlflow: install ## Start a local MLflow server (SQLite + local artifacts) on 127.0.0.1:5000
+mlflow: install ## Start a local MLflow server (SQLite + local artifacts, behind basic-auth) on 127.0.0.1:5000
 	$(PY) -m modelfleet_common.local.mlflow start
 
 .PHONY: mlflow-stop

@@ -648,7 +648,8 @@ class Demo:
             f"'{_json({'model': example, 'request_id': 'try-1', 'inputs': [row]})}'"
         )
         self.console.print("\n[bold]open[/]")
-        self.console.print(f"  MLflow UI    {MLFLOW_URL}")
+        admin = self.home.resolve() / "mlflow" / "credentials" / "admin.password"
+        self.console.print(f"  MLflow UI    {MLFLOW_URL} (user admin, password in {admin})", soft_wrap=True)
         self.console.print(f"  serving API  {SERVING_URL}/predict, e.g.", soft_wrap=True)
         self.console.print(f"    {curl}", soft_wrap=True, markup=False)
         self.console.print(f"  metrics      http://127.0.0.1:<port>/metrics ({metrics})")
