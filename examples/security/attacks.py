@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -211,8 +212,11 @@ def policy_floor_attack() -> None:
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, "COLUMNS": "400"},
         )
-    said = " ".join((done.stdout + done.stderr).split())[:240]
+    lines = (done.stdout + done.stderr).splitlines()
+    said = " ".join(" ".join(line.replace("│", " ").split()) for line in lines if "requires_approval" in line)
+    said = said or " ".join(" ".join(lines).split())[:240]
     report(
         "modelfleet apply: a critical spec with requires_approval: false",
         f"exit {done.returncode}: {said}",
