@@ -205,7 +205,7 @@ def run_modelfleet(
         manifest = work / "fleet.yaml"
         manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
         groups = {name: [psutil.Process(p.pid)] for name, p in zip(SERVICES, services, strict=True)}
-        groups["kafka+mlflow"] = infra.processes()
+        groups |= infra.processes()
         before = {name: cpu_seconds(tree) for name, tree in groups.items()}
         started = time.perf_counter()
         applied = subprocess.run(

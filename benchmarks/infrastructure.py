@@ -95,15 +95,16 @@ class Infrastructure:
         settings = self.kafka_settings().model_copy(update={"partitions": partitions})
         provision(settings, TopicNamer(prefix))
 
-    def processes(self) -> list[psutil.Process]:
-        """Kafka and MLflow server processes (with children) when this run started them."""
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """The Kafka broker and the MLflow server processes, by part, when this run started them."""
         if not self.owned:
-            return []
+            return {}
         marker = str(self.home)
-        found = []
+        found: dict[str, list[psutil.Process]] = {"kafka": [], "mlflow": []}
         for process in psutil.process_iter(["cmdline"]):
-            if marker in " ".join(process.info["cmdline"] or []) and process.pid != os.getpid():
-                found.append(process)
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if marker in cmdline and process.pid != os.getpid():
+                found["kafka" if "kafka.Kafka" in cmdline else "mlflow"].append(process)
         return found
 
 
