@@ -108,6 +108,15 @@ class RolloutPolicy(Contract):
             "fewer are too noisy to roll a version back on."
         ),
     )
+    kept_versions: int | None = Field(
+        default=None,
+        ge=2,
+        le=1000,
+        description=(
+            "Passing versions a routing table keeps as rollback targets by name: the newest ones, "
+            "plus the champion, the last known good and the version in rollout (default 20)."
+        ),
+    )
 
 
 DriftMethod = Literal["psi", "ks", "jensen_shannon", "wasserstein", "chi_square"]

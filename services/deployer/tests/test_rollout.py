@@ -944,3 +944,63 @@ def test_a_table_from_before_the_durable_fields_rebuilds_what_it_can() -> None:
     assert state.challenger == target("2")
     assert (state.pending_approval, state.mirrored, state.last_known_good) == ("2", True, None)
     assert [known.version for known in state.versions] == ["1", "2"]
+
+
+# --- bounded routing tables -------------------------------------------------------------------
+
+
+def target(version: str) -> RouteTarget:
+    event = registered(version)
+    return RouteTarget(
+        version=version,
+        model_uri=event.model_uri,
+        digest=event.digest,
+        signature=event.signature,
+        signing_key_id=event.signing_key_id,
+    )
+
+
+def with_history(versions: int, policy: RolloutRules) -> Deployer:
+    """Version 1 is champion of a model that has had `versions` passing versions."""
+    state = ModelRollout(
+        MODEL,
+        stage="promoted",
+        champion=target("1"),
+        versions=tuple(target(str(v)) for v in range(1, versions + 1)),
+        revision=versions,
+    )
+    return Deployer(policy, state=state)
+
+
+def test_a_routing_table_keeps_the_newest_passing_versions_and_always_its_champion() -> None:
+    deployer = with_history(30, low_risk(kept_versions=5))
+    deployer.apply(registered("31"))
+    table = deployer.tables()[-1]
+    assert [t.version for t in table.passing_versions] == ["1", "28", "29", "30", "31"]
+    assert table.candidate is not None
+    assert table.candidate.version == "31"
+
+
+def test_a_late_registration_of_a_dropped_version_does_not_come_back_as_a_candidate() -> None:
+    deployer = with_history(30, low_risk(kept_versions=5))
+    deployer.apply(registered("31"))
+    before = deployer.state
+    transition = deployer.apply(registered("7"))
+    assert transition.events == ()
+    assert deployer.state.challenger == before.challenger
+    assert [t.version for t in deployer.state.versions] == ["1", "28", "29", "30", "31"]
+
+
+def test_a_model_with_3000_versions_publishes_a_small_routing_table() -> None:
+    deployer = with_history(3000, low_risk())
+    deployer.apply(registered("3001"))
+    table = deployer.tables()[-1]
+    assert len(table.passing_versions) == 20
+    assert len(table.model_dump_json()) < 64 * 1024
+
+
+def test_a_rollback_by_name_to_a_dropped_version_is_refused_naming_the_ones_kept() -> None:
+    deployer = with_history(30, low_risk(kept_versions=5))
+    deployer.apply(registered("31"))
+    with pytest.raises(RolloutRefused, match="known: 1, 28, 29, 30, 31"):
+        deployer.apply(rollback(to_version="3"))

@@ -81,7 +81,12 @@ def load_policies(directory: Path) -> dict[RiskClass, RiskPolicy]:
 
 #: Rollout values used only where neither the risk policy nor the spec sets a field.
 FALLBACK_ROLLOUT = RolloutPolicy(
-    shadow=False, canary_steps=[100], min_requests_per_step=1, requires_approval=False, min_live_labels=30
+    shadow=False,
+    canary_steps=[100],
+    min_requests_per_step=1,
+    requires_approval=False,
+    min_live_labels=30,
+    kept_versions=20,
 )
 
 #: What "tighter" means for each floor a policy may mark, in words for errors and docs.
@@ -159,6 +164,8 @@ class EffectiveRollout:
     min_requests_per_step: int
     requires_approval: bool
     min_live_labels: int
+    #: Passing versions a routing table keeps (not a floor: fewer only means fewer rollback targets).
+    kept_versions: int = 20
 
 
 @dataclass(frozen=True)
@@ -358,6 +365,7 @@ class _Resolver:
             min_live_labels=self.pick(
                 "rollout.min_live_labels", spec.min_live_labels, base.min_live_labels, looser=_at_least
             ),
+            kept_versions=spec.kept_versions or base.kept_versions or FALLBACK_ROLLOUT.kept_versions or 20,
         )
 
 

@@ -93,6 +93,8 @@ class RolloutRules:
     min_live_labels: int
     #: How sure the deployer must be that the challenger is worse (beyond the margin) to roll it back.
     live_confidence: float = 0.95
+    #: Passing versions a routing table keeps as rollback targets (`kept_versions`).
+    kept_versions: int = 20
 
 
 def rollout_rules(policy: EffectivePolicy) -> RolloutRules:
@@ -115,6 +117,7 @@ def rollout_rules(policy: EffectivePolicy) -> RolloutRules:
         live_margin=policy.gates.non_inferiority_margin,
         min_live_labels=rollout.min_live_labels,
         live_confidence=policy.gates.confidence,
+        kept_versions=rollout.kept_versions,
     )
 
 
@@ -312,6 +315,7 @@ class _Step:
 
     def done(self, reason: str) -> Transition:
         """Publish the table if the durable state changed, remember the input, return the transition."""
+        self.set(versions=kept_versions(self.state, self.policy.kept_versions))
         if self.state.durable != self.before.durable:
             self.set(revision=self.state.revision + 1)
             table = self._event(
@@ -321,6 +325,40 @@ class _Step:
             self.events.insert(0, table)
         self.set(recent_inputs=(*self.state.recent_inputs, self.cause.event_id)[-RECENT_INPUTS:])
         return Transition(self.state, tuple(self.events))
+
+
+def _version_number(target: RouteTarget) -> tuple[int, str]:
+    # MLflow numbers versions 1, 2, ...; anything else sorts after them, by name.
+    return (int(target.version), "") if target.version.isdigit() else (1 << 62, target.version)
+
+
+def kept_versions(state: ModelRollout, keep: int) -> tuple[RouteTarget, ...]:
+    """The passing versions a routing table keeps, oldest first: the champion, the last known good
+    and the version in rollout always, then the newest others up to `keep` in all.
+
+    Bounded so a model's table stays far below Kafka's message limit however many versions it has
+    had; a version dropped here can no longer be rolled back to by name.
+    """
+    pinned = _pinned(state)
+    newest_first = sorted(state.versions, key=_version_number, reverse=True)
+    room = max(keep - len(pinned), 0)
+    others = [t for t in newest_first if t.version not in pinned][:room]
+    kept = {t.version for t in others} | pinned
+    return tuple(t for t in sorted(state.versions, key=_version_number) if t.version in kept)
+
+
+def _pinned(state: ModelRollout) -> set[str]:
+    return {t.version for t in (state.champion, state.last_known_good, state.challenger) if t is not None}
+
+
+def evicted(state: ModelRollout, version: str, keep: int) -> bool:
+    """Whether `version` is older than every unpinned version a full table keeps: dropped before,
+    so a late or replayed registration of it must not come back as a new candidate."""
+    if len(state.versions) < keep or not version.isdigit():
+        return False
+    pinned = _pinned(state)
+    numbered = [int(t.version) for t in state.versions if t.version.isdigit() and t.version not in pinned]
+    return bool(numbered) and int(version) < min(numbered)
 
 
 def table_fields(state: ModelRollout) -> dict[str, Any]:
@@ -395,6 +433,8 @@ def on_model_registered(
     A retired model that gets a passing version again (its spec was re-applied) starts over.
     """
     if _seen(state, event) or not event.passed_evaluation or state.version(event.version) is not None:
+        return Transition(state)
+    if evicted(state, event.version, policy.kept_versions):
         return Transition(state)
     target = RouteTarget(
         version=event.version,
