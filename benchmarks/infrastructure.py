@@ -59,12 +59,13 @@ class Infrastructure:
 
     def kafka_settings(self, principal: str = ADMIN) -> KafkaSettings:
         """Settings of `principal` (the benchmark's own clients connect as the admin)."""
-        env = self.kafka_env(principal)
-        if not env:
+        if not self.owned:
             return KafkaSettings()
-        return KafkaSettings.model_validate(
-            {k.removeprefix("FLEET_KAFKA_").lower(): v for k, v in env.items()}
-        )
+        if self.plaintext:
+            return KafkaSettings(
+                bootstrap=self.bootstrap, security_protocol="PLAINTEXT", allow_plaintext=True
+            )
+        return local_kafka.client_settings(self.home, principal, self.bootstrap)
 
     def kafka_options(self, principal: str = ADMIN) -> dict[str, Any]:
         """aiokafka connection options of `principal`."""

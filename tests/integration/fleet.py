@@ -42,7 +42,8 @@ SERVING_HEADERS = {"authorization": f"Bearer {SERVING_TOKEN}"}
 
 def serving_tokens_file(directory: Path) -> Path:
     """A tokens file (0600) accepting `SERVING_TOKEN` for predict and feedback on every model."""
-    from modelfleet_cli.tokens import HEADER, SCOPES, token_entry, write_private
+    from modelfleet_cli.tokens import HEADER, SCOPES, token_entry
+    from modelfleet_common.private_files import write_private
 
     path = directory / "serving-tokens.yaml"
     entry = token_entry("integration-tests", SERVING_TOKEN, list(SCOPES))

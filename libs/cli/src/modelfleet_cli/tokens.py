@@ -18,7 +18,6 @@ The local fleet makes its own file and a token for the CLI and the demo (`local_
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+
+from modelfleet_common.private_files import write_private
 
 SCOPES = ("predict", "feedback")
 TOKEN_PREFIX = "mfs_"
@@ -64,16 +65,6 @@ def add_entry(path: Path, entry: dict[str, Any]) -> None:
         raise ValueError(f"{path} already lists a token named {entry['name']!r}; pick another --name")
     entries.append(entry)
     write_private(path, HEADER + yaml.safe_dump(document, sort_keys=False))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by its owner only (0600), replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    os.replace(scratch, path)
 
 
 HEADER = """\

@@ -80,13 +80,16 @@ def load_policies(directory: Path) -> dict[RiskClass, RiskPolicy]:
 # --- one resolver: the risk policy, overridden by the spec, never below its floors -----------------
 
 #: Rollout values used only where neither the risk policy nor the spec sets a field.
+#: Passing versions a routing table keeps unless the policy or the spec says otherwise.
+DEFAULT_KEPT_VERSIONS = 20
+
 FALLBACK_ROLLOUT = RolloutPolicy(
     shadow=False,
     canary_steps=[100],
     min_requests_per_step=1,
     requires_approval=False,
     min_live_labels=30,
-    kept_versions=20,
+    kept_versions=DEFAULT_KEPT_VERSIONS,
 )
 
 #: What "tighter" means for each floor a policy may mark, in words for errors and docs.
@@ -165,7 +168,7 @@ class EffectiveRollout:
     requires_approval: bool
     min_live_labels: int
     #: Passing versions a routing table keeps (not a floor: fewer only means fewer rollback targets).
-    kept_versions: int = 20
+    kept_versions: int
 
 
 @dataclass(frozen=True)
@@ -365,7 +368,7 @@ class _Resolver:
             min_live_labels=self.pick(
                 "rollout.min_live_labels", spec.min_live_labels, base.min_live_labels, looser=_at_least
             ),
-            kept_versions=spec.kept_versions or base.kept_versions or FALLBACK_ROLLOUT.kept_versions or 20,
+            kept_versions=spec.kept_versions or base.kept_versions or DEFAULT_KEPT_VERSIONS,
         )
 
 

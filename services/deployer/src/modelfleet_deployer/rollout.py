@@ -39,7 +39,7 @@ from uuid import UUID, uuid5
 from pydantic import TypeAdapter
 
 from modelfleet_common.consumer import PermanentError
-from modelfleet_common.policies import EffectivePolicy
+from modelfleet_common.policies import DEFAULT_KEPT_VERSIONS, EffectivePolicy
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -94,7 +94,7 @@ class RolloutRules:
     #: How sure the deployer must be that the challenger is worse (beyond the margin) to roll it back.
     live_confidence: float = 0.95
     #: Passing versions a routing table keeps as rollback targets (`kept_versions`).
-    kept_versions: int = 20
+    kept_versions: int = DEFAULT_KEPT_VERSIONS
 
 
 def rollout_rules(policy: EffectivePolicy) -> RolloutRules:

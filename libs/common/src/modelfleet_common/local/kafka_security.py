@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from modelfleet_common.private_files import write_private
 from modelfleet_contracts.topics import PRINCIPALS
 
 #: The local broker's super user: provisions topics and ACLs, nothing else uses it.
@@ -84,7 +84,7 @@ class LocalSecurity:
         for principal in self.principals:
             path = self.password_file(principal)
             if not path.is_file():
-                _write_private(path, secrets.token_urlsafe(32) + "\n")
+                write_private(path, secrets.token_urlsafe(32) + "\n")
 
     def scram_arguments(self) -> list[str]:
         """`StorageTool format` arguments that create every principal's SCRAM user."""
@@ -108,15 +108,6 @@ class LocalSecurity:
             "FLEET_KAFKA_SASL_PASSWORD_FILE": str(self.password_file(principal)),
             "FLEET_KAFKA_SSL_CAFILE": str(self.ca_file),
         }
-
-
-def _write_private(path: Path, text: str | bytes) -> None:
-    """Write a secret readable by its owner only (created 0600, never world-readable on the way)."""
-    data = text.encode() if isinstance(text, str) else text
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    path.chmod(0o600)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -184,9 +175,9 @@ def _write_tls(folder: Path) -> None:
     pem = serialization.Encoding.PEM
     pkcs8 = serialization.PrivateFormat.PKCS8
     plain = serialization.NoEncryption()
-    _write_private(folder / "ca.key", ca_key.private_bytes(pem, pkcs8, plain))
+    write_private(folder / "ca.key", ca_key.private_bytes(pem, pkcs8, plain))
     # Kafka's PEM key store: an unencrypted PKCS#8 key followed by the certificate chain.
-    _write_private(
+    write_private(
         folder / "broker.pem",
         broker_key.private_bytes(pem, pkcs8, plain)
         + broker_cert.public_bytes(pem)

@@ -14,23 +14,16 @@ files) after each start, as admin, through MLflow's auth API (`modelfleet_common
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from modelfleet_common.private_files import write_private
 
 #: Same names as `modelfleet_common.mlflow_auth` (which needs mlflow; this module must not).
 ADMIN = "admin"
 USERS = ("trainer", "evaluator", "registry", "serving", "cli")
 SECRET_KEY = "flask-secret-key"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret readable by its owner only (created 0600, never world-readable on the way)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(0o600)
 
 
 @dataclass(frozen=True)
