@@ -6,6 +6,12 @@ topic is refused by the broker (topic authorization error), and the topic does n
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import TopicAuthorizationFailedError
@@ -24,7 +30,7 @@ from modelfleet_contracts.topics import (
     Topic,
 )
 
-from .fleet import SecuredBroker
+from .fleet import SecuredBroker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +97,23 @@ async def test_no_principal_but_the_admin_can_create_a_topic_by_writing_to_it(
     for principal in (CLI, "deployer"):
         with pytest.raises(TopicAuthorizationFailedError):
             await _publish_as(kafka_broker, principal, f"{namer.prefix}fleet.made-up.v1")
+
+
+def test_a_service_on_a_fleet_nobody_provisioned_stops_saying_how_to_provision_it(
+    kafka_broker: SecuredBroker, tmp_path: Path
+) -> None:
+    # Its principal may not create topics: it must not start half-wired, nor create them wrongly.
+    prefix = f"unprovisioned{uuid.uuid4().hex[:8]}."
+    env = {
+        **os.environ,
+        **kafka_broker.env("registry"),
+        "FLEET_TOPIC_PREFIX": prefix,
+        "FLEET_STATE_DIR": str(tmp_path / "state"),
+        "FLEET_HTTP_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "modelfleet_registry"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "may not create them" in done.stdout + done.stderr
+    assert "modelfleet provision" in done.stdout + done.stderr
