@@ -1,13 +1,15 @@
-"""The key-value store keeps namespaced JSON values, and the SQLite one keeps them across restarts."""
+"""The key-value store keeps namespaced JSON values, and the durable one keeps them across restarts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modelfleet_common.state import InMemoryKeyValueStore, KeyValueStore, SqliteKeyValueStore
+from modelfleet_common.settings import StateSettings
+from modelfleet_common.state import InMemoryKeyValueStore, KeyValueStore, StateEngine, StateUnavailable
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -15,9 +17,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyValueSt
     if request.param == "memory":
         yield InMemoryKeyValueStore()
         return
-    sqlite = SqliteKeyValueStore(tmp_path / "state.sqlite")
-    yield sqlite
-    sqlite.close()
+    engine = StateEngine.sqlite(tmp_path / "state.sqlite")
+    yield engine.key_values()
+    engine.close()
 
 
 def test_a_stored_value_comes_back_as_json(store: KeyValueStore) -> None:
@@ -68,11 +70,59 @@ def test_a_value_json_cannot_hold_is_refused_and_nothing_is_stored(store: KeyVal
     assert store.get("specs", "churn") is None
 
 
-def test_the_sqlite_store_remembers_after_a_restart(tmp_path: Path) -> None:
-    first = SqliteKeyValueStore(tmp_path / "state.sqlite")
-    first.put("versions", "machines@abc", {"uri": "/data/abc.parquet"})
+def test_the_durable_store_remembers_after_a_restart(tmp_path: Path) -> None:
+    first = StateEngine.sqlite(tmp_path / "state.sqlite")
+    first.key_values().put("versions", "machines@abc", {"uri": "/data/abc.parquet"})
     first.close()
 
-    again = SqliteKeyValueStore(tmp_path / "state.sqlite")
-    assert again.get("versions", "machines@abc") == {"uri": "/data/abc.parquet"}
+    again = StateEngine.sqlite(tmp_path / "state.sqlite")
+    assert again.key_values().get("versions", "machines@abc") == {"uri": "/data/abc.parquet"}
     again.close()
+
+
+def test_put_many_stores_every_value_and_replaces_existing_ones(store: KeyValueStore) -> None:
+    store.put("windows", "a", 1)
+    store.put_many("windows", [("a", 2), ("b", 3)])
+    assert store.items("windows") == [("a", 2), ("b", 3)]
+
+
+def test_without_a_url_a_service_gets_its_own_sqlite_file_in_its_state_dir(tmp_path: Path) -> None:
+    engine = StateEngine.open(StateSettings(), service="trainer", state_dir=tmp_path)
+    engine.key_values().put("specs", "m", 1)
+    engine.close()
+    assert (tmp_path / "trainer-state.sqlite").is_file()
+    assert not StateEngine.open(StateSettings(), service="trainer", state_dir=tmp_path).shared
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "FLEET_STATE_URL is not a database URL"),
+        ("mysql://trainer@db/modelfleet", "modelfleet keeps state in postgresql"),
+        (
+            "postgresql+psycopg://trainer@127.0.0.1:1/modelfleet",
+            r"cannot open the state engine at postgresql\+psycopg://trainer:\*\*\*@127.0.0.1:1/modelfleet",
+        ),
+    ],
+)
+def test_a_state_url_that_cannot_work_is_refused_naming_the_variable_and_hiding_the_password(
+    url: str, message: str, tmp_path: Path
+) -> None:
+    settings = StateSettings(url=url, password="s3cret", connect_timeout_seconds=2)
+    with pytest.raises(StateUnavailable, match=message) as refused:
+        StateEngine.open(settings, service="trainer", state_dir=tmp_path)
+    assert "s3cret" not in str(refused.value)
+
+
+async def test_a_key_lock_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
+    engine = StateEngine.sqlite(tmp_path / "state.sqlite")
+    order: list[str] = []
+
+    async def hold(name: str) -> None:
+        async with engine.locks.hold("churn"):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.01)
+            order.append(f"{name} out")
+
+    await asyncio.gather(hold("a"), hold("b"))
+    assert order == ["a in", "a out", "b in", "b out"]

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from modelfleet_common.consumer import PermanentError
-from modelfleet_common.idempotency import SqliteIdempotencyStore
-from modelfleet_common.state import SqliteKeyValueStore
+from modelfleet_common.idempotency import SqlIdempotencyStore
+from modelfleet_common.state import StateEngine
 from modelfleet_contracts import (
     ApprovalRejected,
     ApprovalRequested,
@@ -54,12 +54,13 @@ from .deployer_builders import (
 @pytest.fixture
 def sqlite_deps(tmp_path: Path) -> Iterator[Any]:
     """Builds deps on the same files each call, like the service after a restart."""
-    opened: list[SqliteKeyValueStore | SqliteIdempotencyStore] = []
+    opened: list[StateEngine] = []
 
     def build() -> DeployerDeps:
-        state = SqliteKeyValueStore(tmp_path / "deployer-state.sqlite")
-        handled = SqliteIdempotencyStore(tmp_path / "deployer-handled.sqlite")
-        opened.extend((state, handled))
+        engine = StateEngine.sqlite(tmp_path / "deployer-state.sqlite")
+        state = engine.key_values()
+        handled = SqlIdempotencyStore(engine, ttl_seconds=86400)
+        opened.append(engine)
         return DeployerDeps(
             POLICIES, OFFICER_KEYS, state, handled, Publisher(), topic_prefix=TOPIC_PREFIX, clock=lambda: NOW
         )

@@ -12,6 +12,8 @@ from modelfleet_contracts import ModelEvaluated, TrainingFinished
 from modelfleet_contracts.topics import MODEL_EVALUATIONS, TRAINING_FINISHED
 from modelfleet_evaluator import app as evaluator_app
 from modelfleet_evaluator.app import service
+from modelfleet_evaluator.bootstrap import bootstrap
+from modelfleet_evaluator.config import EvaluatorSettings
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
 
@@ -47,14 +49,16 @@ async def test_a_training_outcome_is_handled_counted_and_answered_with_an_evalua
     assert verdict.causation_id == event.event_id
 
 
-def test_the_startup_hook_refuses_an_invalid_policy_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(evaluator_app.settings, "state_dir", tmp_path)
-    monkeypatch.setattr(evaluator_app.settings, "policy_dir", tmp_path / "missing")
-    evaluator_app.dependencies.cache_clear()
-    try:
-        with pytest.raises(Exception, match="set FLEET_POLICY_DIR"):
-            evaluator_app.dependencies()
-    finally:
-        evaluator_app.dependencies.cache_clear()
+def test_bootstrap_refuses_an_invalid_policy_directory(tmp_path: Path) -> None:
+    settings = EvaluatorSettings(state_dir=tmp_path, policy_dir=tmp_path / "missing")
+    with pytest.raises(Exception, match="set FLEET_POLICY_DIR"):
+        bootstrap(settings, publish=service.publisher(MODEL_EVALUATIONS))
+
+
+def test_bootstrap_keeps_the_marks_in_the_state_engine_of_the_state_dir(tmp_path: Path) -> None:
+    settings = EvaluatorSettings(state_dir=tmp_path, policy_dir=POLICY_DIR)
+    deps = bootstrap(settings, publish=service.publisher(MODEL_EVALUATIONS))
+    deps.handled.mark("evaluated:m:r1")
+    assert (tmp_path / "evaluator-state.sqlite").is_file()
+    again = bootstrap(settings, publish=service.publisher(MODEL_EVALUATIONS))
+    assert again.handled.seen("evaluated:m:r1")

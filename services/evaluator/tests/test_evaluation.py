@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
+from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqlIdempotencyStore
 from modelfleet_common.policies import load_policies
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_common.skops_types import HIST_GRADIENT_BOOSTING_TYPES
+from modelfleet_common.state import StateEngine
 from modelfleet_contracts import ModelEvaluated
 from modelfleet_contracts.envelope import Event
 from modelfleet_evaluator import evaluation
@@ -244,7 +245,8 @@ async def test_a_redelivered_event_publishes_one_verdict_even_after_local_state_
 ) -> None:
     event = lab.train(model_name)
     published = Published()
-    deps = EvaluatorDeps(evaluator, SqliteIdempotencyStore(tmp_path / "handled.sqlite"), published)
+    handled = SqlIdempotencyStore(StateEngine.sqlite(tmp_path / "state.sqlite"), ttl_seconds=3600)
+    deps = EvaluatorDeps(evaluator, handled, published)
 
     await evaluate_candidate(event, deps)
     await evaluate_candidate(event, deps)

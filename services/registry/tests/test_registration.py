@@ -10,7 +10,7 @@ import mlflow.artifacts
 import pytest
 
 from modelfleet_common.consumer import PermanentError
-from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
+from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqlIdempotencyStore
 from modelfleet_common.signing import (
     ArtifactSigner,
     BindingMismatch,
@@ -19,6 +19,7 @@ from modelfleet_common.signing import (
     VersionBinding,
     verify_artifact,
 )
+from modelfleet_common.state import StateEngine
 from modelfleet_contracts import ModelRegistered
 from modelfleet_contracts.envelope import Event
 from modelfleet_registry.aliases import ChampionAliases
@@ -190,7 +191,7 @@ async def test_a_second_delivery_creates_no_second_version_even_after_local_stat
     published = Published()
     deps = RegistryDeps(
         registrar,
-        SqliteIdempotencyStore(tmp_path / "handled.sqlite"),
+        SqlIdempotencyStore(StateEngine.sqlite(tmp_path / "state.sqlite"), ttl_seconds=3600),
         published,
         ChampionAliases(MlflowModelRegistry(lab.uri, attempts=1)),
     )

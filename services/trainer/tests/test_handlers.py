@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqliteIdempotencyStore
-from modelfleet_common.state import InMemoryKeyValueStore, SqliteKeyValueStore
+from modelfleet_common.idempotency import InMemoryIdempotencyStore, SqlIdempotencyStore
+from modelfleet_common.state import InMemoryKeyValueStore, StateEngine
 from modelfleet_contracts import (
     DatasetVersionCreated,
     ModelSpec,
@@ -422,9 +422,10 @@ async def test_what_the_trainer_learned_survives_a_restart(
     tmp_path: Path, make_spec: Callable[..., ModelSpec], submit: Callable[..., ModelSpecSubmitted]
 ) -> None:
     def durable_deps(runner: FakeRunner) -> TrainerDeps:
+        engine = StateEngine.sqlite(tmp_path / "state.sqlite")
         return TrainerDeps(
-            catalog=TrainerCatalog(SqliteKeyValueStore(tmp_path / "state.sqlite")),
-            handled=SqliteIdempotencyStore(tmp_path / "handled.sqlite"),
+            catalog=TrainerCatalog(engine.key_values()),
+            handled=SqlIdempotencyStore(engine, ttl_seconds=3600),
             coordinator=TrainingCoordinator(runner=runner, publish=Published()),
         )
 

@@ -1,18 +1,22 @@
 """Handle an effect once per key, even when Kafka delivers the event again.
 
 Keys are event ids, or better natural keys (dataset + content hash, model + run id). The store
-is an interface with an in-memory implementation (tests, caches) and a durable SQLite one that
-survives restarts, so a redelivery after a crash still finds the mark.
+is an interface with an in-memory implementation (tests, caches) and a durable one in the
+service's state engine (PostgreSQL shared by its replicas, or SQLite) that survives restarts
+and rebalances, so a redelivery after a crash, to any replica, still finds the mark.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+
+import sqlalchemy as sa
+
+from .settings import StateSettings
+from .state import HANDLED, StateEngine, upsert
 
 
 class IdempotencyStore(ABC):
@@ -47,23 +51,53 @@ class InMemoryIdempotencyStore(IdempotencyStore):
             self._keys.popitem(last=False)
 
 
-class SqliteIdempotencyStore(IdempotencyStore):
-    """Durable keys in a local SQLite file (one per service replica's state directory)."""
+class SqlIdempotencyStore(IdempotencyStore):
+    """Durable keys in the state engine's `handled` table, shared by a service's replicas.
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS handled (key TEXT PRIMARY KEY, at REAL NOT NULL)")
+    Each mark carries its time; marks older than `ttl_seconds` are pruned (at most once per
+    `prune_every_seconds`, by whichever replica marks next), so the table stays as large as the
+    traffic of one TTL. The TTL must outlast any redelivery: Kafka redelivers what a consumer had
+    not committed, which is seconds to minutes old, never weeks.
+    """
+
+    def __init__(
+        self,
+        engine: StateEngine,
+        *,
+        ttl_seconds: float,
+        prune_every_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine.engine
+        self.ttl_seconds = ttl_seconds
+        self._prune_every = prune_every_seconds
+        self._clock = clock
+        self._last_prune = float("-inf")
 
     def seen(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM handled WHERE key = ?", (key,)).fetchone() is not None
+        with self._engine.connect() as connection:
+            at = connection.execute(sa.select(HANDLED.c.at).where(HANDLED.c.key == key)).scalar_one_or_none()
+        return at is not None and at >= self._clock() - self.ttl_seconds
 
     def mark(self, key: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO handled (key, at) VALUES (?, ?)", (key, time.time()))
+        now = self._clock()
+        with self._engine.begin() as connection:
+            upsert(connection, HANDLED, [{"key": key, "at": now}], ["key"])
+        if now - self._last_prune >= self._prune_every:
+            self.prune()
 
-    def close(self) -> None:
-        self._db.close()
+    def prune(self) -> int:
+        """Delete the marks older than the TTL; returns how many went."""
+        now = self._clock()
+        self._last_prune = now
+        with self._engine.begin() as connection:
+            result = connection.execute(sa.delete(HANDLED).where(HANDLED.c.at < now - self.ttl_seconds))
+        return result.rowcount or 0
+
+
+def durable_idempotency(engine: StateEngine, settings: StateSettings) -> SqlIdempotencyStore:
+    """The service's idempotency marks in its state engine, kept `idempotency_ttl_seconds`."""
+    return SqlIdempotencyStore(engine, ttl_seconds=settings.idempotency_ttl_seconds)
 
 
 async def once(store: IdempotencyStore, key: str, effect: Callable[[], Awaitable[None]]) -> bool:

@@ -16,6 +16,7 @@ with it, and exposes `service.app()`; `run()` serves it with /healthz, /readyz a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -82,11 +83,19 @@ class FleetService:
         self.policy.broker = self.broker
         self._topics: set[Topic] = set()
         self._ready = False
+        self._periodic: list[tuple[float, Callable[[], Awaitable[None]], str]] = []
+        self._running: list[asyncio.Task[None]] = []
 
-    def subscriber(self, topic: Topic, **options: Any) -> Callable[[Handler], Handler]:
+    def subscriber(
+        self, topic: Topic, *, shared_group: bool = True, **options: Any
+    ) -> Callable[[Handler], Handler]:
         """Decorator: consume `topic` in this service's own consumer group, at least once.
 
-        Only a topic the catalog lets this service read: its Kafka ACLs come from the same list.
+        The replicas of a service share the group, so each handles the models of the partitions it
+        owns. `shared_group=False` reads every partition from the beginning in each replica and
+        commits nothing, leaving no group behind (serving's routing tables: every replica needs
+        every model's). Only a topic the catalog lets this service read: its Kafka ACLs come from
+        the same list.
         """
         if self.name not in topic.consumers:
             raise CatalogViolation(
@@ -95,10 +104,14 @@ class FleetService:
             )
         self._topics.add(topic)
         name = self.namer.topic(topic)
+        grouping: dict[str, Any] = (
+            {"group_id": self.namer.group(self.name, topic), "ack_policy": AckPolicy.NACK_ON_ERROR}
+            if shared_group
+            else {"group_id": None, "ack_policy": AckPolicy.ACK_FIRST}
+        )
         decorator: Callable[[Handler], Handler] = self.broker.subscriber(
             name,
-            group_id=self.namer.group(self.name, topic),
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            **grouping,
             auto_offset_reset="earliest",
             title=f"{name}:{self.name}",
             description=topic.description,
@@ -119,6 +132,25 @@ class FleetService:
                 )
         self._topics.update(topics)
         return EventPublisher(self.broker, self.namer, topics)
+
+    def every(self, seconds: float, task: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Run `task` every `seconds` while the service runs (from after startup to shutdown).
+
+        A failing run is logged and the next one goes on; shutdown cancels a run in progress.
+        """
+        self._periodic.append((seconds, task, name))
+
+    async def _start_periodic(self) -> None:
+        for seconds, task, name in self._periodic:
+            self._running.append(asyncio.create_task(_repeat(seconds, task, name), name=name))
+
+    async def _stop_periodic(self) -> None:
+        for running in self._running:
+            running.cancel()
+        for running in self._running:
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        self._running.clear()
 
     def uses(self, topic: Topic) -> None:
         """Declare a topic this service reads outside a subscriber (e.g. a snapshot at start)."""
@@ -168,8 +200,8 @@ class FleetService:
                 ("/metrics", make_asgi_app(registry=self.metrics.registry)),
             ],
             on_startup=[self._provision_topics],
-            after_startup=[after_startup],
-            on_shutdown=[on_shutdown],
+            after_startup=[after_startup, self._start_periodic],
+            on_shutdown=[on_shutdown, self._stop_periodic],
             logger=logging.getLogger(f"modelfleet.{self.name}"),
             specification=AsyncAPI(
                 self.broker,
@@ -196,6 +228,15 @@ class FleetService:
                 },
             )
         )
+
+
+async def _repeat(seconds: float, task: Callable[[], Awaitable[None]], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await task()
+        except Exception:
+            logger.exception("periodic task failed; it runs again in %ss", seconds, extra={"task": name})
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

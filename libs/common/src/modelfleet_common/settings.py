@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -119,6 +119,53 @@ class KafkaSettings(BaseSettings):
         return None
 
 
+class StateSettings(BaseSettings):
+    """Where a service keeps its durable state (`FLEET_STATE_*`; see `modelfleet_common.state`).
+
+    Unset URL: a SQLite file in the state directory, for one replica. Several replicas share a
+    PostgreSQL database, each service in its own schema.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_STATE_", extra="ignore")
+
+    url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the state engine without its password, e.g. "
+            "postgresql+psycopg://trainer@postgres:5432/modelfleet; unset: SQLite in the state dir."
+        ),
+    )
+    password: SecretStr | None = Field(default=None, description="Password of the URL's role; never logged.")
+    password_file: Path | None = Field(
+        default=None, description="File holding that password (a mounted Secret)."
+    )
+    schema_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FLEET_STATE_SCHEMA", "schema_name"),
+        description="PostgreSQL schema of this service's tables (default: the service's name).",
+    )
+    pool_size: int = Field(default=5, ge=1, le=100, description="Pooled connections per replica.")
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, description="Time to connect before failing.")
+    idempotency_ttl_seconds: float = Field(
+        default=14 * 86400.0,
+        gt=0,
+        description="How long a handled event's mark is kept (pruned after; longer than any redelivery).",
+    )
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> Self:
+        if self.password is None and self.password_file is not None:
+            try:
+                secret = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ValueError(
+                    f"FLEET_STATE_PASSWORD_FILE={self.password_file} cannot be read: "
+                    f"{error.strerror or error}"
+                ) from None
+            self.password = SecretStr(secret)
+        return self
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service shares (`FLEET_*`); services subclass it for their own."""
 
@@ -164,3 +211,4 @@ class ServiceSettings(BaseSettings):
         ),
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection.")
+    state: StateSettings = Field(default_factory=StateSettings, description="Durable state engine.")

@@ -1,26 +1,51 @@
-"""Small durable state of a service: namespaced JSON values by key.
+"""Durable state of a service, in an engine several replicas share: PostgreSQL, or SQLite embedded.
 
 A consumer group commits its offsets, so after a restart a service does not re-read the events
-it already handled. Whatever it learned from them (the latest spec of each model, the versions
-of each dataset) must therefore outlive the process: keep it in a `SqliteKeyValueStore` under
-the service's `state_dir`. `InMemoryKeyValueStore` has the same interface for tests.
+it already handled. Whatever it learned from them (the latest spec of each model, the rollout of
+each model) must outlive the process, and with several replicas it must not live in one pod: a
+model's events reach whichever replica owns its partition now, and after a kill or a rebalance
+another replica continues with the same state. So every service keeps its state behind one
+`StateEngine`, opened from `FLEET_STATE_URL`:
 
-    store = SqliteKeyValueStore(settings.state_dir / "trainer-state.sqlite")
-    store.put("specs", "churn-se", {"revision": "ab12…"})
-    store.get("specs", "churn-se")          # {"revision": "ab12…"}
-    store.items("specs")                    # [("churn-se", {...})], sorted by key
+- `postgresql+psycopg://deployer@postgres:5432/modelfleet` (password from
+  `FLEET_STATE_PASSWORD_FILE`): the shared engine for replicas > 1. Each service has its own
+  schema (its name) that only its role may use.
+- unset: a SQLite file `<state_dir>/<service>-state.sqlite`, the embedded default of one replica.
+
+    engine = StateEngine.open(settings.state, service="trainer", state_dir=settings.state_dir)
+    specs = engine.key_values()
+    specs.put("specs", "churn-se", {"revision": "ab12…"})
+    specs.get("specs", "churn-se")          # {"revision": "ab12…"}
+    async with engine.locks.hold("churn-se"):   # one replica at a time for this model
+        ...
 
 Values are anything `json.dumps` accepts; each `put` replaces the whole value of its key.
+`InMemoryKeyValueStore` has the same interface for tests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
-import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from .settings import ServiceSettings, StateSettings
+
+
+class StateUnavailable(RuntimeError):
+    """The state engine cannot be opened as configured; the message says which variable to fix."""
 
 
 class KeyValueStore(ABC):
@@ -33,6 +58,11 @@ class KeyValueStore(ABC):
     @abstractmethod
     def put(self, namespace: str, key: str, value: Any) -> None:
         """Store `value` (JSON-serialisable) under `key`, replacing any previous value."""
+
+    def put_many(self, namespace: str, values: Iterable[tuple[str, Any]]) -> None:
+        """Store several values at once (one transaction where the engine has them)."""
+        for key, value in values:
+            self.put(namespace, key, value)
 
     @abstractmethod
     def delete(self, namespace: str, key: str) -> None:
@@ -49,7 +79,7 @@ def _encode(value: Any) -> str:
 
 
 class InMemoryKeyValueStore(KeyValueStore):
-    """A dict of JSON copies: same behaviour as the SQLite store, forgotten on restart."""
+    """A dict of JSON copies: same behaviour as the durable store, forgotten on restart."""
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], str] = {}
@@ -68,52 +98,239 @@ class InMemoryKeyValueStore(KeyValueStore):
         return sorted((k, json.loads(raw)) for (ns, k), raw in self._values.items() if ns == namespace)
 
 
-class SqliteKeyValueStore(KeyValueStore):
-    """Durable values in one SQLite file; every write is committed when the call returns.
+#: Tables of every service's schema. Services with richer state (ingest) add their own tables
+#: to their own `MetaData` and create them through `StateEngine.create_tables`.
+METADATA = sa.MetaData()
 
-    Safe to use from several threads of one process (calls are serialised by a lock). One file
-    belongs to one service replica: replicas do not share state through it.
-    """
+KV = sa.Table(
+    "kv",
+    METADATA,
+    sa.Column("namespace", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS kv ("
-            "namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
-            "PRIMARY KEY (namespace, key))"
-        )
+HANDLED = sa.Table(
+    "handled",
+    METADATA,
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+)
+
+
+def upsert(connection: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """Insert `rows`, replacing the non-key columns of rows whose `keys` already exist."""
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    insert = pg_dialect.insert(table) if dialect == "postgresql" else sqlite_dialect.insert(table)
+    updated = {column: insert.excluded[column] for column in rows[0] if column not in keys}
+    statement = (
+        insert.on_conflict_do_update(index_elements=keys, set_=updated)
+        if updated
+        else insert.on_conflict_do_nothing(index_elements=keys)
+    )
+    connection.execute(statement, rows)
+
+
+class SqlKeyValueStore(KeyValueStore):
+    """Durable values in the engine's `kv` table; every write is committed when the call returns."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def get(self, namespace: str, key: str) -> Any | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
-            ).fetchone()
-        return None if row is None else json.loads(row[0])
+        with self._engine.connect() as connection:
+            raw = connection.execute(
+                sa.select(KV.c.value).where(KV.c.namespace == namespace, KV.c.key == key)
+            ).scalar_one_or_none()
+        return None if raw is None else json.loads(raw)
 
     def put(self, namespace: str, key: str, value: Any) -> None:
-        encoded = _encode(value)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-                (namespace, key, encoded),
-            )
+        self.put_many(namespace, [(key, value)])
+
+    def put_many(self, namespace: str, values: Iterable[tuple[str, Any]]) -> None:
+        rows = [{"namespace": namespace, "key": key, "value": _encode(value)} for key, value in values]
+        with self._engine.begin() as connection:
+            upsert(connection, KV, rows, ["namespace", "key"])
 
     def delete(self, namespace: str, key: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+        with self._engine.begin() as connection:
+            connection.execute(sa.delete(KV).where(KV.c.namespace == namespace, KV.c.key == key))
 
     def items(self, namespace: str) -> list[tuple[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (namespace,)
-            ).fetchall()
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(KV.c.key, KV.c.value).where(KV.c.namespace == namespace).order_by(KV.c.key)
+            ).all()
         return [(key, json.loads(value)) for key, value in rows]
 
+
+class KeyLocks:
+    """One holder at a time per key (a model, a dataset), across the replicas of a service.
+
+    Events of one model arrive on several topics, each consumed by its own group, so two replicas
+    can handle the same model at once; a read-decide-write on its state takes this lock. On
+    PostgreSQL it is a session advisory lock (released by the server if the holder dies); on
+    SQLite, or without an engine (tests), an asyncio lock of this process.
+    """
+
+    def __init__(self, engine: Engine | None = None, scope: str = "") -> None:
+        self._engine = engine
+        self._scope = scope
+        self._local: dict[str, asyncio.Lock] = {}
+        self._shared = engine is not None and engine.dialect.name == "postgresql"
+
+    def _lock_id(self, key: str) -> int:
+        digest = hashlib.blake2b(f"{self._scope}\0{key}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        local = self._local.setdefault(key, asyncio.Lock())
+        async with local:
+            if not self._shared:
+                yield
+                return
+            lock_id = self._lock_id(key)
+            connection = await asyncio.to_thread(self._acquire, lock_id)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(self._release, connection, lock_id)
+
+    def _acquire(self, lock_id: int) -> Connection:
+        assert self._engine is not None
+        connection = self._engine.connect()
+        try:
+            connection.execute(sa.select(sa.func.pg_advisory_lock(lock_id)))
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    @staticmethod
+    def _release(connection: Connection, lock_id: int) -> None:
+        try:
+            connection.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
+            connection.commit()
+        finally:
+            connection.close()
+
+
+class StateEngine:
+    """The engine of one service's state: its schema on PostgreSQL, or its SQLite file."""
+
+    def __init__(self, engine: Engine, *, scope: str) -> None:
+        self.engine = engine
+        self.locks = KeyLocks(engine, scope)
+        self._create_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: StateSettings, *, service: str, state_dir: Path) -> StateEngine:
+        """Connect, make sure the schema has the common tables, and return the engine.
+
+        Raises `StateUnavailable` naming the variable to fix when the URL is malformed, the
+        server refuses the role, or the schema is missing and the role may not create it.
+        """
+        if settings.url is None:
+            return cls.sqlite(state_dir / f"{service}-state.sqlite", scope=service)
+        try:
+            url = sa.make_url(settings.url)
+        except ArgumentError:
+            raise StateUnavailable(
+                f"FLEET_STATE_URL is not a database URL (e.g. postgresql+psycopg://{service}@host:5432/modelfleet)"
+            ) from None
+        if settings.password is not None:
+            url = url.set(password=settings.password.get_secret_value())
+        schema = settings.schema_name or service
+        if url.get_backend_name() == "sqlite":
+            return cls(_sqlite_engine(url), scope=service)._with_tables()
+        if url.get_backend_name() != "postgresql":
+            raise StateUnavailable(
+                f"FLEET_STATE_URL names {url.get_backend_name()!r}; modelfleet keeps state in "
+                "postgresql (postgresql+psycopg://…) or sqlite"
+            )
+        engine = sa.create_engine(
+            url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_size * 2,
+            pool_pre_ping=True,
+            execution_options={"schema_translate_map": {None: schema}},
+            connect_args={"connect_timeout": int(settings.connect_timeout_seconds)},
+        )
+        shown = url.render_as_string(hide_password=True)
+        try:
+            with engine.connect() as connection:
+                if not sa.inspect(connection).has_schema(schema):
+                    raise StateUnavailable(
+                        f"schema {schema!r} does not exist in {shown}: create it owned by the "
+                        f"service's role (`make postgres` does; see docs/architecture.md)"
+                    )
+        except SQLAlchemyError as error:
+            raise StateUnavailable(
+                f"cannot open the state engine at {shown} (FLEET_STATE_URL, "
+                f"FLEET_STATE_PASSWORD_FILE): {_reason(error)}"
+            ) from None
+        return cls(engine, scope=f"{url.database}.{schema}")._with_tables()
+
+    @classmethod
+    def sqlite(cls, path: Path, *, scope: str = "state") -> StateEngine:
+        """An embedded engine in one file (one replica; also what tests use)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(_sqlite_engine(sa.make_url(f"sqlite:///{path}")), scope=scope)._with_tables()
+
+    def _with_tables(self) -> StateEngine:
+        self.create_tables(METADATA)
+        return self
+
+    def create_tables(self, metadata: sa.MetaData) -> None:
+        """Create the tables of `metadata` that do not exist yet (idempotent, replica-safe)."""
+        with self._create_lock:
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+            except SQLAlchemyError:
+                # Another replica created them between the check and the create.
+                metadata.create_all(self.engine, checkfirst=True)
+
+    @property
+    def shared(self) -> bool:
+        """Whether several replicas can share this engine (PostgreSQL) or not (SQLite)."""
+        return self.engine.dialect.name == "postgresql"
+
+    def key_values(self) -> SqlKeyValueStore:
+        return SqlKeyValueStore(self.engine)
+
     def close(self) -> None:
-        """Close the file; the store cannot be used afterwards."""
-        with self._lock:
-            self._db.close()
+        """Close every pooled connection; the engine cannot be used afterwards."""
+        self.engine.dispose()
+
+
+def open_service_state(settings: ServiceSettings, service: str) -> StateEngine:
+    """The state engine of `service` as its settings say (`FLEET_STATE_*`, `FLEET_STATE_DIR`)."""
+    return StateEngine.open(settings.state, service=service, state_dir=settings.state_dir)
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=sa.pool.QueuePool if url.database not in (None, "", ":memory:") else sa.pool.StaticPool,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    # The driver's first line (e.g. 'password authentication failed for user "trainer"'), not the
+    # SQL and parameters SQLAlchemy appends.
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__

@@ -1,14 +1,10 @@
-"""deployer: wiring of the broker, subscribers and publishers."""
+"""deployer: wiring of the broker, subscribers and publishers (dependencies: `bootstrap`)."""
 
 import asyncio
-import logging
 from functools import cache
 
-from modelfleet_common.idempotency import SqliteIdempotencyStore
 from modelfleet_common.kafka import read_snapshot
-from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
-from modelfleet_common.state import SqliteKeyValueStore
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -34,10 +30,8 @@ from modelfleet_contracts.topics import (
 )
 
 from . import handlers, rebuild
-from .approvals import APPROVER_KEYS_ENV, ApproverKeys
+from .bootstrap import bootstrap
 from .config import DeployerSettings
-
-logger = logging.getLogger("modelfleet.deployer")
 
 settings = DeployerSettings()
 service = FleetService("deployer", settings)
@@ -49,33 +43,8 @@ publish = service.publisher(
 
 @cache
 def dependencies() -> handlers.DeployerDeps:
-    """The handlers' dependencies, built once (by the startup hook, or by the first event in tests)."""
-    policies = load_policies(settings.policy_dir)
-    if settings.approver_keys_file is None:
-        approver_keys = ApproverKeys({})
-        logger.warning(
-            "no approver keys file: every approval will be rejected; set %s to release "
-            "high and critical risk models",
-            APPROVER_KEYS_ENV,
-        )
-    else:
-        approver_keys = ApproverKeys.from_file(settings.approver_keys_file)
-    logger.info(
-        "risk policies and approver keys loaded",
-        extra={
-            "policy_dir": str(settings.policy_dir.resolve()),
-            "risk_classes": sorted(policies),
-            "approvers_with_keys": approver_keys.names,
-        },
-    )
-    return handlers.DeployerDeps(
-        policies=policies,
-        approver_keys=approver_keys,
-        state=SqliteKeyValueStore(settings.state_dir / "deployer-state.sqlite"),
-        handled=SqliteIdempotencyStore(settings.state_dir / "deployer-handled.sqlite"),
-        publish=publish,
-        topic_prefix=settings.topic_prefix,
-    )
+    """Built once, by the startup hook (or by the first event in tests)."""
+    return bootstrap(settings, publish=publish)
 
 
 @service.subscriber(MODEL_SPECS)

@@ -14,9 +14,9 @@ mark is written (`once`, keyed on the input's event id) a redelivery publishes n
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_common.policies import RISK_CLASSES, EffectivePolicy, InvalidPolicy, Overrides, resolve_policy
-from modelfleet_common.state import KeyValueStore
+from modelfleet_common.state import KeyLocks, KeyValueStore
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -68,7 +68,8 @@ APPROVAL_NONCES = "approval-nonces"
 SAFE_DEFAULT_RISK_CLASS: RiskClass = "high"
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
     return datetime.now(UTC)
 
 
@@ -81,13 +82,14 @@ class DeployerDeps:
     publish: Callable[[Event], Awaitable[None]]
     #: This fleet's topic prefix: approvals signed for another fleet's are rejected.
     topic_prefix: str
-    clock: Callable[[], datetime] = _utc_now
-    #: One lock per model: events of one model from different topics must not interleave their
-    #: read-transition-write, or one would overwrite the other's state.
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utc_now
+    #: One holder per model across the replicas: events of one model arrive on several topics
+    #: (each its own consumer group, so possibly at two replicas at once) and must not interleave
+    #: their read-transition-write, or one would overwrite the other's state.
+    locks: KeyLocks = field(default_factory=KeyLocks)
 
-    def lock(self, model: str) -> asyncio.Lock:
-        return self.locks.setdefault(model, asyncio.Lock())
+    def lock(self, model: str) -> AbstractAsyncContextManager[None]:
+        return self.locks.hold(model)
 
 
 # --- remembered state ---------------------------------------------------------------------------

@@ -4,8 +4,9 @@ import asyncio
 import contextlib
 import logging
 
-from modelfleet_common.idempotency import SqliteIdempotencyStore
+from modelfleet_common.idempotency import durable_idempotency
 from modelfleet_common.service import FleetService
+from modelfleet_common.state import StateEngine
 from modelfleet_contracts import (
     DataBatchSubmitted,
     DatasetSpecSubmitted,
@@ -40,7 +41,9 @@ deps = handlers.IngestDeps(
         max_batch_bytes=settings.ingest_max_bytes,
     ),
     state=SqliteIngestState(settings.state_dir / "ingest-state.sqlite"),
-    handled=SqliteIdempotencyStore(settings.state_dir / "ingest-handled.sqlite"),
+    handled=durable_idempotency(
+        StateEngine.sqlite(settings.state_dir / "ingest-handled.sqlite"), settings.state
+    ),
     publish=service.publisher(DATASET_VERSIONS, DATASET_REJECTIONS),
     feedback=SqliteFeedbackState(settings.state_dir / "ingest-feedback.sqlite"),
     spec_wait=handlers.SpecWait(

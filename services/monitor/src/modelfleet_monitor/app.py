@@ -8,7 +8,7 @@ from functools import cache
 
 from modelfleet_common.policies import load_policies
 from modelfleet_common.service import FleetService
-from modelfleet_common.state import SqliteKeyValueStore
+from modelfleet_common.state import open_service_state
 from modelfleet_contracts import (
     DatasetVersionCreated,
     DeploymentChanged,
@@ -75,7 +75,7 @@ def dependencies() -> handlers.MonitorDeps:
         policies=policies,
         clock=utc_now,
         slo_min_requests=settings.monitor_slo_min_requests,
-        facts=VersionFacts(SqliteKeyValueStore(settings.state_dir / "monitor-state.sqlite")),
+        facts=VersionFacts(open_service_state(settings, "monitor").key_values()),
         references=ReferenceCache(FsspecProfiles(), capacity=settings.monitor_reference_cache_size),
         metrics=MonitorMetrics(service.metrics.registry),
     )

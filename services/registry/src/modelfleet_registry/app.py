@@ -1,9 +1,7 @@
-"""registry: wiring of the broker, subscribers and publishers."""
+"""registry: wiring of the broker, subscribers and publishers (dependencies: `bootstrap`)."""
 
 from functools import cache
 
-from modelfleet_common.idempotency import SqliteIdempotencyStore
-from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged, ModelEvaluated, ModelPromoted, ModelRolledBack, SpecEvent
 from modelfleet_contracts.topics import (
@@ -17,15 +15,10 @@ from modelfleet_contracts.topics import (
 )
 
 from . import handlers
-from .aliases import ChampionAliases
+from .bootstrap import bootstrap
 from .config import RegistrySettings
-from .keys import load_signer
-from .mlflow_registry import MlflowModelRegistry
-from .registration import Registrar
 
 settings = RegistrySettings()
-# Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
-use_mlflow_credentials(settings)
 service = FleetService("registry", settings)
 # Archivals are declared for the AsyncAPI document; their handler comes later.
 publish = service.publisher(MODEL_REGISTRATIONS, MODEL_ARCHIVALS)
@@ -33,23 +26,8 @@ publish = service.publisher(MODEL_REGISTRATIONS, MODEL_ARCHIVALS)
 
 @cache
 def dependencies() -> handlers.RegistryDeps:
-    """The handlers' dependencies, built once (by the startup hook, or by the first event in tests)."""
-    registry = MlflowModelRegistry(
-        settings.mlflow_tracking_uri,
-        attempts=settings.mlflow_retry_attempts,
-        backoff_seconds=settings.mlflow_retry_backoff_seconds,
-        ready_timeout_seconds=settings.version_ready_timeout_seconds,
-    )
-    return handlers.RegistryDeps(
-        registrar=Registrar(
-            registry=registry,
-            signer=load_signer(settings.signing_key_path),
-            topic_prefix=settings.topic_prefix,
-        ),
-        handled=SqliteIdempotencyStore(settings.state_dir / "registry-handled.sqlite"),
-        publish=publish,
-        aliases=ChampionAliases(registry),
-    )
+    """Built once, by the startup hook (or by the first event in tests)."""
+    return bootstrap(settings, publish=publish)
 
 
 @service.subscriber(MODEL_EVALUATIONS, max_workers=settings.consumer_workers)
