@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -252,10 +251,10 @@ async def test_the_deployments_subscriber_keeps_the_highest_revision() -> None:
     assert current.revision == 3
 
 
-def test_each_replica_reads_deployments_in_a_consumer_group_of_its_own() -> None:
-    group = serving_app.replica_group_id()
-    assert group.startswith(service.namer.group("serving", DEPLOYMENTS) + ".")
-    assert group.endswith(f"-{os.getpid()}")
+def test_each_replica_reads_every_deployment_in_no_consumer_group() -> None:
+    deployments = service.namer.topic(DEPLOYMENTS)
+    [subscriber] = [s for s in service.broker.subscribers if deployments in s.topic_names]
+    assert subscriber.group_id is None  # nothing committed, no group left behind by a restart
 
 
 async def test_shutdown_flushes_the_buffered_predictions(

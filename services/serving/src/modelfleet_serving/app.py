@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-
-from faststream import AckPolicy
 
 from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.service import FleetService
@@ -68,25 +64,9 @@ plane = DataPlane(
 )
 
 
-def replica_group_id() -> str:
-    """A consumer group of this process alone: every replica must read every model's table."""
-    return f"{service.namer.group(service.name, DEPLOYMENTS)}.{socket.gethostname()}-{os.getpid()}"
-
-
-# Not `service.subscriber`: it fixes the shared group id. The fleet's consumer policy, telemetry and
-# metrics are broker middlewares, so this subscriber gets them all the same.
-_deployments_topic = service.namer.topic(DEPLOYMENTS)
-service.uses(DEPLOYMENTS)
-
-
-@service.broker.subscriber(
-    _deployments_topic,
-    group_id=replica_group_id(),
-    ack_policy=AckPolicy.NACK_ON_ERROR,
-    auto_offset_reset="earliest",
-    title=f"{_deployments_topic}:{service.name}",
-    description=DEPLOYMENTS.description,
-)
+# Every replica needs every model's table, so each reads the whole compacted topic from its
+# beginning, in no consumer group: nothing is committed and no group is left behind by a restart.
+@service.subscriber(DEPLOYMENTS, shared_group=False)
 async def on_deployment_changed(event: DeploymentChanged) -> None:
     await handlers.apply_deployment_changed(event, table, routing_metrics)
 
