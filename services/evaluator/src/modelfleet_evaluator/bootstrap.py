@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from modelfleet_common.idempotency import IdempotencyStore, durable_idempotency
 from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.policies import load_policies
-from modelfleet_common.state import open_service_state
+from modelfleet_common.state import KeyLocks, open_service_state
 from modelfleet_contracts.envelope import Event
 
 from .config import EvaluatorSettings
@@ -55,6 +55,9 @@ def bootstrap(
             seed=settings.random_seed,
             dpi=settings.report_dpi,
         )
+    locks = KeyLocks()
     if handled is None:
-        handled = durable_idempotency(open_service_state(settings, "evaluator"), settings.state)
-    return EvaluatorDeps(evaluator=evaluator, handled=handled, publish=publish)
+        engine = open_service_state(settings, "evaluator")
+        locks = engine.locks
+        handled = durable_idempotency(engine, settings.state)
+    return EvaluatorDeps(evaluator=evaluator, handled=handled, publish=publish, locks=locks)

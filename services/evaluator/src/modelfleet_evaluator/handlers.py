@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
+from modelfleet_common.state import KeyLocks
 from modelfleet_contracts import ModelEvaluated, TrainingFinished
 from modelfleet_contracts.envelope import Event
 
@@ -27,6 +28,8 @@ class EvaluatorDeps:
     evaluator: CandidateEvaluator
     handled: IdempotencyStore
     publish: Callable[[Event], Awaitable[None]]
+    #: Per-key locks shared by the replicas (PostgreSQL advisory locks), this process's otherwise.
+    locks: KeyLocks = field(default_factory=KeyLocks)
 
 
 async def evaluate_candidate(event: TrainingFinished, deps: EvaluatorDeps) -> None:
@@ -40,5 +43,8 @@ async def evaluate_candidate(event: TrainingFinished, deps: EvaluatorDeps) -> No
 
     # The run id is the candidate's natural key; a redelivery whose mark was lost still gets the
     # verdict recorded on the run (see `Evaluator.evaluate`), never a second, different one.
-    if not await once(deps.handled, f"evaluated:{event.model}:{event.run_id}", evaluate_and_publish):
-        log_event(logger, "candidate already evaluated; nothing to do", event)
+    # A redelivery to another replica while this one evaluates waits for the mark (see registry).
+    key = f"evaluated:{event.model}:{event.run_id}"
+    async with deps.locks.hold(key):
+        if not await once(deps.handled, key, evaluate_and_publish):
+            log_event(logger, "candidate already evaluated; nothing to do", event)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from modelfleet_common.idempotency import IdempotencyStore, durable_idempotency
 from modelfleet_common.mlflow_auth import use_mlflow_credentials
-from modelfleet_common.state import open_service_state
+from modelfleet_common.state import KeyLocks, open_service_state
 from modelfleet_contracts.envelope import Event
 
 from .aliases import AliasRegistry, ChampionAliases
@@ -46,8 +46,11 @@ def bootstrap(
             backoff_seconds=settings.mlflow_retry_backoff_seconds,
             ready_timeout_seconds=settings.version_ready_timeout_seconds,
         )
+    locks = KeyLocks()
     if handled is None:
-        handled = durable_idempotency(open_service_state(settings, "registry"), settings.state)
+        engine = open_service_state(settings, "registry")
+        locks = engine.locks
+        handled = durable_idempotency(engine, settings.state)
     return RegistryDeps(
         registrar=Registrar(
             registry=registry,
@@ -57,4 +60,5 @@ def bootstrap(
         handled=handled,
         publish=publish,
         aliases=ChampionAliases(registry),
+        locks=locks,
     )

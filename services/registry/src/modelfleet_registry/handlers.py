@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
+from modelfleet_common.state import KeyLocks
 from modelfleet_contracts import (
     DeploymentChanged,
     ModelEvaluated,
@@ -44,6 +45,8 @@ class RegistryDeps:
     handled: IdempotencyStore
     publish: Callable[[Event], Awaitable[None]]
     aliases: ChampionAliasMover
+    #: Per-key locks shared by the replicas (PostgreSQL advisory locks), this process's otherwise.
+    locks: KeyLocks = field(default_factory=KeyLocks)
 
 
 async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
@@ -57,8 +60,12 @@ async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
 
     # Natural key (model, run id); the registrar also finds the run's version in MLflow, so a
     # redelivery after lost local state re-announces that version instead of creating another.
-    if not await once(deps.handled, f"registered:{event.model}:{event.run_id}", register_and_announce):
-        log_event(logger, "candidate already registered; nothing to do", event)
+    # The lock makes a redelivery to another replica (after a rebalance, while this one still
+    # registers) wait and find the mark, rather than race it to a second version.
+    key = f"registered:{event.model}:{event.run_id}"
+    async with deps.locks.hold(key):
+        if not await once(deps.handled, key, register_and_announce):
+            log_event(logger, "candidate already registered; nothing to do", event)
 
 
 async def move_champion_to_promoted(event: ModelPromoted, deps: RegistryDeps) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from modelfleet_common.idempotency import IdempotencyStore, durable_idempotency
 from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.policies import load_policies
-from modelfleet_common.state import KeyValueStore, open_service_state
+from modelfleet_common.state import KeyLocks, KeyValueStore, open_service_state
 from modelfleet_contracts.envelope import Event
 
 from .catalog import TrainerCatalog
@@ -52,8 +52,10 @@ def bootstrap(
         # Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
         use_mlflow_credentials(settings)
         runner = training_runner(settings)
+    locks = KeyLocks()
     if state is None or handled is None:
         engine = open_service_state(settings, "trainer")
+        locks = engine.locks
         state = state or engine.key_values()
         handled = handled or durable_idempotency(engine, settings.state)
     return TrainerDeps(
@@ -68,4 +70,5 @@ def bootstrap(
         ),
         policies=load_policies(settings.policy_dir),
         data_wait_seconds=settings.retrain_data_wait_seconds,
+        locks=locks,
     )

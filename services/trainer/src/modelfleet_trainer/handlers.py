@@ -19,6 +19,7 @@ from typing import Literal
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_common.policies import Overrides, resolve_policy
+from modelfleet_common.state import KeyLocks
 from modelfleet_contracts import (
     DatasetVersionCreated,
     DriftDetected,
@@ -55,13 +56,13 @@ class TrainerDeps:
     coordinator: TrainingCoordinator
     #: Risk policies by class: whether drift and decay retrain, and the cooldown.
     policies: Mapping[RiskClass, RiskPolicy] = field(default_factory=dict)
-    #: Keys being trained right now: a redelivery meanwhile must not start a second training.
-    in_flight: set[str] = field(default_factory=set)
     #: Longest a retrain asking for data newer than its trigger waits for such a version.
     data_wait_seconds: float = 120.0
-    #: Drift and decay events are handled concurrently (`max_workers`); the cooldown check and its
-    #: record must not interleave, or two events of one burst could both retrain.
-    automatic_retrains: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Drift and decay events are handled concurrently (`max_workers`, and by several replicas:
+    #: drift and decay are separate consumer groups); one model's cooldown check and its record
+    #: must not interleave, or two events of one burst could both retrain. Shared by the replicas
+    #: on PostgreSQL (advisory locks), this process's otherwise.
+    locks: KeyLocks = field(default_factory=KeyLocks)
 
 
 async def apply_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: TrainerDeps) -> None:
@@ -166,7 +167,7 @@ async def retrain_on_decay(event: PerformanceDegraded, deps: TrainerDeps) -> Non
 async def _retrain_automatically(
     event: DriftDetected | PerformanceDegraded, reason: Literal["drift", "decay"], deps: TrainerDeps
 ) -> None:
-    async with deps.automatic_retrains:
+    async with deps.locks.hold(f"automatic-retrain:{event.model}"):
         await _decide_retrain(event, reason, deps)
 
 
@@ -218,12 +219,8 @@ async def _train_once(job: TrainingJob, cause: Event, deps: TrainerDeps) -> None
 
 
 async def _guarded(key: str, effect: Callable[[], Awaitable[None]], cause: Event, deps: TrainerDeps) -> None:
-    if key in deps.in_flight:
-        log_event(logger, f"{key} is being trained already", cause)
-        return
-    deps.in_flight.add(key)
-    try:
+    # A redelivery while this key is trained (here, or by another replica after a rebalance) waits
+    # for that training, then finds its mark: one training per key, and nothing lost if it fails.
+    async with deps.locks.hold(f"training:{key}"):
         if not await once(deps.handled, key, effect):
             log_event(logger, f"{key} was trained before; nothing to do", cause)
-    finally:
-        deps.in_flight.discard(key)
