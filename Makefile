@@ -79,9 +79,21 @@ provision: install ## Create the fleet's topics and Kafka ACLs on the local brok
 kafka-stop: ## Stop the local Kafka broker
 	$(PY) -m modelfleet_common.local.kafka stop
 
+.PHONY: postgres
+# Not 5432, where the cluster of Debian's own `postgresql` package listens.
+POSTGRES_PORT ?= 5433
+postgres: install ## Start a local PostgreSQL (Debian's) on 127.0.0.1:5433 (POSTGRES_PORT): a role + schema per service, MLflow's db
+	$(PY) -m modelfleet_common.local.postgres start --port $(POSTGRES_PORT)
+
+.PHONY: postgres-stop
+postgres-stop: ## Stop the local PostgreSQL
+	$(PY) -m modelfleet_common.local.postgres stop
+
 .PHONY: mlflow
-mlflow: install ## Start a local MLflow server (SQLite + local artifacts, behind basic-auth) on 127.0.0.1:5000
-	$(PY) -m modelfleet_common.local.mlflow start
+# sqlite (zero setup, the default) or postgres: the database mlflow of `make postgres`.
+MLFLOW_BACKEND ?= sqlite
+mlflow: install $(if $(filter postgres,$(MLFLOW_BACKEND)),postgres) ## Start a local MLflow server (behind basic-auth) on 127.0.0.1:5000; MLFLOW_BACKEND=postgres for its store on PostgreSQL
+	$(PY) -m modelfleet_common.local.mlflow start --backend $(MLFLOW_BACKEND)
 
 .PHONY: mlflow-stop
 mlflow-stop: ## Stop the local MLflow server
@@ -97,9 +109,10 @@ demo: install kafka mlflow ## Start Kafka, MLflow and the fleet; watch 24 models
 	$(VENV)/bin/modelfleet demo $(DEMO_ARGS)
 
 .PHONY: down
-down: ## Stop every service of the local fleet, MLflow and Kafka
+down: ## Stop every service of the local fleet, MLflow, PostgreSQL and Kafka
 	-$(PY) -m modelfleet_cli.local down
 	-$(PY) -m modelfleet_common.local.mlflow stop
+	-$(PY) -m modelfleet_common.local.postgres stop
 	-$(PY) -m modelfleet_common.local.kafka stop
 
 .PHONY: clean

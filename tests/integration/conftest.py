@@ -4,6 +4,7 @@ Kafka: the local Apache Kafka (KRaft, from Maven Central jars) started once for 
 secured as every fleet runs: SASL/SCRAM over TLS, ACLs, deny by default. Each test's fleet gets its
 own topic prefix, provisioned (topics and ACLs) by the admin principal; every service connects as
 its own principal and the CLI as `cli`, so a test that forgets a right fails as production would.
+PostgreSQL (state shared by replicas): Debian's server, started for the session when a test needs it.
 MLflow: `FLEET_MLFLOW_TRACKING_URI` if set; else a local `mlflow server` for the session, behind
 its basic-auth app as every fleet runs it: the test process signs in as its admin, each service as
 its own MLflow user (`fleet.mlflow_env`).
@@ -21,6 +22,7 @@ import pytest
 from modelfleet_cli.local import REPO
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import CLI
 
@@ -45,6 +47,20 @@ def kafka_broker() -> Iterator[SecuredBroker]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: SecuredBroker) -> str:
     return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_home() -> Iterator[Path]:
+    """The session's local PostgreSQL (Debian's server): a role and a schema per service."""
+    home = Path(os.environ.get("FLEET_LOCAL_HOME", REPO / ".local")) / "test-postgres"
+    if local_postgres.endpoint(home):
+        yield home
+        return
+    local_postgres.start(home, port=free_port(), timeout=120)
+    try:
+        yield home
+    finally:
+        local_postgres.stop(home)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,22 @@
-"""Local MLflow tracking server (SQLite backend, proxied artifacts) on 127.0.0.1, behind auth.
+"""Local MLflow tracking server (SQLite or PostgreSQL backend, proxied artifacts) on 127.0.0.1, behind auth.
 
 Runs ``<this python> -m mlflow server --app-name basic-auth`` in the background with its files
 under ``<home>/mlflow``: ``mlflow.db``, ``artifacts/``, ``logs/mlflow.out``, ``mlflow.pid``, and
-what secures it (`mlflow_security`): ``basic_auth.ini``, ``auth.db``, ``credentials/``. Nobody may
+what secures it (`mlflow_security`): ``basic_auth.ini``, ``auth.db``, ``credentials/``.
+
+The backend store is SQLite (``mlflow.db``, the zero-setup default) or, with
+``backend="postgres"`` (``--backend postgres``, ``make mlflow MLFLOW_BACKEND=postgres``), the
+database ``mlflow`` of the local PostgreSQL of the same home (`modelfleet_common.local.postgres`,
+started first), through psycopg 3 (``postgresql+psycopg://``); the auth app's users then live in
+that database too (its tables and migration history are apart from the tracking store's), so
+nothing of the server's state stays in local files but the artifacts. The password is in libpq's
+password file (``PGPASSFILE``), never on the command line. Nobody may
 do anything without a grant (anonymous requests get 401); after each start the fleet's users
 (`modelfleet_common.mlflow_auth.GRANTS`) are created or reset, as admin, with their roles.
 `user_environment` gives a process the settings that sign in as one of them.
 
 CLI: ``python -m modelfleet_common.local.mlflow start|stop|status [--home DIR]
-[--port N] [--timeout S]``.
+[--port N] [--timeout S] [--backend sqlite|postgres]``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import httpx
 from modelfleet_common.local._process import (
     LaunchError,
     ManagedProcess,
+    _cmdline,
     make_parser,
     progress,
     run_cli,
@@ -32,6 +41,9 @@ from modelfleet_common.local.mlflow_security import USERS, LocalMlflowSecurity
 
 NAME = "mlflow"
 DEFAULT_PORT = 5000
+#: Where the server keeps runs, models and (with auth) its users.
+BACKENDS = ("sqlite", "postgres")
+DEFAULT_BACKEND = "sqlite"
 
 
 def _root(home: Path) -> Path:
@@ -45,18 +57,33 @@ def _backend_uri(root: Path) -> str:
 
 
 def _process(root: Path) -> ManagedProcess:
-    # The backend URI holds this home's absolute path, so it identifies our server.
-    return ManagedProcess(NAME, root, marker=_backend_uri(root))
+    # The artifact root is this home's absolute path, whatever the backend: it identifies our server.
+    return ManagedProcess(NAME, root, marker=str(root / "artifacts"))
 
 
-def _prepare(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
+def _backend(home: Path, backend: str) -> tuple[str, dict[str, str]]:
+    """The backend store URI and the environment the server needs to sign in to it."""
+    if backend == "sqlite":
+        return _backend_uri(_root(home)), {}
+    if backend == "postgres":
+        from modelfleet_common.local import postgres
+
+        return postgres.mlflow_backend_uri(home), postgres.mlflow_environment(home)
+    raise LaunchError(f"unknown MLflow backend {backend!r}: one of {', '.join(BACKENDS)}")
+
+
+def _prepare(
+    root: Path, port: int, backend_uri: str | None = None, backend_env: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
     if importlib.util.find_spec("mlflow") is None:
         raise LaunchError(f"mlflow is not installed for {sys.executable}")
     if importlib.util.find_spec("flask_wtf") is None:
         raise LaunchError(f"MLflow's auth app needs mlflow[auth] (Flask-WTF) for {sys.executable}")
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    backend_uri = backend_uri or _backend_uri(root)
     security = LocalMlflowSecurity(root)
-    security.ensure()
+    # On PostgreSQL the auth app's users go to the same database (own tables, own alembic table).
+    security.ensure(auth_database_uri=None if backend_uri.startswith("sqlite:") else backend_uri)
     argv = [
         sys.executable,
         "-m",
@@ -65,7 +92,7 @@ def _prepare(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
         "--app-name",
         "basic-auth",
         "--backend-store-uri",
-        _backend_uri(root),
+        backend_uri,
         "--artifacts-destination",
         str(root / "artifacts"),
         "--host",
@@ -76,7 +103,7 @@ def _prepare(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
         "--workers",
         "1",
     ]
-    env = dict(os.environ)
+    env = {**os.environ, **(backend_env or {})}
     # MLflow 3's server also launches a job runner with ~7 huey consumer processes
     # (GenAI jobs) and a /dev/shm queue that an unclean stop leaks; the fleet needs
     # neither. An explicit setting in the caller's environment still wins.
@@ -91,20 +118,30 @@ def _prepare(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
     return argv, env
 
 
-def start(home: Path, port: int = DEFAULT_PORT, timeout: float = 120) -> str:
+def start(home: Path, port: int = DEFAULT_PORT, timeout: float = 120, backend: str = DEFAULT_BACKEND) -> str:
     """Start the server unless it runs; return its URI ``http://127.0.0.1:<port>``.
 
-    ``home`` is the local-services root; MLflow keeps its files in ``home/mlflow``.
+    ``home`` is the local-services root; MLflow keeps its files in ``home/mlflow``. ``backend`` is
+    ``sqlite`` or ``postgres`` (the local PostgreSQL of ``home``, which must run).
     Blocks until ``GET /health`` answers 200, then creates the fleet's users (idempotent).
     Raises RuntimeError (LaunchError) quoting the server log if it dies or is not ready within
-    ``timeout`` seconds, or if the server at the port does not take this home's admin password.
+    ``timeout`` seconds, if the server at the port does not take this home's admin password, or
+    if it already runs on the other backend.
     """
     root = _root(home)
-    uri = _process(root).start(
+    backend_uri, backend_env = _backend(home, backend)
+    process = _process(root)
+    pid = process.running_pid()
+    if pid is not None and backend_uri not in (_cmdline(pid) or backend_uri):
+        raise LaunchError(
+            f"MLflow from {root} already runs on another backend than {backend}: "
+            "stop it first (`make mlflow-stop`) to change it"
+        )
+    uri = process.start(
         endpoint=f"http://127.0.0.1:{port}",
         ports=(port,),
         probe=is_ready,
-        prepare=lambda: _prepare(root, port),
+        prepare=lambda: _prepare(root, port, backend_uri, backend_env),
         timeout=timeout,
     )
     provision_users(home, uri)
@@ -221,13 +258,21 @@ def is_ready(uri: str, timeout: float = 5.0) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``start|stop|status [--home DIR] [--port N] [--timeout S]``."""
-    args = make_parser(NAME, DEFAULT_PORT).parse_args(argv)
+    """CLI: ``start|stop|status [--home DIR] [--port N] [--timeout S] [--backend sqlite|postgres]``."""
+    parser = make_parser(NAME, DEFAULT_PORT)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help="backend store (start): SQLite in the home (default), or the database mlflow of the "
+        "local PostgreSQL of the same home (`make postgres`)",
+    )
+    args = parser.parse_args(argv)
     port = args.port or DEFAULT_PORT
     return run_cli(
         NAME,
         args,
-        start=lambda home: start(home, port, args.timeout),
+        start=lambda home: start(home, port, args.timeout, args.backend),
         stop=stop,
         status=lambda home: status(home, args.port),
     )

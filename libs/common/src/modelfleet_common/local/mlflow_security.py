@@ -64,8 +64,9 @@ class LocalMlflowSecurity:
         files += [self.password_file(user) for user in self.users]
         return all(path.is_file() for path in files)
 
-    def ensure(self) -> None:
-        """Make whatever is missing: each user's password, the CSRF key, the auth configuration."""
+    def ensure(self, auth_database_uri: str | None = None) -> None:
+        """Make whatever is missing: each user's password, the CSRF key, the auth configuration
+        (its users in ``auth_database_uri``, default ``auth.db`` beside it)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.credentials_dir.mkdir(exist_ok=True)
         self.credentials_dir.chmod(0o700)
@@ -74,15 +75,17 @@ class LocalMlflowSecurity:
                 write_private(path, secrets.token_urlsafe(32) + "\n")
         # Rewritten each time (it quotes this home's paths); MLflow reads `admin_password` only
         # to create the admin when its user store is empty.
-        write_private(self.config_file, self.auth_config())
+        write_private(self.config_file, self.auth_config(auth_database_uri))
 
-    def auth_config(self) -> str:
-        """MLflow's basic-auth configuration of this server."""
+    def auth_config(self, database_uri: str | None = None) -> str:
+        """MLflow's basic-auth configuration of this server; its users in ``database_uri`` (default:
+        ``auth.db`` beside it)."""
+        database_uri = database_uri or f"sqlite:///{self.auth_db.as_posix()}"
         return (
             "[mlflow]\n"
             "# Nobody may do anything without a grant: anonymous requests get 401, a user 403.\n"
             "default_permission = NO_PERMISSIONS\n"
-            f"database_uri = sqlite:///{self.auth_db.as_posix()}\n"
+            f"database_uri = {database_uri}\n"
             f"admin_username = {ADMIN}\n"
             f"admin_password = {self.password(ADMIN)}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
