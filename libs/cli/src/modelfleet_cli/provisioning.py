@@ -6,6 +6,7 @@ uses it. The bindings come from `modelfleet_common.acls.fleet_acls`, i.e. from t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from confluent_kafka.admin import (
     AclBinding as KafkaAclBinding,
 )
 from confluent_kafka.admin import (
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -144,3 +146,28 @@ def _create_acls(admin: AdminClient, bindings: Iterable[AclBinding]) -> None:
             )
     if failed:
         raise ProvisioningError(f"{len(failed)} ACL bindings were refused, e.g. {failed[0]}")
+    _wait_until_enforced(admin, set(ours))
+
+
+def _wait_until_enforced(admin: AdminClient, wanted: set[KafkaAclBinding], timeout: float = 30.0) -> None:
+    """Return once the broker's authorizer lists every binding of `wanted`.
+
+    A created binding is committed to the metadata log before the broker applies it: a service
+    started right after provisioning (a fresh broker, a demo) would otherwise be refused topics it
+    is allowed, for a moment.
+    """
+    everything = AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = set(admin.describe_acls(everything, request_timeout=REQUEST_TIMEOUT).result(REQUEST_TIMEOUT))
+        missing = wanted - listed
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ProvisioningError(
+                f"{len(missing)} ACL bindings were accepted but the broker does not enforce them after "
+                f"{timeout:.0f}s, e.g. {sorted(map(str, missing))[0]}"
+            )
+        time.sleep(0.2)
