@@ -5,7 +5,10 @@
 #   docker build -f deploy/docker/mlflow.Dockerfile -t ghcr.io/modelfleet/mlflow:dev .
 #
 # MLflow's own image lacks the auth app's dependency (Flask-WTF, mlflow[auth]);
-# same MLflow version as the services' client.
+# same MLflow version as the services' client. Its backend store and users are
+# in PostgreSQL (postgresql+psycopg://, psycopg 3 from modelfleet-common), and
+# the image also runs `python -m modelfleet_common.postgres_roles` (compose's
+# postgres-roles, the local overlay's Job).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
