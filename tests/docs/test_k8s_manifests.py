@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import pytest
 import yaml
@@ -148,3 +149,106 @@ def test_each_service_may_reach_dns_and_the_kafka_port_it_is_given(rendered: lis
         bootstrap = _environment(rendered, deployment)["FLEET_KAFKA_BOOTSTRAP"]
         kafka_ports = {int(server.rsplit(":", 1)[1]) for server in bootstrap.split(",")}
         assert {53, *kafka_ports} <= _egress_ports(rendered, deployment), f"{name}: {bootstrap}"
+
+
+# Scale-out (#12): every control-plane service may run several replicas, its state in PostgreSQL.
+
+CONTROL_PLANE = [service for service in SERVICES if service != "serving"]
+#: Overlays for a one-node cluster: a ReadWriteOnce claim is mounted by every pod of that node, so
+#: it keeps no second replica out (on several nodes it would).
+SINGLE_NODE = {"overlays/local"}
+
+
+def _kustomization(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["rendered"])
+
+
+def _pod_labels(workload: Manifest) -> dict[str, str]:
+    return dict(workload["spec"]["template"]["metadata"]["labels"])
+
+
+def _state_url(manifests: list[Manifest], deployment: Manifest) -> SplitResult:
+    url = _environment(manifests, deployment).get("FLEET_STATE_URL")
+    assert url, f"{deployment['metadata']['name']}: no FLEET_STATE_URL, its state stays in the pod"
+    return urlsplit(url)
+
+
+def test_every_deployment_has_a_disruption_budget(rendered: list[Manifest]) -> None:
+    budgets = list(_of_kind(rendered, "PodDisruptionBudget").values())
+    for name, deployment in _services(rendered).items():
+        matching = [b for b in budgets if _selects(b["spec"]["selector"], _pod_labels(deployment))]
+        assert len(matching) == 1, f"{name}: {len(matching)} PodDisruptionBudgets select its pods"
+        # maxUnavailable: a drain may still evict the pod of a service pinned to one replica.
+        assert matching[0]["spec"].get("maxUnavailable", 0) >= 1, f"{name}: its budget blocks every eviction"
+
+
+def test_the_control_plane_keeps_no_state_on_a_claim_that_pins_one_pod(
+    rendered: list[Manifest], request: pytest.FixtureRequest
+) -> None:
+    claims = _of_kind(rendered, "PersistentVolumeClaim")
+    services = _services(rendered)
+    for name in CONTROL_PLANE:
+        deployment = services[name]
+        strategy = deployment["spec"].get("strategy", {}).get("type", "RollingUpdate")
+        assert strategy == "RollingUpdate", f"{name}: {strategy} stops every pod before starting one"
+        for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+            if "persistentVolumeClaim" not in volume:
+                continue
+            assert volume["name"] != "state", f"{name}: FLEET_STATE_DIR on a claim"
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            modes = set(claims[claim]["spec"]["accessModes"])
+            assert "ReadWriteOncePod" not in modes, f"{name}: claim {claim} takes one pod"
+            if _kustomization(request) not in SINGLE_NODE:
+                assert "ReadWriteOnce" not in modes, f"{name}: claim {claim} keeps its replicas on one node"
+
+
+def test_each_control_plane_service_keeps_its_state_as_its_own_postgres_role(
+    rendered: list[Manifest],
+) -> None:
+    services = _services(rendered)
+    for name in CONTROL_PLANE:
+        url = _state_url(rendered, services[name])
+        assert url.scheme == "postgresql+psycopg", f"{name}: {url.scheme}"
+        assert url.username == name, f"{name} signs in as PostgreSQL role {url.username}"
+        assert url.password is None, f"{name}: password in FLEET_STATE_URL"
+        assert url.path == "/modelfleet", f"{name}: database {url.path}"
+        environment = _environment(rendered, services[name])
+        assert "FLEET_STATE_PASSWORD" not in environment, f"{name}: state password in its environment"
+        secret = _secret_behind(services[name], environment["FLEET_STATE_PASSWORD_FILE"])
+        assert secret == (f"postgres-{name}", "password"), f"{name} reads another role's password"
+    # Serving keeps no state: no database, no password.
+    assert "FLEET_STATE_URL" not in _environment(rendered, services["serving"])
+
+
+def test_the_control_plane_may_reach_postgres(rendered: list[Manifest]) -> None:
+    services = _services(rendered)
+    workloads = [*_of_kind(rendered, "StatefulSet").values(), *_of_kind(rendered, "Deployment").values()]
+    for name in CONTROL_PLANE:
+        url = _state_url(rendered, services[name])
+        assert url.port in _egress_ports(rendered, services[name]), f"{name} may not reach {url.netloc}"
+        # Where the overlay runs the server itself, its policies must let each service in.
+        for server in (w for w in workloads if w["metadata"]["name"] == url.hostname):
+            allowed = {
+                port["port"]
+                for policy in _of_kind(rendered, "NetworkPolicy").values()
+                if _selects(policy["spec"]["podSelector"], _pod_labels(server))
+                for rule in policy["spec"].get("ingress", [])
+                if any(
+                    _selects(peer.get("podSelector", {}), _pod_labels(services[name]))
+                    for peer in rule["from"]
+                )
+                for port in rule.get("ports", [])
+            }
+            assert url.port in allowed, f"{name} is not let in to {url.hostname}:{url.port}"
+
+
+def test_the_base_runs_two_replicas_of_the_control_plane(
+    rendered: list[Manifest], request: pytest.FixtureRequest
+) -> None:
+    if _kustomization(request) != "base":
+        pytest.skip("overlays choose their own counts (overlays/local pins one)")
+    services = _services(rendered)
+    # The trainer may run more, but each replica reserves 2 CPUs for its local Ray (trainer.yaml).
+    for name in (service for service in CONTROL_PLANE if service != "trainer"):
+        assert services[name]["spec"].get("replicas", 1) >= 2, f"{name}: one replica"
+    assert _of_kind(rendered, "HorizontalPodAutoscaler")["serving"]["spec"]["minReplicas"] >= 2
