@@ -75,11 +75,13 @@ def test_root_runs_the_server_as_the_postgres_user_and_others_as_themselves(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert os_user(euid=1000) == OsUser()
-    assert OsUser().wrap(["postgres", "-D", "data"]) == ["postgres", "-D", "data"]
+    assert OsUser().wrap(["postgres", "-D", "data"], cwd=Path("/x")) == ["postgres", "-D", "data"]
     monkeypatch.setattr(local_postgres.shutil, "which", lambda name: f"/usr/bin/{name}")
     user = OsUser("postgres", 101, 104)
-    # setpriv execs the server: the pid recorded is the postmaster's own.
-    assert user.wrap(["postgres", "-D", "data"]) == [
+    # env and setpriv exec the server: the pid recorded is the postmaster's own.
+    assert user.wrap(["postgres", "-D", "data"], cwd=Path("/x/data")) == [
+        "/usr/bin/env",
+        "--chdir=/x/data",
         "/usr/bin/setpriv",
         "--reuid=101",
         "--regid=104",
@@ -240,3 +242,20 @@ def test_the_provisioning_cli_needs_a_pattern_and_a_file(
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
         read_password(tmp_path / "empty")
+
+
+def test_a_home_the_server_user_cannot_enter_keeps_its_cluster_elsewhere(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    root = closed / "home" / "postgres"
+    root.mkdir(parents=True)
+    stranger = OsUser("stranger", closed.stat().st_uid + 4242, closed.stat().st_gid + 4242)
+    assert local_postgres._cluster_home(root, OsUser()) == root  # the caller itself runs it
+    closed.chmod(0o700)
+    try:
+        elsewhere = local_postgres._cluster_home(root, stranger)
+        # Another home gets another place, the same home the same one.
+        assert elsewhere.parent == local_postgres.FALLBACK_DIR
+        assert elsewhere == local_postgres._cluster_home(root, stranger)
+        assert local_postgres._cluster_home(tmp_path / "other", stranger) != elsewhere
+    finally:
+        closed.chmod(0o755)

@@ -17,6 +17,9 @@ schema, and database ``mlflow`` owned by the role ``mlflow`` (MLflow's backend s
 
 PostgreSQL refuses to run as root: started by root, the server runs as the OS user ``postgres``
 (which Debian's package creates) through ``setpriv``, and its data directory belongs to that user.
+Where that user cannot enter the home (one below root's own ``/root``, mode 0700), the cluster is
+made in ``/var/tmp/modelfleet-postgres/<hash of the home>/data`` and ``data`` links to it
+(delete both to start afresh).
 
 CLI: ``python -m modelfleet_common.local.postgres start|stop|status [--home DIR] [--port N]
 [--timeout S]``.
@@ -25,6 +28,7 @@ CLI: ``python -m modelfleet_common.local.postgres start|stop|status [--home DIR]
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import re
@@ -73,6 +77,8 @@ BIN_DIR_ENV = "FLEET_POSTGRES_BIN_DIR"
 #: The OS user the server runs as when started by root.
 OS_USER = "postgres"
 INSTALL_HINT = "apt-get install postgresql"
+#: Where the cluster goes when the server's OS user cannot reach the home (`_cluster_home`).
+FALLBACK_DIR = Path("/var/tmp/modelfleet-postgres")
 #: Each replica of each service pools a few connections (`FLEET_STATE_POOL_SIZE`), plus MLflow's.
 MAX_CONNECTIONS = 300
 
@@ -82,12 +88,25 @@ def _root(home: Path) -> Path:
 
 
 def _data(root: Path) -> Path:
+    """The cluster's directory: ``data/``, or a link to it where the server's user cannot reach the
+    home (`_cluster_home`); the server is always given the resolved path."""
     return root / "data"
 
 
 def _process(root: Path) -> ManagedProcess:
     # The data directory's absolute path (`-D ...`) is unique per home: it identifies our server.
-    return ManagedProcess(NAME, root, marker=str(_data(root)))
+    return ManagedProcess(NAME, root, marker=str(_data(root).resolve()))
+
+
+def _cluster_home(root: Path, user: OsUser) -> Path:
+    """Where the cluster's directory is made: ``root``, unless the server's OS user cannot enter it
+    (a home below root's own ``/root``, mode 0700): then a directory of this home's own under
+    `FALLBACK_DIR`, which ``root/data`` links to."""
+    if user.uid is None or (blocked := blocked_directory(root, user.uid, user.groups())) is None:
+        return root
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    progress(NAME, f"{user.name} cannot enter {blocked}: the cluster goes to {FALLBACK_DIR / digest}")
+    return FALLBACK_DIR / digest
 
 
 # --- the binaries and the OS user ---------------------------------------------------------------
@@ -137,15 +156,18 @@ class OsUser:
     uid: int | None = None
     gid: int | None = None
 
-    def wrap(self, argv: Sequence[str]) -> list[str]:
-        """`argv` run as this user: ``setpriv`` switches user and group and then execs it (so the
-        pid is the server's own), unlike ``runuser``, which stays as its parent."""
+    def wrap(self, argv: Sequence[str], cwd: Path) -> list[str]:
+        """`argv` run as this user in `cwd`: ``env`` changes directory (PostgreSQL returns to its
+        working directory at start, which must be one it may enter), then ``setpriv`` switches user
+        and group; each execs the next, so the pid is the server's own (``runuser`` would stay as
+        its parent)."""
         if self.name is None:
             return list(argv)
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             raise LaunchError("`setpriv` (util-linux) is needed to run PostgreSQL as a non-root user")
-        return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *argv]
+        change = [shutil.which("env") or "env", f"--chdir={cwd}"]
+        return [*change, setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *argv]
 
     def own(self, path: Path) -> None:
         """Give `path` to this user (the server reads or writes it)."""
@@ -290,17 +312,20 @@ def _initdb(root: Path, bin_dir: Path, user: OsUser, security: LocalPostgresSecu
     data = _data(root)
     if (data / "PG_VERSION").is_file():
         return
-    partial = root / "data.partial"
+    base = _cluster_home(root, user)
+    base.mkdir(mode=0o711, parents=True, exist_ok=True)
+    partial = base / "data.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(mode=0o700)
     user.own(partial)
     # initdb reads the superuser's password from a file the server's user can read: a copy that
     # lives only while initdb runs (the credentials directory is the caller's alone).
-    password_copy = root / ".initdb-password"
+    password_copy = base / ".initdb-password"
     write_private(password_copy, security.password(SUPERUSER) + "\n")
     user.own(password_copy)
     command = user.wrap(
-        [
+        cwd=base,
+        argv=[
             str(bin_dir / "initdb"),
             "-D",
             str(partial),
@@ -312,27 +337,29 @@ def _initdb(root: Path, bin_dir: Path, user: OsUser, security: LocalPostgresSecu
             "--encoding=UTF8",
             "--locale=C",
             "--no-instructions",
-        ]
+        ],
     )
     progress(NAME, f"initialising the cluster in {data} (first start only)")
     try:
-        proc = subprocess.run(command, check=False, cwd=root, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(command, check=False, cwd=base, capture_output=True, text=True, timeout=300)
     finally:
         password_copy.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise LaunchError(f"initdb failed (exit {proc.returncode})", f"{proc.stdout}\n{proc.stderr}")
-    partial.rename(data)
+    if base == root:
+        partial.rename(data)
+        return
+    shutil.rmtree(base / "data", ignore_errors=True)
+    partial.rename(base / "data")
+    if data.is_symlink():
+        data.unlink()
+    data.symlink_to(base / "data", target_is_directory=True)
 
 
 def _prepare(root: Path, port: int) -> tuple[list[str], None]:
     bin_dir = find_bin_dir()
     user = os_user()
     data = _data(root)
-    if user.uid is not None and (blocked := blocked_directory(root, user.uid, user.groups())):
-        raise LaunchError(
-            f"the OS user {user.name} that runs PostgreSQL cannot enter {blocked}: choose a home it "
-            f"can reach (FLEET_LOCAL_HOME=/tmp/..., or `chmod o+x {blocked}`)"
-        )
     security = LocalPostgresSecurity(root)
     if (data / "PG_VERSION").is_file() and not security.password_file(SUPERUSER).is_file():
         raise LaunchError(
@@ -350,11 +377,12 @@ def _prepare(root: Path, port: int) -> tuple[list[str], None]:
             f"{data} was made by PostgreSQL {made_by}, but {bin_dir} is PostgreSQL {major}: "
             f"install {made_by} ({BIN_DIR_ENV}) or delete {data} to start afresh"
         )
+    data = data.resolve()
     hba = data / "pg_hba.conf"
     hba.write_text(hba_conf(), encoding="utf-8")
     hba.chmod(0o600)
     user.own(hba)
-    return user.wrap(server_argv(bin_dir, data, port)), None
+    return user.wrap(server_argv(bin_dir, data, port), cwd=data), None
 
 
 # --- the API ----------------------------------------------------------------------------------
