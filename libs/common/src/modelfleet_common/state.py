@@ -173,13 +173,20 @@ class KeyLocks:
     can handle the same model at once; a read-decide-write on its state takes this lock. On
     PostgreSQL it is a session advisory lock (released by the server if the holder dies); on
     SQLite, or without an engine (tests), an asyncio lock of this process.
+
+    A held lock keeps one connection of its own (not one of the state pool, which the holder still
+    needs for its reads and writes), and waiting never blocks a thread: the waiter polls
+    `pg_try_advisory_lock` with a growing pause (20 ms to 500 ms), so many waiters cannot starve
+    the event loop's thread pool that trainings and MLflow calls use.
     """
 
     def __init__(self, engine: Engine | None = None, scope: str = "") -> None:
-        self._engine = engine
         self._scope = scope
         self._local: dict[str, asyncio.Lock] = {}
-        self._shared = engine is not None and engine.dialect.name == "postgresql"
+        self._engine: Engine | None = None
+        if engine is not None and engine.dialect.name == "postgresql":
+            # Connections of their own: one per held lock, as many as there are holders.
+            self._engine = sa.create_engine(engine.url, poolclass=sa.pool.NullPool, pool_pre_ping=False)
 
     def _lock_id(self, key: str) -> int:
         digest = hashlib.blake2b(f"{self._scope}\0{key}".encode(), digest_size=8).digest()
@@ -189,34 +196,33 @@ class KeyLocks:
     async def hold(self, key: str) -> AsyncIterator[None]:
         local = self._local.setdefault(key, asyncio.Lock())
         async with local:
-            if not self._shared:
+            if self._engine is None:
                 yield
                 return
             lock_id = self._lock_id(key)
-            connection = await asyncio.to_thread(self._acquire, lock_id)
+            connection = await asyncio.to_thread(self._engine.connect)
             try:
-                yield
+                pause = 0.02
+                while not await asyncio.to_thread(_try_lock, connection, lock_id):
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                try:
+                    yield
+                finally:
+                    await asyncio.to_thread(_unlock, connection, lock_id)
             finally:
-                await asyncio.to_thread(self._release, connection, lock_id)
+                await asyncio.to_thread(connection.close)
 
-    def _acquire(self, lock_id: int) -> Connection:
-        assert self._engine is not None
-        connection = self._engine.connect()
-        try:
-            connection.execute(sa.select(sa.func.pg_advisory_lock(lock_id)))
-            connection.commit()
-        except BaseException:
-            connection.close()
-            raise
-        return connection
 
-    @staticmethod
-    def _release(connection: Connection, lock_id: int) -> None:
-        try:
-            connection.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
-            connection.commit()
-        finally:
-            connection.close()
+def _try_lock(connection: Connection, lock_id: int) -> bool:
+    acquired = bool(connection.execute(sa.select(sa.func.pg_try_advisory_lock(lock_id))).scalar())
+    connection.commit()
+    return acquired
+
+
+def _unlock(connection: Connection, lock_id: int) -> None:
+    connection.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
+    connection.commit()
 
 
 class StateEngine:
