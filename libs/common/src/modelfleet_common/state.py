@@ -274,12 +274,12 @@ class StateEngine:
                         f"schema {schema!r} does not exist in {shown}: create it owned by the "
                         f"service's role (`make postgres` does; see docs/architecture.md)"
                     )
+            return cls(engine, scope=f"{url.database}.{schema}")._with_tables()
         except SQLAlchemyError as error:
             raise StateUnavailable(
                 f"cannot open the state engine at {shown} (FLEET_STATE_URL, "
-                f"FLEET_STATE_PASSWORD_FILE): {_reason(error)}"
+                f"FLEET_STATE_PASSWORD_FILE, FLEET_STATE_SCHEMA): {_reason(error)}"
             ) from None
-        return cls(engine, scope=f"{url.database}.{schema}")._with_tables()
 
     @classmethod
     def sqlite(cls, path: Path, *, scope: str = "state") -> StateEngine:
