@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -119,3 +121,42 @@ def test_quarantined_bytes_are_kept_as_received_under_their_hash(memory_root: st
 def test_a_dataset_name_cannot_move_the_quarantine_out_of_its_folder(tmp_path: Path) -> None:
     uri = DatasetStore(str(tmp_path / "store")).quarantine("../../etc", "b.csv", b"x")
     assert Path(uri).parent == tmp_path / "store" / "quarantine" / "_.._etc"
+
+
+def test_replicas_writing_one_store_at_once_leave_every_file_whole(tmp_path: Path) -> None:
+    # Four replicas on one shared root: the same version of one dataset, and a dataset each.
+    root = str(tmp_path / "shared")
+    replicas = [DatasetStore(root) for _ in range(4)]
+    same = pa.table({"x": list(range(5_000))})
+    own = [pa.table({"x": [index] * 1_000}) for index in range(len(replicas))]
+
+    def write(index: int) -> tuple[set[str], set[str]]:
+        replica = replicas[index]
+        same_uris = {replica.put_version("same", same).uri for _ in range(5)}
+        own_uris = {replica.put_version(f"d{index}", own[index]).uri for _ in range(5)}
+        return same_uris, own_uris
+
+    with ThreadPoolExecutor(max_workers=len(replicas)) as pool:
+        written = list(pool.map(write, range(len(replicas))))
+
+    [same_uri] = set().union(*(same_uris for same_uris, _ in written))
+    assert pq.read_table(same_uri).equals(same)
+    for index, (_, own_uris) in enumerate(written):
+        [uri] = own_uris
+        assert pq.read_table(uri).equals(own[index])
+    assert not list((tmp_path / "shared").rglob("*.partial"))
+
+
+def test_a_write_cut_short_leaves_nothing_under_the_version_s_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DatasetStore(str(tmp_path / "store"))
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.put_version("d", pa.table({"x": [1, 2]}))
+
+    assert list((tmp_path / "store").rglob("*.parquet*")) == []

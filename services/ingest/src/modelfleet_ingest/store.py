@@ -9,10 +9,30 @@ reference profiles, and a quarantine for the raw bytes of rejected batches.
 
 Batches are read only under the allowed roots, and only regular files up to the size limit
 (`access`): a refused batch is never opened, so nothing of it can reach a message or the quarantine.
+
+**Replicas share one store.** A version written by one replica is read by another (the next
+`append` or feedback flush of its dataset may land anywhere, and so may a batch `modelfleet ingest`
+uploaded), and the trainer and monitor read versions and profiles by URI. So with more than one
+replica `FLEET_DATA_DIR` must be the same place for all of them: a ReadWriteMany volume mounted at
+the same path (NFS, CephFS, EFS, ...) or an object store (`s3://`, `gs://`, ...); a pod's own disk
+or `memory://` holds one replica's data only. Nothing in the store assumes one process:
+
+- every file name is derived from content (a version is the hash of its rows, a quarantined batch
+  the hash of its bytes, a profile its version's), never from a counter one process keeps, so two
+  replicas writing the same thing write the same file and two writing different things (other
+  datasets, other versions) never share a name. Which version is a dataset's latest is state
+  (`state.py`), changed under the dataset's lock across replicas, not a file;
+- a file is written whole or not at all, and never changed once there: on a local or mounted
+  disk into a temp file unique to the writer (`<name>.<uuid>.partial`), synced, then renamed over
+  the final name (atomic on POSIX filesystems and NFS; a concurrent writer of the same name
+  renames identical content), then the directory is synced, so a crash never leaves a truncated
+  version behind a name the state already points at; object stores publish an object whole when
+  its upload completes. A writer killed mid-write leaves only its `.partial` file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -78,8 +98,9 @@ class DatasetStore:
     `file://`, `s3://`, ...), and reads batches from below its allowed roots.
 
     A version is written once and never modified, so it stays readable forever and a model can be
-    retrained on exactly the data it saw. On a local disk the write is atomic (temp file + rename);
-    object stores publish an object whole when its upload completes.
+    retrained on exactly the data it saw. On a local disk the write is atomic and durable (synced
+    temp file + rename); object stores publish an object whole when its upload completes. Several
+    processes may share a root (see the module's docstring).
     """
 
     def __init__(
@@ -218,17 +239,41 @@ class DatasetStore:
         return f"{self.root}/datasets/{dataset}/{version}.parquet"
 
     def _write_once(self, path: str, data: bytes) -> None:
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        folder = path.rsplit("/", 1)[0]
+        self.fs.makedirs(folder, exist_ok=True)
         if not self._local:
             self.fs.pipe_file(path, data)
             return
+        # A name of this writer's own (another replica may be writing the same file right now).
         partial = f"{path}.{uuid.uuid4().hex}.partial"
-        self.fs.pipe_file(partial, data)
-        self.fs.mv(partial, path)  # a rename: readers see the whole file or none
+        try:
+            with open(partial, "xb") as sink:
+                sink.write(data)
+                sink.flush()
+                os.fsync(sink.fileno())  # the bytes are on disk before the name points at them
+            os.replace(partial, path)  # a rename: readers see the whole file or none
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+        _sync_directory(folder)
 
     def _uri(self, path: str) -> str:
         # Local paths stay plain paths (what pyarrow, pandas and MLflow take everywhere).
         return path if self._local else str(self.fs.unstrip_protocol(path))
+
+
+def _sync_directory(folder: str) -> None:
+    """Make a rename in `folder` durable (where the filesystem lets a directory be synced)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _resolved(place: Place) -> Place:
