@@ -274,7 +274,11 @@ class StateEngine:
                         f"schema {schema!r} does not exist in {shown}: create it owned by the "
                         f"service's role (`make postgres` does; see docs/architecture.md)"
                     )
-            return cls(engine, scope=f"{url.database}.{schema}")._with_tables()
+            opened = cls(engine, scope=f"{url.database}.{schema}")._with_tables()
+            with engine.connect() as connection:
+                # Existing tables are not created again: this read checks the role may use them.
+                connection.execute(sa.select(KV.c.key).limit(1))
+            return opened
         except SQLAlchemyError as error:
             raise StateUnavailable(
                 f"cannot open the state engine at {shown} (FLEET_STATE_URL, "
