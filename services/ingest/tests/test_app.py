@@ -15,6 +15,8 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from modelfleet_common.kafka import event_headers
+from modelfleet_common.settings import StateSettings
+from modelfleet_common.state import StateUnavailable
 from modelfleet_contracts import (
     ColumnSpec,
     DataBatchSubmitted,
@@ -41,6 +43,21 @@ from modelfleet_contracts.topics import (
     MODEL_SPECS,
     PREDICTION_LOGS,
 )
+from modelfleet_ingest.bootstrap import bootstrap
+from modelfleet_ingest.config import IngestSettings
+from modelfleet_ingest.state import VersionRecord
+
+from .conftest import Opened, Published
+
+RECORD = VersionRecord(
+    dataset="d",
+    version="v1",
+    uri="/data/datasets/d/v1.parquet",
+    profile_uri="/data/datasets/d/v1.profile.json",
+    row_count=1,
+    columns=[("x", "double")],
+    spec_revision="r1",
+)
 
 
 @pytest.fixture
@@ -50,8 +67,55 @@ def ingest_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Modu
     monkeypatch.setenv("FLEET_DATA_DIR", f"memory:///ingest-app-{uuid.uuid4().hex}")
     monkeypatch.setenv("FLEET_SPEC_WAIT_SECONDS", "0")
     sys.modules.pop("modelfleet_ingest.app", None)
-    yield importlib.import_module("modelfleet_ingest.app")
+    module = importlib.import_module("modelfleet_ingest.app")
+    yield module
+    if module.dependencies.cache_info().currsize:
+        module.close_state()
     sys.modules.pop("modelfleet_ingest.app", None)
+
+
+def test_importing_the_app_opens_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opened: Opened
+) -> None:
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FLEET_DATA_DIR", str(tmp_path / "data"))
+    sys.modules.pop("modelfleet_ingest.app", None)
+    try:
+        with opened.during():
+            module = importlib.import_module("modelfleet_ingest.app")
+        assert module.dependencies.cache_info().currsize == 0
+        assert not [path for path in opened.paths if path.startswith(str(tmp_path))]
+        assert not tmp_path.joinpath("state").exists()
+        # The feedback flush is one of the service's periodic tasks, run from startup to shutdown.
+        assert [name for _, _, name in module.service._periodic] == ["feedback-flush"]
+    finally:
+        sys.modules.pop("modelfleet_ingest.app", None)
+
+
+def test_bootstrap_keeps_ingest_s_state_in_the_state_engine_of_the_state_dir(tmp_path: Path) -> None:
+    settings = IngestSettings(state_dir=tmp_path / "state", data_dir=str(tmp_path / "data"))
+    deps = bootstrap(settings, publish=Published())
+    deps.state.record_version(RECORD, event_id="batch-1", mode="replace")
+    deps.handled.mark("version:d:v1")
+    assert deps.state_engine is not None
+    deps.state_engine.close()
+
+    assert (tmp_path / "state" / "ingest-state.sqlite").is_file()
+    again = bootstrap(settings, publish=Published())
+    assert again.state.batch_outcome("batch-1") == RECORD
+    assert again.handled.seen("version:d:v1")
+    assert again.feedback_policy.ttl_seconds == settings.ingest_feedback_ttl_seconds
+    assert again.records_ttl_seconds == settings.state.idempotency_ttl_seconds
+    assert again.state_engine is not None
+    again.state_engine.close()
+
+
+def test_bootstrap_refuses_an_unreachable_state_engine_naming_the_variable(tmp_path: Path) -> None:
+    settings = IngestSettings(
+        state_dir=tmp_path, state=StateSettings(url="postgresql+psycopg://ingest@127.0.0.1:1/modelfleet")
+    )
+    with pytest.raises(StateUnavailable, match="FLEET_STATE_URL"):
+        bootstrap(settings, publish=Published())
 
 
 async def publish(broker: KafkaBroker, topic: str, event: Event) -> None:
@@ -133,7 +197,7 @@ async def test_a_prediction_and_its_label_join_into_a_pending_feedback_row(inges
             GroundTruthObserved(producer="labels", model="scorer", request_id="req-1", label="b"),
         )
 
-    claim = ingest_app.deps.feedback.claim("points")
+    claim = ingest_app.dependencies().feedback.claim("points", now=datetime.now(UTC).timestamp())
     assert claim is not None
     [row] = claim.rows
     assert (row.model, row.request_id, row.row.values) == ("scorer", "req-1", {"x": 1.5, "label": "b"})

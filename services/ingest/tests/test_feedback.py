@@ -29,7 +29,7 @@ from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.serving import Route
 from modelfleet_contracts.specs import DatasetBinding, ModelMetadata, ModelSpecBody, PipelineRef
 from modelfleet_ingest.feedback import FeedbackBinding
-from modelfleet_ingest.feedback_state import SqliteFeedbackState, WaitingPrediction
+from modelfleet_ingest.feedback_state import SqlFeedbackState, WaitingPrediction
 from modelfleet_ingest.handlers import (
     FeedbackPolicy,
     IngestDeps,
@@ -40,6 +40,8 @@ from modelfleet_ingest.handlers import (
     record_predictions,
 )
 from modelfleet_ingest.validation import OUT_OF_RANGE, UNEXPECTED_COLUMN, UNKNOWN_CATEGORY
+
+from .conftest import Engines
 
 Declare = Callable[..., Awaitable[None]]
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -356,7 +358,7 @@ async def test_rows_of_an_undeclared_dataset_wait_for_its_spec(
 
 async def test_a_retired_model_s_waiting_predictions_are_forgotten(feedback_deps: IngestDeps) -> None:
     state = feedback_deps.feedback
-    assert isinstance(state, SqliteFeedbackState)
+    assert isinstance(state, SqlFeedbackState)
     await note_model_spec(model_spec(), feedback_deps)
     await record_predictions(logged(prediction("r1")), feedback_deps)
 
@@ -369,7 +371,7 @@ async def test_a_retired_model_s_waiting_predictions_are_forgotten(feedback_deps
 
 async def test_predictions_and_labels_wait_at_most_the_ttl(feedback_deps: IngestDeps) -> None:
     state = feedback_deps.feedback
-    assert isinstance(state, SqliteFeedbackState)
+    assert isinstance(state, SqlFeedbackState)
     feedback_deps.feedback_policy = FeedbackPolicy(ttl_seconds=3600)
     await record_predictions(
         logged(prediction("old", predicted_at=NOW - timedelta(minutes=50))), feedback_deps
@@ -441,17 +443,16 @@ async def test_a_flush_cut_short_after_storing_its_version_is_announced_once_and
     assert (second.row_count, second.feedback_rows) == (3, 1)
 
 
-def test_feedback_rows_survive_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "feedback.sqlite"
-    state = SqliteFeedbackState(path)
+def test_feedback_rows_survive_a_restart(engines: Engines) -> None:
+    state = SqlFeedbackState(engines.open())
     state.put_binding(MODEL, FeedbackBinding("plants", "failed", {"plant": "p1"}), "r1", now=0)
     waiting = WaitingPrediction("r1", 0, "1", {"machine": "m1"}, predicted_at=1.0)
     state.add_predictions(MODEL, [waiting], now=1, max_waiting=10)
-    state.close()
+    engines.opened[0].close()
 
-    reopened = SqliteFeedbackState(path)
+    reopened = SqlFeedbackState(engines.open())
     arrival = reopened.add_label(MODEL, "r1", True, observed_at=2, now=2, max_waiting=10)
-    claim = reopened.claim("plants")
+    claim = reopened.claim("plants", now=2)
 
     assert arrival.joined == 1
     assert claim is not None

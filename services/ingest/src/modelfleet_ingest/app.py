@@ -1,12 +1,9 @@
-"""ingest: wiring of the broker, subscribers, publishers and the periodic feedback flush."""
+"""ingest: wiring of the broker, subscribers, publishers and the periodic feedback flush
+(dependencies: `bootstrap`)."""
 
-import asyncio
-import contextlib
-import logging
+from functools import cache
 
-from modelfleet_common.idempotency import durable_idempotency
 from modelfleet_common.service import FleetService
-from modelfleet_common.state import StateEngine
 from modelfleet_contracts import (
     DataBatchSubmitted,
     DatasetSpecSubmitted,
@@ -25,89 +22,65 @@ from modelfleet_contracts.topics import (
 )
 
 from . import handlers
+from .bootstrap import bootstrap
 from .config import IngestSettings
-from .feedback_state import SqliteFeedbackState
-from .state import SqliteIngestState
-from .store import DatasetStore
-
-logger = logging.getLogger("modelfleet.ingest")
 
 settings = IngestSettings()
 service = FleetService("ingest", settings)
-deps = handlers.IngestDeps(
-    store=DatasetStore(
-        settings.data_dir,
-        allowed_roots=settings.ingest_allowed_roots,
-        max_batch_bytes=settings.ingest_max_bytes,
-    ),
-    state=SqliteIngestState(settings.state_dir / "ingest-state.sqlite"),
-    handled=durable_idempotency(
-        StateEngine.sqlite(settings.state_dir / "ingest-handled.sqlite"), settings.state
-    ),
-    publish=service.publisher(DATASET_VERSIONS, DATASET_REJECTIONS),
-    feedback=SqliteFeedbackState(settings.state_dir / "ingest-feedback.sqlite"),
-    spec_wait=handlers.SpecWait(
-        total_seconds=settings.spec_wait_seconds,
-        first_interval_seconds=settings.spec_wait_first_interval_seconds,
-    ),
-    feedback_policy=handlers.FeedbackPolicy(
-        ttl_seconds=settings.ingest_feedback_ttl_seconds,
-        max_waiting_per_model=settings.ingest_feedback_max_waiting,
-        min_rows=settings.ingest_feedback_min_rows,
-    ),
-    feedback_metrics=handlers.FeedbackMetrics(service.metrics.registry),
-)
+publish = service.publisher(DATASET_VERSIONS, DATASET_REJECTIONS)
+feedback_metrics = handlers.FeedbackMetrics(service.metrics.registry)
+
+
+@cache
+def dependencies() -> handlers.IngestDeps:
+    """Built once, by the startup hook (or by the first event in tests)."""
+    return bootstrap(settings, publish=publish, feedback_metrics=feedback_metrics)
 
 
 @service.subscriber(DATASET_SPECS)
 async def on_dataset_spec_submitted(event: DatasetSpecSubmitted) -> None:
-    await handlers.record_dataset_spec(event, deps)
+    await handlers.record_dataset_spec(event, dependencies())
 
 
 @service.subscriber(DATA_BATCHES)
 async def on_data_batch_submitted(event: DataBatchSubmitted) -> None:
-    await handlers.ingest_batch(event, deps)
+    await handlers.ingest_batch(event, dependencies())
 
 
 @service.subscriber(MODEL_SPECS)
 async def on_model_spec(event: SpecEvent) -> None:
-    await handlers.note_model_spec(event, deps)
+    await handlers.note_model_spec(event, dependencies())
 
 
 @service.subscriber(PREDICTION_LOGS)
 async def on_prediction_logged(event: PredictionLogged) -> None:
-    await handlers.record_predictions(event, deps)
+    await handlers.record_predictions(event, dependencies())
 
 
 @service.subscriber(GROUND_TRUTH)
 async def on_ground_truth_observed(event: GroundTruthObserved) -> None:
-    await handlers.record_ground_truth(event, deps)
+    await handlers.record_ground_truth(event, dependencies())
 
 
-async def materialize_periodically(interval_seconds: float) -> None:
-    """Flush joined feedback every `interval_seconds` until cancelled; a failed flush keeps its
-    rows claimed for the next one."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        try:
-            await handlers.materialize_feedback(deps.clock(), deps)
-        except Exception:
-            logger.exception("feedback flush failed")
+async def flush_feedback() -> None:
+    """Append joined feedback to its datasets; a failed flush keeps its rows claimed for the next."""
+    deps = dependencies()
+    await handlers.materialize_feedback(deps.clock(), deps)
 
 
+service.every(settings.ingest_feedback_seconds, flush_feedback, name="feedback-flush")
 app = service.app()
-_flusher: set[asyncio.Task[None]] = set()
 
 
-@app.after_startup
-async def start_flushing() -> None:
-    _flusher.add(asyncio.create_task(materialize_periodically(settings.ingest_feedback_seconds)))
+@app.on_startup
+def build_dependencies() -> None:
+    """Open the state engine and the dataset store before consuming: an unreachable engine stops
+    the service, naming the variable to fix."""
+    dependencies()
 
 
-@app.on_shutdown
-async def stop_flushing() -> None:
-    for task in list(_flusher):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        _flusher.discard(task)
+@app.after_shutdown
+def close_state() -> None:
+    """Give the state engine's connections back once the last event and flush are done."""
+    if dependencies.cache_info().currsize and (engine := dependencies().state_engine) is not None:
+        engine.close()

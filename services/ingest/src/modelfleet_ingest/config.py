@@ -8,6 +8,7 @@ from pydantic_settings import NoDecode
 
 from modelfleet_common.settings import ServiceSettings
 
+from .feedback_state import DEFAULT_CLAIM_SECONDS
 from .store import DEFAULT_MAX_BATCH_BYTES, UPLOADS
 
 
@@ -19,7 +20,8 @@ class IngestSettings(ServiceSettings):
         description=(
             "Root of the dataset store (`FLEET_DATA_DIR`): a local path or any fsspec URI "
             "(`file://...`, `s3://bucket/prefix`, `memory://...`); versions, profiles and the "
-            "quarantine live below it."
+            "quarantine live below it. Every replica must see the same store: with replicas > 1, a "
+            "ReadWriteMany volume or an object store (`memory://` is one process's)."
         ),
     )
     ingest_allowed_roots: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -72,6 +74,16 @@ class IngestSettings(ServiceSettings):
         description=(
             "Most predictions (and, separately, labels) per model that wait for their other half; "
             "the oldest are dropped first and counted in `fleet_ingest_feedback_dropped_total`."
+        ),
+    )
+    ingest_feedback_claim_seconds: float = Field(
+        default=DEFAULT_CLAIM_SECONDS,
+        gt=0,
+        description=(
+            "How long a replica's claim on a dataset's joined feedback rows holds "
+            "(`FLEET_INGEST_FEEDBACK_CLAIM_SECONDS`): a flush that fails replays its claim at the "
+            "same replica's next flush; a claim of a replica killed mid-flush is taken over by "
+            "another replica once it lapses. Longer than any flush."
         ),
     )
     ingest_feedback_ttl_seconds: float = Field(

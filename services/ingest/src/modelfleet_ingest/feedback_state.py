@@ -1,82 +1,54 @@
-"""Durable state of live feedback (SQLite under `FLEET_STATE_DIR`).
+"""Durable state of live feedback, in ingest's schema of the state engine, shared by its replicas.
 
 Predictions wait here for their label and labels for their prediction (serving batches its logs,
-so a label can come first), keyed by (model, request id) so redeliveries change nothing. When both
-are there and the model's spec is known they become one joined row of the model's dataset, which
-waits for the next flush. A flush first *claims* its rows under a deterministic id, so a crash
-between storing the version and announcing it is recovered by replaying the same claim; settled
-rows leave a tombstone (until the TTL) so a late redelivery cannot join them a second time.
+so a label can come first), keyed by (model, request id) so redeliveries change nothing. The two
+halves arrive on different topics, consumed by different groups, so usually at different
+replicas: each write of a model's halves runs under that model's transaction lock (`tables.write`),
+so whichever half commits second sees the first and joins it. When both are there and the model's
+spec is known they become one joined row of the model's dataset, which waits for the next flush.
+
+Every replica flushes periodically. A flush first *claims* a dataset's rows in one atomic update
+(`... SET flush = … WHERE flush IS NULL`), so two flushers never claim the same row; the claim is
+named by its first and last row id, which makes it replayable: a flush that fails keeps its rows
+claimed and the next flush replays the same claim (a crash between storing the version and
+announcing it stores nothing twice). A claim is held by one flusher for `claim_seconds`; the same
+flusher renews it when it replays, and once it lapses (its replica was killed mid-flush) the next
+flusher takes it over, under the same name. Settled rows leave a tombstone (until the TTL) so a
+late redelivery cannot join them a second time.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
+import sqlalchemy as sa
 from pydantic import JsonValue
+from sqlalchemy.engine import Connection
+
+from modelfleet_common.state import StateEngine
 
 from .feedback import FeedbackBinding, JoinedRow, PendingRow, join_row
-from .sqlite import open_database, transaction
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback_bindings (
-    model      TEXT PRIMARY KEY,
-    dataset    TEXT NOT NULL,
-    target     TEXT NOT NULL,
-    where_json TEXT NOT NULL,
-    revision   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS waiting_predictions (
-    model         TEXT NOT NULL,
-    request_id    TEXT NOT NULL,
-    route_rank    INTEGER NOT NULL,
-    version       TEXT NOT NULL,
-    features_json TEXT NOT NULL,
-    predicted_at  REAL NOT NULL,
-    PRIMARY KEY (model, request_id)
-);
-CREATE INDEX IF NOT EXISTS waiting_predictions_by_age ON waiting_predictions (model, predicted_at);
-CREATE INDEX IF NOT EXISTS waiting_predictions_expiry ON waiting_predictions (predicted_at);
-CREATE TABLE IF NOT EXISTS waiting_labels (
-    model       TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    label_json  TEXT NOT NULL,
-    observed_at REAL NOT NULL,
-    PRIMARY KEY (model, request_id)
-);
-CREATE INDEX IF NOT EXISTS waiting_labels_by_age ON waiting_labels (model, observed_at);
-CREATE INDEX IF NOT EXISTS waiting_labels_expiry ON waiting_labels (observed_at);
-CREATE TABLE IF NOT EXISTS feedback_rows (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    model      TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    dataset    TEXT NOT NULL,
-    row_json   TEXT NOT NULL,
-    added_json TEXT NOT NULL,
-    flush      TEXT,
-    joined_at  REAL NOT NULL,
-    UNIQUE (model, request_id)
-);
-CREATE INDEX IF NOT EXISTS feedback_rows_by_dataset ON feedback_rows (dataset, flush);
-CREATE TABLE IF NOT EXISTS settled_requests (
-    model      TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    settled_at REAL NOT NULL,
-    PRIMARY KEY (model, request_id)
-);
-CREATE INDEX IF NOT EXISTS settled_requests_expiry ON settled_requests (settled_at);
-"""
-
-#: A (model, request id) that already joined, or was settled, takes no new prediction or label.
-_NOT_JOINED = (
-    "NOT EXISTS (SELECT 1 FROM feedback_rows r WHERE r.model = :model AND r.request_id = :request_id) "
-    "AND NOT EXISTS (SELECT 1 FROM settled_requests s WHERE s.model = :model AND s.request_id = :request_id)"
+from .tables import (
+    FEEDBACK_BINDINGS,
+    FEEDBACK_ROWS,
+    METADATA,
+    SETTLED_REQUESTS,
+    WAITING_LABELS,
+    WAITING_PREDICTIONS,
+    chunks,
+    insert,
+    write,
 )
+
+#: How long a flusher holds its claim before another may take it over (`FLEET_INGEST_FEEDBACK_CLAIM_SECONDS`).
+DEFAULT_CLAIM_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -154,74 +126,111 @@ class FeedbackState(Protocol):
     def pending(self) -> dict[str, int]:
         """Joined rows not yet settled, per dataset."""
 
-    def claim(self, dataset: str) -> Claim | None:
-        """The dataset's unfinished claim if there is one (it is replayed as it was), else a new
-        claim of every pending row of the dataset; None when nothing is pending."""
+    def claim(self, dataset: str, *, now: float) -> Claim | None:
+        """The dataset's unfinished claim if this flusher holds it or its hold lapsed (replayed as
+        it was, held again), else a new claim of every unclaimed row of the dataset; None when
+        nothing is pending or another flusher holds the dataset's claim."""
 
     def settle(self, flush: str, *, now: float) -> None:
         """The claim's rows became a version or were quarantined: remove them, remember their keys."""
 
 
-class SqliteFeedbackState:
-    """`FeedbackState` in one SQLite file; every change is one transaction."""
+def flusher_id() -> str:
+    """Who holds a claim: this pod (host name) and process, unique per start."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def __init__(self, path: Path) -> None:
-        self._db = open_database(path, _SCHEMA, SCHEMA_VERSION)
+
+class SqlFeedbackState:
+    """`FeedbackState` in the service's state engine; every change is one transaction.
+
+    `owner` names this flusher in its claims (one per process); `claim_seconds` is how long a claim
+    stays this flusher's before another may take it over.
+    """
+
+    def __init__(
+        self, engine: StateEngine, *, owner: str | None = None, claim_seconds: float = DEFAULT_CLAIM_SECONDS
+    ) -> None:
+        engine.create_tables(METADATA)
+        self._engine = engine.engine
+        translate = self._engine.get_execution_options().get("schema_translate_map") or {}
+        self._scope = str(translate.get(None) or "")
+        self.owner = owner or flusher_id()
+        self.claim_seconds = claim_seconds
 
     def put_binding(self, model: str, binding: FeedbackBinding, revision: str, *, now: float) -> Arrival:
-        with transaction(self._db):
-            self._db.execute(
-                "INSERT INTO feedback_bindings (model, dataset, target, where_json, revision) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (model) DO UPDATE SET dataset = excluded.dataset, "
-                "target = excluded.target, where_json = excluded.where_json, revision = excluded.revision",
-                (model, binding.dataset, binding.target, json.dumps(dict(binding.where)), revision),
+        with self._write(model) as connection:
+            row = {
+                "model": model,
+                "dataset": binding.dataset,
+                "target": binding.target,
+                "where_json": json.dumps(dict(binding.where)),
+                "revision": revision,
+            }
+            statement = insert(connection, FEEDBACK_BINDINGS)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["model"],
+                    set_={name: statement.excluded[name] for name in row if name != "model"},
+                ),
+                row,
             )
-            return Arrival(joined=self._join(model, None, now))
+            return Arrival(joined=self._join(connection, model, None, now))
 
     def binding(self, model: str) -> FeedbackBinding | None:
         """The model's binding, if its spec is known."""
-        row = self._db.execute(
-            "SELECT dataset, target, where_json FROM feedback_bindings WHERE model = ?", (model,)
-        ).fetchone()
-        if row is None:
-            return None
-        return FeedbackBinding(dataset=row[0], target=row[1], where=json.loads(row[2]))
+        with self._engine.connect() as connection:
+            return _binding(connection, model)
 
     def forget_model(self, model: str) -> int:
-        with transaction(self._db):
-            self._db.execute("DELETE FROM feedback_bindings WHERE model = ?", (model,))
-            dropped = self._db.execute("DELETE FROM waiting_predictions WHERE model = ?", (model,)).rowcount
-            dropped += self._db.execute("DELETE FROM waiting_labels WHERE model = ?", (model,)).rowcount
-        return int(dropped)
+        with self._write(model) as connection:
+            connection.execute(sa.delete(FEEDBACK_BINDINGS).where(FEEDBACK_BINDINGS.c.model == model))
+            dropped = 0
+            for table in (WAITING_PREDICTIONS, WAITING_LABELS):
+                dropped += connection.execute(sa.delete(table).where(table.c.model == model)).rowcount or 0
+        return dropped
 
     def add_predictions(
         self, model: str, predictions: Sequence[WaitingPrediction], *, now: float, max_waiting: int
     ) -> Arrival:
-        rows = [
-            {
-                "model": model,
-                "request_id": prediction.request_id,
-                "rank": prediction.route_rank,
-                "version": prediction.version,
-                "features": json.dumps(prediction.features),
-                "predicted_at": prediction.predicted_at,
-            }
-            for prediction in predictions
-        ]
-        with transaction(self._db):
-            # Upsert: a champion/challenger record replaces a shadow's record of the same request.
-            self._db.executemany(
-                "INSERT INTO waiting_predictions (model, request_id, route_rank, version, features_json, "
-                "predicted_at) SELECT :model, :request_id, :rank, :version, :features, :predicted_at "
-                f"WHERE {_NOT_JOINED} "
-                "ON CONFLICT (model, request_id) DO UPDATE SET route_rank = excluded.route_rank, "
-                "version = excluded.version, features_json = excluded.features_json, "
-                "predicted_at = excluded.predicted_at "
-                "WHERE excluded.route_rank < waiting_predictions.route_rank",
-                rows,
+        # One per request: the best route (a champion's or challenger's answer over a shadow's),
+        # the first of equals, as the stored row keeps it against later ones.
+        best: dict[str, WaitingPrediction] = {}
+        for prediction in predictions:
+            kept = best.get(prediction.request_id)
+            if kept is None or prediction.route_rank < kept.route_rank:
+                best[prediction.request_id] = prediction
+        with self._write(model) as connection:
+            taken = _joined_or_settled(connection, model, list(best))
+            rows = [
+                {
+                    "model": model,
+                    "request_id": prediction.request_id,
+                    "route_rank": prediction.route_rank,
+                    "version": prediction.version,
+                    "features_json": json.dumps(prediction.features),
+                    "predicted_at": prediction.predicted_at,
+                }
+                for prediction in best.values()
+                if prediction.request_id not in taken
+            ]
+            if rows:
+                # A champion/challenger record replaces a shadow's record of the same request.
+                statement = insert(connection, WAITING_PREDICTIONS)
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["model", "request_id"],
+                        set_={
+                            name: statement.excluded[name]
+                            for name in ("route_rank", "version", "features_json", "predicted_at")
+                        },
+                        where=statement.excluded.route_rank < WAITING_PREDICTIONS.c.route_rank,
+                    ),
+                    rows,
+                )
+            joined = self._join(connection, model, [str(row["request_id"]) for row in rows], now)
+            evicted = _evict(
+                connection, WAITING_PREDICTIONS, WAITING_PREDICTIONS.c.predicted_at, model, max_waiting
             )
-            joined = self._join(model, [prediction.request_id for prediction in predictions], now)
-            evicted = self._evict("waiting_predictions", "predicted_at", model, max_waiting)
         return Arrival(joined=joined, evicted=evicted)
 
     def add_label(
@@ -234,130 +243,234 @@ class SqliteFeedbackState:
         now: float,
         max_waiting: int,
     ) -> Arrival:
-        with transaction(self._db):
+        with self._write(model) as connection:
+            if _joined_or_settled(connection, model, [request_id]):
+                return Arrival()
             # The first label of a request holds; a redelivery (or a second opinion) changes nothing.
-            self._db.execute(
-                "INSERT INTO waiting_labels (model, request_id, label_json, observed_at) "
-                f"SELECT :model, :request_id, :label, :observed_at WHERE {_NOT_JOINED} "
-                "ON CONFLICT (model, request_id) DO NOTHING",
+            connection.execute(
+                insert(connection, WAITING_LABELS).on_conflict_do_nothing(
+                    index_elements=["model", "request_id"]
+                ),
                 {
                     "model": model,
                     "request_id": request_id,
-                    "label": json.dumps(label),
+                    "label_json": json.dumps(label),
                     "observed_at": observed_at,
                 },
             )
-            joined = self._join(model, [request_id], now)
-            evicted = self._evict("waiting_labels", "observed_at", model, max_waiting)
+            joined = self._join(connection, model, [request_id], now)
+            evicted = _evict(connection, WAITING_LABELS, WAITING_LABELS.c.observed_at, model, max_waiting)
         return Arrival(joined=joined, evicted=evicted)
 
     def expire(self, before: float) -> Expired:
-        with transaction(self._db):
-            predictions = self._db.execute(
-                "DELETE FROM waiting_predictions WHERE predicted_at < ?", (before,)
-            )
-            labels = self._db.execute("DELETE FROM waiting_labels WHERE observed_at < ?", (before,))
-            self._db.execute("DELETE FROM settled_requests WHERE settled_at < ?", (before,))
-        return Expired(predictions=predictions.rowcount, labels=labels.rowcount)
+        with write(self._engine) as connection:
+            predictions = connection.execute(
+                sa.delete(WAITING_PREDICTIONS).where(WAITING_PREDICTIONS.c.predicted_at < before)
+            ).rowcount
+            labels = connection.execute(
+                sa.delete(WAITING_LABELS).where(WAITING_LABELS.c.observed_at < before)
+            ).rowcount
+            connection.execute(sa.delete(SETTLED_REQUESTS).where(SETTLED_REQUESTS.c.settled_at < before))
+        return Expired(predictions=int(predictions or 0), labels=int(labels or 0))
 
     def pending(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT dataset, COUNT(*) FROM feedback_rows GROUP BY dataset").fetchall()
-        return {dataset: count for dataset, count in rows}
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(FEEDBACK_ROWS.c.dataset, sa.func.count()).group_by(FEEDBACK_ROWS.c.dataset)
+            ).all()
+        return {dataset: int(count) for dataset, count in rows}
 
     def waiting(self, model: str) -> tuple[int, int]:
         """Predictions and labels of the model still waiting for their other half."""
-        predictions = self._db.execute("SELECT COUNT(*) FROM waiting_predictions WHERE model = ?", (model,))
-        labels = self._db.execute("SELECT COUNT(*) FROM waiting_labels WHERE model = ?", (model,))
-        return int(predictions.fetchone()[0]), int(labels.fetchone()[0])
+        with self._engine.connect() as connection:
+            counts = [
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.model == model)
+                ).scalar_one()
+                for table in (WAITING_PREDICTIONS, WAITING_LABELS)
+            ]
+        return int(counts[0]), int(counts[1])
 
-    def claim(self, dataset: str) -> Claim | None:
-        with transaction(self._db):
-            unfinished = self._db.execute(
-                "SELECT flush FROM feedback_rows WHERE dataset = ? AND flush IS NOT NULL ORDER BY id LIMIT 1",
-                (dataset,),
-            ).fetchone()
+    def claim(self, dataset: str, *, now: float) -> Claim | None:
+        rows = FEEDBACK_ROWS.c
+        until = now + self.claim_seconds
+        with write(self._engine) as connection:
+            unfinished = connection.execute(
+                sa.select(rows.flush, rows.claimed_by, rows.claimed_until)
+                .where(rows.dataset == dataset, rows.flush.is_not(None))
+                .order_by(rows.id)
+                .limit(1)
+            ).one_or_none()
             if unfinished is not None:
-                flush = str(unfinished[0])
-            else:
-                first, last = self._db.execute(
-                    "SELECT MIN(id), MAX(id) FROM feedback_rows WHERE dataset = ? AND flush IS NULL",
-                    (dataset,),
-                ).fetchone()
-                if first is None:
+                held = unfinished.claimed_by != self.owner and (unfinished.claimed_until or 0.0) > now
+                if held:
+                    return None  # another flusher is at it
+                # Hold it again, only as it was seen: if another flusher took it over meanwhile,
+                # nothing matches and this one leaves it alone.
+                taken = connection.execute(
+                    sa.update(FEEDBACK_ROWS)
+                    .where(
+                        rows.flush == unfinished.flush,
+                        _matches(rows.claimed_by, unfinished.claimed_by),
+                        _matches(rows.claimed_until, unfinished.claimed_until),
+                    )
+                    .values(claimed_by=self.owner, claimed_until=until)
+                ).rowcount
+                if not taken:
                     return None
+                flush = str(unfinished.flush)
+            else:
+                # Atomic: a row another flusher claimed first no longer matches `flush IS NULL`
+                # (PostgreSQL re-checks it after waiting for that flusher's row locks).
+                token = f"claiming:{uuid.uuid4().hex}"
+                claimed = connection.execute(
+                    sa.update(FEEDBACK_ROWS)
+                    .where(rows.dataset == dataset, rows.flush.is_(None))
+                    .values(flush=token, claimed_by=self.owner, claimed_until=until)
+                ).rowcount
+                if not claimed:
+                    return None
+                first, last = connection.execute(
+                    sa.select(sa.func.min(rows.id), sa.func.max(rows.id)).where(rows.flush == token)
+                ).one()
+                # Row ids are never reused, so this name stays the name of exactly these rows.
                 flush = f"feedback:{dataset}:{first}-{last}"
-                self._db.execute(
-                    "UPDATE feedback_rows SET flush = ? WHERE dataset = ? AND flush IS NULL AND id <= ?",
-                    (flush, dataset, last),
-                )
-            rows = self._db.execute(
-                "SELECT id, model, request_id, row_json, added_json FROM feedback_rows "
-                "WHERE flush = ? ORDER BY id",
-                (flush,),
-            ).fetchall()
+                connection.execute(sa.update(FEEDBACK_ROWS).where(rows.flush == token).values(flush=flush))
+            claimed_rows = connection.execute(
+                sa.select(rows.id, rows.model, rows.request_id, rows.row_json, rows.added_json)
+                .where(rows.flush == flush)
+                .order_by(rows.id)
+            ).all()
         pending = [
             PendingRow(
-                id=row_id,
-                model=model,
-                request_id=request_id,
-                row=JoinedRow(values=json.loads(values), added=tuple(json.loads(added))),
+                id=int(row.id),
+                model=row.model,
+                request_id=row.request_id,
+                row=JoinedRow(values=json.loads(row.row_json), added=tuple(json.loads(row.added_json))),
             )
-            for row_id, model, request_id, values, added in rows
+            for row in claimed_rows
         ]
+        if not pending:
+            return None
         return Claim(flush=flush, dataset=dataset, rows=pending)
 
     def settle(self, flush: str, *, now: float) -> None:
-        with transaction(self._db):
-            self._db.execute(
-                "INSERT OR IGNORE INTO settled_requests (model, request_id, settled_at) "
-                "SELECT model, request_id, ? FROM feedback_rows WHERE flush = ?",
-                (now, flush),
+        with write(self._engine) as connection:
+            tombstones = sa.select(
+                FEEDBACK_ROWS.c.model, FEEDBACK_ROWS.c.request_id, sa.literal(now, sa.Float)
+            ).where(FEEDBACK_ROWS.c.flush == flush)
+            connection.execute(
+                insert(connection, SETTLED_REQUESTS)
+                .from_select(["model", "request_id", "settled_at"], tombstones)
+                .on_conflict_do_nothing(index_elements=["model", "request_id"])
             )
-            self._db.execute("DELETE FROM feedback_rows WHERE flush = ?", (flush,))
+            connection.execute(sa.delete(FEEDBACK_ROWS).where(FEEDBACK_ROWS.c.flush == flush))
 
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+    def _write(self, model: str) -> AbstractContextManager[Connection]:
+        """A write transaction that runs after every other one of this model's feedback."""
+        return write(self._engine, scope=self._scope, lock=f"feedback:{model}")
 
-    def _join(self, model: str, request_ids: Sequence[str] | None, now: float) -> int:
+    def _join(self, connection: Connection, model: str, request_ids: Sequence[str] | None, now: float) -> int:
         """Turn the model's labelled predictions (of these requests, or all) into joined rows."""
-        binding = self.binding(model)
+        binding = _binding(connection, model)
         if binding is None:
             return 0  # the spec says which dataset and target: until it is known, both halves wait
+        labels, predictions = WAITING_LABELS, WAITING_PREDICTIONS
         query = (
-            "SELECT l.request_id, p.features_json, l.label_json FROM waiting_labels l "
-            "JOIN waiting_predictions p ON p.model = l.model AND p.request_id = l.request_id "
-            "WHERE l.model = ?"
+            sa.select(labels.c.request_id, predictions.c.features_json, labels.c.label_json)
+            .join(
+                predictions,
+                sa.and_(
+                    predictions.c.model == labels.c.model, predictions.c.request_id == labels.c.request_id
+                ),
+            )
+            .where(labels.c.model == model)
         )
         if request_ids is None:
-            pairs = self._db.execute(query, (model,)).fetchall()
+            pairs = connection.execute(query.order_by(labels.c.observed_at, labels.c.request_id)).all()
         else:
-            pairs = [
+            order = {request_id: index for index, request_id in enumerate(dict.fromkeys(request_ids))}
+            found = [
                 pair
-                for request_id in dict.fromkeys(request_ids)
-                for pair in self._db.execute(f"{query} AND l.request_id = ?", (model, request_id)).fetchall()
+                for part in chunks(list(order))
+                for pair in connection.execute(query.where(labels.c.request_id.in_(part))).all()
             ]
-        for request_id, features, label in pairs:
-            row = join_row(json.loads(features), json.loads(label), binding)
-            self._db.execute(
-                "INSERT OR IGNORE INTO feedback_rows "
-                "(model, request_id, dataset, row_json, added_json, joined_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (model, request_id, binding.dataset, json.dumps(row.values), json.dumps(row.added), now),
+            pairs = sorted(found, key=lambda pair: order[pair.request_id])
+        if not pairs:
+            return 0
+        joined = []
+        for pair in pairs:
+            row = join_row(json.loads(pair.features_json), json.loads(pair.label_json), binding)
+            joined.append(
+                {
+                    "model": model,
+                    "request_id": pair.request_id,
+                    "dataset": binding.dataset,
+                    "row_json": json.dumps(row.values),
+                    "added_json": json.dumps(row.added),
+                    "joined_at": now,
+                }
             )
-        keys = [(model, request_id) for request_id, _, _ in pairs]
-        self._db.executemany("DELETE FROM waiting_predictions WHERE model = ? AND request_id = ?", keys)
-        self._db.executemany("DELETE FROM waiting_labels WHERE model = ? AND request_id = ?", keys)
+        # One row per statement keeps row ids in join order on both engines.
+        statement = insert(connection, FEEDBACK_ROWS).on_conflict_do_nothing(
+            index_elements=["model", "request_id"]
+        )
+        for values in joined:
+            connection.execute(statement, values)
+        keys = [pair.request_id for pair in pairs]
+        for part in chunks(keys):
+            for table in (WAITING_PREDICTIONS, WAITING_LABELS):
+                connection.execute(
+                    sa.delete(table).where(table.c.model == model, table.c.request_id.in_(part))
+                )
         return len(pairs)
 
-    def _evict(self, table: str, age_column: str, model: str, max_waiting: int) -> int:
-        """Drop the model's oldest waiting rows beyond `max_waiting`."""
-        (count,) = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE model = ?", (model,)).fetchone()
-        excess = int(count) - max_waiting
-        if excess <= 0:
-            return 0
-        self._db.execute(
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE model = ? "
-            f"ORDER BY {age_column}, rowid LIMIT ?)",
-            (model, excess),
-        )
-        return excess
+
+def _binding(connection: Connection, model: str) -> FeedbackBinding | None:
+    row = connection.execute(
+        sa.select(
+            FEEDBACK_BINDINGS.c.dataset, FEEDBACK_BINDINGS.c.target, FEEDBACK_BINDINGS.c.where_json
+        ).where(FEEDBACK_BINDINGS.c.model == model)
+    ).one_or_none()
+    if row is None:
+        return None
+    return FeedbackBinding(dataset=row.dataset, target=row.target, where=json.loads(row.where_json))
+
+
+def _joined_or_settled(connection: Connection, model: str, request_ids: list[str]) -> set[str]:
+    """The requests among `request_ids` that already joined, or were settled: they take no new
+    prediction or label."""
+    taken: set[str] = set()
+    for part in chunks(request_ids):
+        for table in (FEEDBACK_ROWS, SETTLED_REQUESTS):
+            taken.update(
+                connection.execute(
+                    sa.select(table.c.request_id).where(table.c.model == model, table.c.request_id.in_(part))
+                ).scalars()
+            )
+    return taken
+
+
+def _evict(
+    connection: Connection, table: sa.Table, age: sa.Column[float], model: str, max_waiting: int
+) -> int:
+    """Drop the model's oldest waiting rows beyond `max_waiting`."""
+    count = connection.execute(
+        sa.select(sa.func.count()).select_from(table).where(table.c.model == model)
+    ).scalar_one()
+    excess = int(count) - max_waiting
+    if excess <= 0:
+        return 0
+    oldest = (
+        sa.select(table.c.request_id)
+        .where(table.c.model == model)
+        .order_by(age, table.c.request_id)
+        .limit(excess)
+    )
+    connection.execute(sa.delete(table).where(table.c.model == model, table.c.request_id.in_(oldest)))
+    return excess
+
+
+def _matches(column: sa.Column[object], value: object) -> sa.ColumnElement[bool]:
+    """`column` holds `value` (NULL included)."""
+    return column.is_(None) if value is None else column == value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_before_delay, wait_exp
 from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
+from modelfleet_common.state import KeyLocks, StateEngine
 from modelfleet_contracts import (
     ColumnInfo,
     DataBatchSubmitted,
@@ -87,16 +87,6 @@ class FeedbackMetrics:
         )
 
 
-class DatasetLocks:
-    """One lock per dataset, around reading its latest version and recording the next one."""
-
-    def __init__(self) -> None:
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-    def __call__(self, dataset: str) -> asyncio.Lock:
-        return self._locks[dataset]
-
-
 def utc_now() -> datetime:
     """The wall clock, in UTC."""
     return datetime.now(UTC)
@@ -104,7 +94,14 @@ def utc_now() -> datetime:
 
 @dataclass
 class IngestDeps:
-    """What the handlers work with; tests pass a store and state in tmp_path and a recording publisher."""
+    """What the handlers work with (built by `bootstrap`); tests pass a store and state in tmp_path
+    and a recording publisher.
+
+    `locks` hold a dataset around reading its latest version and recording the next one: the state
+    engine's locks, shared by the replicas on PostgreSQL. `records_ttl_seconds` is how long applied
+    spec events and batch outcomes guard against redeliveries. `state_engine` is the engine `state`,
+    `feedback` and `handled` live in, when `bootstrap` opened it (closed at shutdown).
+    """
 
     store: DatasetStore
     state: IngestState
@@ -115,7 +112,9 @@ class IngestDeps:
     feedback_policy: FeedbackPolicy = field(default_factory=FeedbackPolicy)
     feedback_metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics)
     clock: Callable[[], datetime] = utc_now
-    dataset_locks: DatasetLocks = field(default_factory=DatasetLocks)
+    locks: KeyLocks = field(default_factory=KeyLocks)
+    records_ttl_seconds: float = 14 * 86400.0
+    state_engine: StateEngine | None = None
 
 
 @dataclass(frozen=True)
@@ -156,15 +155,20 @@ async def ingest_batch(event: DataBatchSubmitted, deps: IngestDeps) -> None:
         log_event(logger, "batch already rejected; nothing to do", event)
         return
     declared = await _wait_for_spec(event.dataset, deps) if _valid_name(event.dataset) else None
-    # Live feedback appends to the same dataset from a periodic task: one change of a dataset's
-    # latest version at a time, or one of two appends would be lost from the lineage.
-    async with deps.dataset_locks(event.dataset):
-        latest = deps.state.latest_version(event.dataset) if event.mode == "append" and declared else None
-        # Reading, validating and writing data is blocking work: keep the event loop (and with it
-        # the consumer's heartbeats) free.
-        outcome = await asyncio.to_thread(_make_version, event, declared, latest, deps)
-        if not isinstance(outcome, Rejection):
-            deps.state.record_version(outcome, event_id=str(event.event_id), mode=event.mode)
+    # Live feedback appends to the same dataset from a periodic task, and after a rebalance two
+    # replicas may hold batches of one dataset: one change of a dataset's latest version at a time
+    # across replicas, or one of two appends would be lost from the lineage.
+    outcome: VersionRecord | Rejection | None
+    async with deps.locks.hold(event.dataset):
+        # Looked up again under the lock: another replica may have handled this very event meanwhile.
+        outcome = deps.state.batch_outcome(str(event.event_id))
+        if outcome is None:
+            latest = deps.state.latest_version(event.dataset) if event.mode == "append" and declared else None
+            # Reading, validating and writing data is blocking work: keep the event loop (and with
+            # it the consumer's heartbeats) free.
+            outcome = await asyncio.to_thread(_make_version, event, declared, latest, deps)
+            if not isinstance(outcome, Rejection):
+                deps.state.record_version(outcome, event_id=str(event.event_id), mode=event.mode)
     if isinstance(outcome, Rejection):
         rejection = outcome
         await once(deps.handled, _rejected_key(event), lambda: _reject(event, rejection, deps))
@@ -416,13 +420,16 @@ async def materialize_feedback(now: datetime, deps: IngestDeps) -> None:
     """Append every dataset's joined feedback rows to its latest version as a new `feedback`
     version, and quarantine (and announce the rejection of) the rows that break its schema.
 
-    Expired waiting rows are dropped first. A dataset that fails (an I/O error, say) keeps its
-    claim for the next run and does not hold back the others; `FeedbackFlushFailed` names it.
+    Every replica runs it: each dataset's rows are claimed by one flusher (`FeedbackState.claim`)
+    and appended under the dataset's lock. Expired waiting rows, and redelivery guards older than
+    their TTL, are dropped first. A dataset that fails (an I/O error, say) keeps its claim for the
+    next run and does not hold back the others; `FeedbackFlushFailed` names it.
     """
     policy = deps.feedback_policy
     expired = deps.feedback.expire(now.timestamp() - policy.ttl_seconds)
     deps.feedback_metrics.dropped.labels("prediction", "expired").inc(expired.predictions)
     deps.feedback_metrics.dropped.labels("label", "expired").inc(expired.labels)
+    deps.state.prune(now.timestamp() - deps.records_ttl_seconds)
     failed: list[str] = []
     for dataset, pending in sorted(deps.feedback.pending().items()):
         if pending < policy.min_rows:
@@ -436,8 +443,8 @@ async def materialize_feedback(now: datetime, deps: IngestDeps) -> None:
             )
             continue
         try:
-            async with deps.dataset_locks(dataset):
-                claim = deps.feedback.claim(dataset)
+            async with deps.locks.hold(dataset):
+                claim = deps.feedback.claim(dataset, now=now.timestamp())
                 if claim is not None:
                     await _materialize_claim(claim, declared, now, deps)
         except Exception:

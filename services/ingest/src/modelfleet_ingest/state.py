@@ -1,9 +1,16 @@
-"""Durable local state of ingest (SQLite under `FLEET_STATE_DIR`).
+"""Durable state of ingest, in its schema of the state engine (PostgreSQL shared by its replicas,
+or SQLite in the state dir).
 
 The consumer group does not re-read the compacted `dataset-specs` topic after a restart, so the
 declared spec of every dataset is kept here; so are the latest version of every dataset (what
 `append` builds on) and the version each batch event produced (so a redelivered `append` does not
-append twice).
+append twice). Reading a dataset's latest version and recording the next one is done under the
+dataset's lock across replicas (`StateEngine.locks.hold(dataset)`, taken by the handlers), so two
+batches of one dataset always build one on the other.
+
+Applied spec events and batch outcomes guard against redeliveries, which are minutes old at most:
+they are pruned after the idempotency TTL (`prune`), except the outcome of a feedback claim that
+is still being replayed.
 """
 
 from __future__ import annotations
@@ -11,55 +18,24 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
+import sqlalchemy as sa
+
+from modelfleet_common.state import StateEngine
 from modelfleet_contracts import DatasetSpec
 
-from .sqlite import open_database, transaction
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS dataset_specs (
-    dataset     TEXT PRIMARY KEY,
-    revision    TEXT NOT NULL,
-    spec_json   TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    occurred_at TEXT NOT NULL,
-    applied_at  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS applied_spec_events (
-    event_id   TEXT PRIMARY KEY,
-    dataset    TEXT NOT NULL,
-    revision   TEXT NOT NULL,
-    applied_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dataset_versions (
-    dataset       TEXT NOT NULL,
-    version       TEXT NOT NULL,
-    uri           TEXT NOT NULL,
-    profile_uri   TEXT NOT NULL,
-    row_count     INTEGER NOT NULL,
-    columns_json  TEXT NOT NULL,
-    spec_revision TEXT NOT NULL,
-    created_at    REAL NOT NULL,
-    PRIMARY KEY (dataset, version)
-);
-CREATE TABLE IF NOT EXISTS latest_versions (
-    dataset    TEXT PRIMARY KEY,
-    version    TEXT NOT NULL,
-    event_id   TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batch_outcomes (
-    event_id    TEXT PRIMARY KEY,
-    dataset     TEXT NOT NULL,
-    version     TEXT NOT NULL,
-    mode        TEXT NOT NULL,
-    recorded_at REAL NOT NULL
-);
-"""
+from .tables import (
+    APPLIED_SPEC_EVENTS,
+    BATCH_OUTCOMES,
+    DATASET_SPECS,
+    DATASET_VERSIONS,
+    FEEDBACK_ROWS,
+    LATEST_VERSIONS,
+    METADATA,
+    insert,
+    write,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +59,14 @@ class VersionRecord:
     spec_revision: str
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """Guards against redeliveries dropped because they outlived the TTL."""
+
+    spec_events: int
+    batch_outcomes: int
+
+
 class IngestState(Protocol):
     """What ingest remembers between events and across restarts."""
 
@@ -103,101 +87,162 @@ class IngestState(Protocol):
     def record_version(self, record: VersionRecord, *, event_id: str, mode: str) -> None:
         """Remember a version, make it the dataset's latest and the outcome of the batch event."""
 
+    def prune(self, before: float) -> Pruned:
+        """Forget applied spec events and batch outcomes recorded before `before` (epoch seconds)."""
 
-class SqliteIngestState:
-    """`IngestState` in one SQLite file; every change is one transaction."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = open_database(path, _SCHEMA, SCHEMA_VERSION)
+_VERSION_COLUMNS = (
+    DATASET_VERSIONS.c.dataset,
+    DATASET_VERSIONS.c.version,
+    DATASET_VERSIONS.c.uri,
+    DATASET_VERSIONS.c.profile_uri,
+    DATASET_VERSIONS.c.row_count,
+    DATASET_VERSIONS.c.columns_json,
+    DATASET_VERSIONS.c.spec_revision,
+)
+
+
+class SqlIngestState:
+    """`IngestState` in the service's state engine; every change is one transaction."""
+
+    def __init__(self, engine: StateEngine) -> None:
+        engine.create_tables(METADATA)
+        self._engine = engine.engine
 
     def put_spec(
         self, dataset: str, revision: str, spec: DatasetSpec, event_id: str, occurred_at: str
     ) -> bool:
         now = time.time()
-        with transaction(self._db):
-            applied = self._db.execute(
-                "INSERT OR IGNORE INTO applied_spec_events (event_id, dataset, revision, applied_at) "
-                "VALUES (?, ?, ?, ?)",
-                (event_id, dataset, revision, now),
-            )
-            if applied.rowcount == 0:
+        with write(self._engine) as connection:
+            applied = connection.execute(
+                insert(connection, APPLIED_SPEC_EVENTS)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(APPLIED_SPEC_EVENTS.c.event_id),
+                {"event_id": event_id, "dataset": dataset, "revision": revision, "applied_at": now},
+            ).first()
+            if applied is None:
                 return False  # a redelivery: replaying it could undo a newer spec applied since
-            self._db.execute(
-                "INSERT INTO dataset_specs (dataset, revision, spec_json, event_id, occurred_at, applied_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dataset) DO UPDATE SET revision = excluded.revision, "
-                "spec_json = excluded.spec_json, event_id = excluded.event_id, "
-                "occurred_at = excluded.occurred_at, applied_at = excluded.applied_at",
-                (dataset, revision, spec.model_dump_json(by_alias=True), event_id, occurred_at, now),
+            row = {
+                "dataset": dataset,
+                "revision": revision,
+                "spec_json": spec.model_dump_json(by_alias=True),
+                "event_id": event_id,
+                "occurred_at": occurred_at,
+                "applied_at": now,
+            }
+            statement = insert(connection, DATASET_SPECS)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["dataset"],
+                    set_={name: statement.excluded[name] for name in row if name != "dataset"},
+                ),
+                row,
             )
         return True
 
     def spec(self, dataset: str) -> DeclaredSpec | None:
-        row = self._db.execute(
-            "SELECT revision, spec_json FROM dataset_specs WHERE dataset = ?", (dataset,)
-        ).fetchone()
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                sa.select(DATASET_SPECS.c.revision, DATASET_SPECS.c.spec_json).where(
+                    DATASET_SPECS.c.dataset == dataset
+                )
+            ).one_or_none()
         if row is None:
             return None
-        return DeclaredSpec(revision=row[0], spec=DatasetSpec.model_validate_json(row[1]))
+        return DeclaredSpec(revision=row.revision, spec=DatasetSpec.model_validate_json(row.spec_json))
 
     def latest_version(self, dataset: str) -> VersionRecord | None:
         return self._version(
-            "SELECT v.* FROM latest_versions l JOIN dataset_versions v "
-            "ON v.dataset = l.dataset AND v.version = l.version WHERE l.dataset = ?",
-            dataset,
+            sa.select(*_VERSION_COLUMNS)
+            .join(
+                LATEST_VERSIONS,
+                sa.and_(
+                    LATEST_VERSIONS.c.dataset == DATASET_VERSIONS.c.dataset,
+                    LATEST_VERSIONS.c.version == DATASET_VERSIONS.c.version,
+                ),
+            )
+            .where(LATEST_VERSIONS.c.dataset == dataset)
         )
 
     def batch_outcome(self, event_id: str) -> VersionRecord | None:
         return self._version(
-            "SELECT v.* FROM batch_outcomes b JOIN dataset_versions v "
-            "ON v.dataset = b.dataset AND v.version = b.version WHERE b.event_id = ?",
-            event_id,
+            sa.select(*_VERSION_COLUMNS)
+            .join(
+                BATCH_OUTCOMES,
+                sa.and_(
+                    BATCH_OUTCOMES.c.dataset == DATASET_VERSIONS.c.dataset,
+                    BATCH_OUTCOMES.c.version == DATASET_VERSIONS.c.version,
+                ),
+            )
+            .where(BATCH_OUTCOMES.c.event_id == event_id)
         )
 
     def record_version(self, record: VersionRecord, *, event_id: str, mode: str) -> None:
         now = time.time()
-        with transaction(self._db):
-            self._db.execute(
-                "INSERT OR IGNORE INTO dataset_versions (dataset, version, uri, profile_uri, row_count, "
-                "columns_json, spec_revision, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.dataset,
-                    record.version,
-                    record.uri,
-                    record.profile_uri,
-                    record.row_count,
-                    json.dumps(record.columns),
-                    record.spec_revision,
-                    now,
+        with write(self._engine) as connection:
+            connection.execute(
+                insert(connection, DATASET_VERSIONS).on_conflict_do_nothing(
+                    index_elements=["dataset", "version"]
                 ),
+                {
+                    "dataset": record.dataset,
+                    "version": record.version,
+                    "uri": record.uri,
+                    "profile_uri": record.profile_uri,
+                    "row_count": record.row_count,
+                    "columns_json": json.dumps(record.columns),
+                    "spec_revision": record.spec_revision,
+                    "created_at": now,
+                },
             )
-            self._db.execute(
-                "INSERT INTO latest_versions (dataset, version, event_id, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (dataset) DO UPDATE SET version = excluded.version, "
-                "event_id = excluded.event_id, updated_at = excluded.updated_at",
-                (record.dataset, record.version, event_id, now),
+            latest = insert(connection, LATEST_VERSIONS)
+            connection.execute(
+                latest.on_conflict_do_update(
+                    index_elements=["dataset"],
+                    set_={name: latest.excluded[name] for name in ("version", "event_id", "updated_at")},
+                ),
+                {
+                    "dataset": record.dataset,
+                    "version": record.version,
+                    "event_id": event_id,
+                    "updated_at": now,
+                },
             )
-            self._db.execute(
-                "INSERT OR IGNORE INTO batch_outcomes (event_id, dataset, version, mode, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (event_id, record.dataset, record.version, mode, now),
+            connection.execute(
+                insert(connection, BATCH_OUTCOMES).on_conflict_do_nothing(index_elements=["event_id"]),
+                {
+                    "event_id": event_id,
+                    "dataset": record.dataset,
+                    "version": record.version,
+                    "mode": mode,
+                    "recorded_at": now,
+                },
             )
 
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+    def prune(self, before: float) -> Pruned:
+        replayed = sa.select(FEEDBACK_ROWS.c.flush).where(FEEDBACK_ROWS.c.flush.is_not(None))
+        with write(self._engine) as connection:
+            spec_events = connection.execute(
+                sa.delete(APPLIED_SPEC_EVENTS).where(APPLIED_SPEC_EVENTS.c.applied_at < before)
+            ).rowcount
+            outcomes = connection.execute(
+                sa.delete(BATCH_OUTCOMES).where(
+                    BATCH_OUTCOMES.c.recorded_at < before, BATCH_OUTCOMES.c.event_id.not_in(replayed)
+                )
+            ).rowcount
+        return Pruned(spec_events=int(spec_events or 0), batch_outcomes=int(outcomes or 0))
 
-    def _version(self, query: str, key: str) -> VersionRecord | None:
-        cursor = self._db.execute(query, (key,))
-        row = cursor.fetchone()
+    def _version(self, query: sa.Select[tuple[object, ...]]) -> VersionRecord | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(query).one_or_none()
         if row is None:
             return None
-        values = dict(zip([column[0] for column in cursor.description], row, strict=True))
         return VersionRecord(
-            dataset=values["dataset"],
-            version=values["version"],
-            uri=values["uri"],
-            profile_uri=values["profile_uri"],
-            row_count=values["row_count"],
-            columns=[(name, dtype) for name, dtype in json.loads(values["columns_json"])],
-            spec_revision=values["spec_revision"],
+            dataset=row.dataset,
+            version=row.version,
+            uri=row.uri,
+            profile_uri=row.profile_uri,
+            row_count=int(row.row_count),
+            columns=[(name, dtype) for name, dtype in json.loads(row.columns_json)],
+            spec_revision=row.spec_revision,
         )
