@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -156,8 +157,16 @@ def _wait_until_enforced(admin: AdminClient, wanted: set[KafkaAclBinding], timeo
     started right after provisioning (a fresh broker, a demo) would otherwise be refused topics it
     is allowed, for a moment.
     """
+    # None matches any name, principal and host (librdkafka); the stubs only allow strings.
+    anything: Any = None
     everything = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
     )
     deadline = time.monotonic() + timeout
     while True:
