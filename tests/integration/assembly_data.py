@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,24 @@ def sensors(rows: int = 1200, seed: int = 7) -> pd.DataFrame:
     return pd.DataFrame(
         {"vibration": vibration, "temperature": temperature, "machine": machine, "fails": fails}
     )
+
+
+def drifted(rows: int, seed: int) -> pd.DataFrame:
+    """Sensor rows of machines running hotter and shaking harder, labelled by the same physics."""
+    frame = sensors(rows=rows, seed=seed)
+    shifted = sensors(rows=rows, seed=seed)
+    frame["vibration"] = shifted["vibration"] * 1.6
+    frame["temperature"] = shifted["temperature"] + 15
+    # The outcome follows the same risk formula as in training (see `assembly_data.sensors`).
+    risk = (
+        0.9 * frame["vibration"]
+        + 0.12 * (frame["temperature"] - 70)
+        + (frame["machine"] == "pump") * 0.5
+        - 3.0
+    )
+    rng = random.Random(seed)
+    frame["fails"] = [int(rng.random() < 1 / (1 + pow(2.718281828, -2 * r))) for r in risk]
+    return frame
 
 
 def energy(rows: int = 800, seed: int = 5) -> pd.DataFrame:

@@ -46,7 +46,7 @@ from modelfleet_contracts.topics import (
 )
 
 from . import fleet as fleet_helpers
-from .assembly_data import OWNER, model_spec, sensors
+from .assembly_data import OWNER, drifted, model_spec, sensors
 from .fleet import RunningFleet, SecuredBroker, running_fleet
 
 # The module's fixture runs the whole loop (trainings, drift, retrains, a canary) once, in minutes.
@@ -95,24 +95,6 @@ class LoopModel:
         )
         spec["metadata"]["risk_class"] = self.risk_class
         return [dataset, spec]
-
-
-def drifted(rows: int, seed: int) -> pd.DataFrame:
-    """Sensor rows of machines running hotter and shaking harder, labelled by the same physics."""
-    frame = sensors(rows=rows, seed=seed)
-    shifted = sensors(rows=rows, seed=seed)
-    frame["vibration"] = shifted["vibration"] * 1.6
-    frame["temperature"] = shifted["temperature"] + 15
-    # The outcome follows the same risk formula as in training (see `assembly_data.sensors`).
-    risk = (
-        0.9 * frame["vibration"]
-        + 0.12 * (frame["temperature"] - 70)
-        + (frame["machine"] == "pump") * 0.5
-        - 3.0
-    )
-    rng = random.Random(seed)
-    frame["fails"] = [int(rng.random() < 1 / (1 + pow(2.718281828, -2 * r))) for r in risk]
-    return frame
 
 
 @dataclass
