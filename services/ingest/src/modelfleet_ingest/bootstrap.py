@@ -23,6 +23,7 @@ from modelfleet_contracts.envelope import Event
 from .config import IngestSettings
 from .feedback_state import SqlFeedbackState
 from .handlers import FeedbackMetrics, FeedbackPolicy, IngestDeps, SpecWait, utc_now
+from .legacy import adopt_legacy_state
 from .state import SqlIngestState
 from .store import DatasetStore
 
@@ -46,7 +47,10 @@ def bootstrap(
     The dataset locks are the state engine's: across replicas on PostgreSQL (advisory locks), this
     process's on SQLite.
     """
-    engine = engine or open_service_state(settings, SERVICE)
+    if engine is None:
+        engine = open_service_state(settings, SERVICE)
+        # An ingest from before the state engine left its state in files of the state dir.
+        adopt_legacy_state(engine, settings.state_dir)
     store = store or DatasetStore(
         settings.data_dir,
         allowed_roots=settings.ingest_allowed_roots,
