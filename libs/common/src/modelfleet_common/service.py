@@ -87,7 +87,7 @@ class FleetService:
         self._running: list[asyncio.Task[None]] = []
 
     def subscriber(
-        self, topic: Topic, *, shared_group: bool = True, **options: Any
+        self, topic: Topic, *also: Topic, shared_group: bool = True, group: str | None = None, **options: Any
     ) -> Callable[[Handler], Handler]:
         """Decorator: consume `topic` in this service's own consumer group, at least once.
 
@@ -96,25 +96,42 @@ class FleetService:
         commits nothing, leaving no group behind (serving's routing tables: every replica needs
         every model's). Only a topic the catalog lets this service read: its Kafka ACLs come from
         the same list.
+
+        Several topics (`also`) make one consumer in one group, which must then be named: `group`
+        gives `<prefix>fleet.<service>.<group>.v1`. With `partition_assignment_strategy=
+        (RangePartitionAssignor,)` and topics of equal partition counts, a replica gets the same
+        partition numbers of each, so one model's events of all of them meet in one replica.
         """
-        if self.name not in topic.consumers:
-            raise CatalogViolation(
-                f"{self.name} subscribes to {topic.name!r}, but the topic catalog lets only "
-                f"{sorted(topic.consumers)} read it: add {self.name!r} to its consumers"
-            )
-        self._topics.add(topic)
-        name = self.namer.topic(topic)
+        topics = (topic, *also)
+        for each in topics:
+            if self.name not in each.consumers:
+                raise CatalogViolation(
+                    f"{self.name} subscribes to {each.name!r}, but the topic catalog lets only "
+                    f"{sorted(each.consumers)} read it: add {self.name!r} to its consumers"
+                )
+        if also and shared_group and group is None:
+            raise ValueError("a subscriber to several topics needs the name of its consumer group")
+        self._topics.update(topics)
+        names = [self.namer.topic(each) for each in topics]
+        group_id = (
+            f"{self.namer.group_prefix(self.name)}{group}.v1" if group else self.namer.group(self.name, topic)
+        )
         grouping: dict[str, Any] = (
-            {"group_id": self.namer.group(self.name, topic), "ack_policy": AckPolicy.NACK_ON_ERROR}
+            {"group_id": group_id, "ack_policy": AckPolicy.NACK_ON_ERROR}
             if shared_group
             else {"group_id": None, "ack_policy": AckPolicy.ACK_FIRST}
         )
         decorator: Callable[[Handler], Handler] = self.broker.subscriber(
-            name,
+            *names,
             **grouping,
             auto_offset_reset="earliest",
-            title=f"{name}:{self.name}",
-            description=topic.description,
+            title=f"{group}:{self.name}" if also else f"{names[0]}:{self.name}",
+            description=(
+                f"{', '.join(each.name for each in topics)}, in one consumer group: the events of one "
+                "key on all of them reach the same replica."
+                if also
+                else topic.description
+            ),
             **options,
         )
         return decorator
