@@ -191,7 +191,7 @@ async def test_a_retired_model_is_no_longer_reported() -> None:
     )
 
     assert await handlers.report_health(clock.advance(10), deps) == []
-    assert "churn" not in deps.models
+    assert "churn" not in deps.models.with_specs()
 
 
 async def test_a_label_that_comes_before_its_prediction_counts_when_the_prediction_arrives() -> None:

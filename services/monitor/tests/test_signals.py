@@ -68,9 +68,8 @@ def spec_event(model: str = "pump", **monitoring: Any) -> ModelSpecSubmitted:
     return ModelSpecSubmitted(producer="cli:test", model=model, revision="r1", spec=spec)
 
 
-async def fleet_with_one_model(**monitoring: Any) -> tuple[handlers.MonitorDeps, Any, Any]:
-    deps, publisher, clock = make_deps()
-    deps.tracker = HealthTracker(max_buffered_per_model=10_000, label_ttl_seconds=600, started_at=T0)
+def pump_profiles() -> FakeProfiles:
+    """The reference profile of the dataset version the pump model is trained on."""
     rng = np.random.default_rng(5)
     reference = {
         "temperature": rng.normal(70, 5, 3000),
@@ -78,7 +77,19 @@ async def fleet_with_one_model(**monitoring: Any) -> tuple[handlers.MonitorDeps,
         "site": rng.choice(["gbg", "lul"], 3000).tolist(),
         "failed": rng.integers(0, 2, 3000).tolist(),
     }
-    deps.references = ReferenceCache(FakeProfiles({PROFILE_URI: profile_of(reference)}))
+    return FakeProfiles({PROFILE_URI: profile_of(reference)})
+
+
+async def fleet_with_one_model(**monitoring: Any) -> tuple[handlers.MonitorDeps, Any, Any]:
+    deps, publisher, clock = make_deps()
+    deps.tracker = HealthTracker(max_buffered_per_model=10_000, label_ttl_seconds=600, started_at=T0)
+    deps.references = ReferenceCache(pump_profiles())
+    await tell_about_pump(deps, **monitoring)
+    return deps, publisher, clock
+
+
+async def tell_about_pump(deps: handlers.MonitorDeps, **monitoring: Any) -> None:
+    """The events the monitor learns the pump model from: spec, dataset version, run, registration."""
     await handlers.note_model_spec(spec_event(**monitoring), deps)
     await handlers.note_dataset_version_created(
         DatasetVersionCreated(
@@ -126,7 +137,6 @@ async def fleet_with_one_model(**monitoring: Any) -> tuple[handlers.MonitorDeps,
         ),
         deps,
     )
-    return deps, publisher, clock
 
 
 def traffic(count: int, *, temperature: float = 70.0, prefix: str = "r", seed: int = 1) -> PredictionLogged:
@@ -182,7 +192,7 @@ async def test_a_full_window_of_shifted_inputs_publishes_drift_with_its_numbers(
     assert drift.drift_share == 1 / 3
     assert drift.drift_share_threshold == 0.3  # medium's default
     assert "__prediction__" in by_feature
-    assert deps.reviews["pump"].drift_events == 1
+    assert deps.review("pump").drift_events == 1
 
 
 async def test_the_method_and_threshold_come_from_the_spec() -> None:
@@ -315,11 +325,14 @@ def test_a_small_label_window_just_below_its_bound_is_not_called_decay() -> None
     policy = MonitoringPolicy(window_size=28, max_performance_drop=0.1)
     watch = VersionWatch("pump", "1", "classification")
     # 21 of 28 right: 0.75 against a bound of 0.81, well within the noise of 28 labels.
-    finding = watch.add_scores([1.0] * 21 + [0.0] * 7, 0.9, policy, T0)
+    watch.add_scores([1.0] * 21 + [0.0] * 7, T0)
+    finding = watch.decay_finding(0.9, policy, T0)
     assert finding is not None
     assert finding.observed == 0.75
     assert not finding.decayed
+    watch.close_label_window(T0)
     # 10 of 28 right is decay whatever the noise.
-    finding = watch.add_scores([1.0] * 10 + [0.0] * 18, 0.9, policy, T0)
+    watch.add_scores([1.0] * 10 + [0.0] * 18, T0)
+    finding = watch.decay_finding(0.9, policy, T0)
     assert finding is not None
     assert finding.decayed

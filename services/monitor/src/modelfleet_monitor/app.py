@@ -1,24 +1,43 @@
-"""monitor: wiring of the broker, subscribers, publishers and the periodic health report."""
+"""monitor: wiring of the broker, subscribers, publishers and periodic tasks (dependencies: `bootstrap`).
 
-import asyncio
-import contextlib
-import logging
-from datetime import UTC, datetime
+Scaling out: one model's events meet in one replica
+---------------------------------------------------
+The monitor joins each prediction with its label, counts both into the model's windows, and
+judges those windows against the model's spec and deployment. With N replicas all of these must
+reach the replica that holds the model's windows. They do because:
+
+- every topic the monitor folds into a model's state (prediction-logs, ground-truth, model-specs,
+  deployments, model-promotions, model-rollbacks, artifact-refusals) is keyed by model, and all
+  of a fleet's topics are created with one partition count (`FLEET_KAFKA_PARTITIONS`, the
+  Strimzi KafkaTopics of `modelfleet topics --strimzi`; `rebalance.check_copartitioned` refuses
+  to start otherwise). The same key hashes to the same partition number in each;
+- one subscriber consumes all seven topics in one consumer group
+  (`<prefix>fleet.monitor.models.v1`) with aiokafka's `RangePartitionAssignor`, which gives each
+  member the same range of partition numbers of every topic it subscribes to. (faststream's
+  default, round-robin over all topic-partitions, would scatter them.) faststream takes several
+  topics in one subscriber and decodes the body into the handler's union type, discriminated by
+  `event_type`; the record's real partition comes from the message (`message.raw_message`),
+  not from hashing the key again;
+- the listener (`rebalance.Handover`) writes the models' windows to the state engine when the
+  partitions are revoked and drops the models it lost when the new ones are assigned;
+  `book.ModelBook` reads a model from the engine the first time this replica sees it.
+
+Facts that are not a model's (dataset versions, runs, registered versions) are written by
+whichever replica reads them, each topic in its own group, and read by any from the state engine.
+"""
+
 from functools import cache
+from typing import Annotated
 
-from modelfleet_common.policies import load_policies
+from aiokafka import ConsumerRecord
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import Field
+
 from modelfleet_common.service import FleetService
-from modelfleet_common.state import open_service_state
 from modelfleet_contracts import (
     DatasetVersionCreated,
-    DeploymentChanged,
-    GroundTruthObserved,
-    ModelArtifactRefused,
-    ModelPromoted,
     ModelRegistered,
-    ModelRolledBack,
-    PredictionLogged,
-    SpecEvent,
     TrainingFinished,
 )
 from modelfleet_contracts.topics import (
@@ -40,60 +59,46 @@ from modelfleet_contracts.topics import (
 )
 
 from . import handlers
+from .bootstrap import bootstrap
 from .config import MonitorSettings
-from .health import HealthTracker
 from .metrics import MonitorMetrics
-from .references import FsspecProfiles, ReferenceCache, VersionFacts
-
-logger = logging.getLogger("modelfleet.monitor")
+from .rebalance import Handover, check_copartitioned
 
 settings = MonitorSettings()
 service = FleetService("monitor", settings)
 publish = service.publisher(DRIFT, PERFORMANCE_DEGRADATIONS, SLO_BREACHES, MODEL_HEALTH, MODEL_REVIEWS)
+metrics = MonitorMetrics(service.metrics.registry)
 
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
+#: The topics keyed by model whose events reach the replica that owns the model.
+MODEL_TOPICS = (
+    PREDICTION_LOGS,
+    GROUND_TRUTH,
+    MODEL_SPECS,
+    DEPLOYMENTS,
+    MODEL_PROMOTIONS,
+    MODEL_ROLLBACKS,
+    ARTIFACT_REFUSALS,
+)
 
 
 @cache
 def dependencies() -> handlers.MonitorDeps:
-    """The handlers' dependencies, built once (by the startup hook, or by the first event in tests)."""
-    policies = load_policies(settings.policy_dir)
-    logger.info(
-        "risk policies loaded",
-        extra={"policy_dir": str(settings.policy_dir.resolve()), "risk_classes": sorted(policies)},
-    )
-    return handlers.MonitorDeps(
-        tracker=HealthTracker(
-            max_buffered_per_model=settings.monitor_label_buffer_size,
-            label_ttl_seconds=settings.monitor_label_ttl_seconds,
-            started_at=utc_now(),
-        ),
-        publish=publish,
-        policies=policies,
-        clock=utc_now,
-        slo_min_requests=settings.monitor_slo_min_requests,
-        facts=VersionFacts(open_service_state(settings, "monitor").key_values()),
-        references=ReferenceCache(FsspecProfiles(), capacity=settings.monitor_reference_cache_size),
-        metrics=MonitorMetrics(service.metrics.registry),
-    )
+    """Built once, by the startup hook (or by the first event in tests)."""
+    return bootstrap(settings, publish=publish, metrics=metrics)
 
 
-@service.subscriber(PREDICTION_LOGS)
-async def on_prediction_logged(event: PredictionLogged) -> None:
-    await handlers.record_predictions(event, dependencies())
-
-
-@service.subscriber(GROUND_TRUTH)
-async def on_ground_truth_observed(event: GroundTruthObserved) -> None:
-    await handlers.record_ground_truth(event, dependencies())
-
-
-@service.subscriber(MODEL_SPECS)
-async def on_model_spec(event: SpecEvent) -> None:
-    await handlers.note_model_spec(event, dependencies())
+@service.subscriber(
+    *MODEL_TOPICS,
+    group="models",
+    partition_assignment_strategy=(RangePartitionAssignor,),
+    listener=Handover(dependencies),
+)
+async def on_model_event(
+    event: Annotated[handlers.ModelEvent, Field(discriminator="event_type")], message: KafkaMessage
+) -> None:
+    # One record per message (not a batch subscriber): the record Kafka delivered, and its partition.
+    record: ConsumerRecord[bytes, bytes] = message.raw_message  # type: ignore[assignment]
+    await handlers.handle_model_event(event, dependencies(), partition=record.partition)
 
 
 @service.subscriber(DATASET_VERSIONS)
@@ -111,57 +116,32 @@ async def on_model_registered(event: ModelRegistered) -> None:
     await handlers.note_model_registered(event, dependencies())
 
 
-@service.subscriber(DEPLOYMENTS)
-async def on_deployment_changed(event: DeploymentChanged) -> None:
-    await handlers.note_deployment_changed(event, dependencies())
+async def report() -> None:
+    """Publish the health windows, due reviews and owed verdicts (`handlers.report_health`)."""
+    deps = dependencies()
+    await handlers.report_health(deps.clock(), deps)
 
 
-@service.subscriber(MODEL_PROMOTIONS)
-async def on_model_promoted(event: ModelPromoted) -> None:
-    await handlers.note_model_promoted(event, dependencies())
+async def checkpoint() -> None:
+    """Write the windows changed since the last checkpoint to the state engine."""
+    await dependencies().models.checkpoint()
 
 
-@service.subscriber(MODEL_ROLLBACKS)
-async def on_model_rolled_back(event: ModelRolledBack) -> None:
-    await handlers.note_model_rolled_back(event, dependencies())
-
-
-@service.subscriber(ARTIFACT_REFUSALS)
-async def on_artifact_refused(event: ModelArtifactRefused) -> None:
-    await handlers.note_artifact_refused(event, dependencies())
-
-
-async def report_periodically(interval_seconds: float) -> None:
-    """Publish health every `interval_seconds` until cancelled; a failed report does not stop it."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        deps = dependencies()
-        try:
-            await handlers.report_health(deps.clock(), deps)
-        except Exception:
-            # The window is already closed: its traffic is lost from reports, the next ones go on.
-            logger.exception("health report failed")
-
-
+service.every(settings.monitor_report_seconds, report, name="health-report")
+service.every(settings.monitor_checkpoint_seconds, checkpoint, name="window-checkpoint")
 app = service.app()
-_reporter: set[asyncio.Task[None]] = set()
 
 
 @app.on_startup
 async def load_dependencies() -> None:
-    # Fail at startup, not on the first event, when a policy file is missing or invalid.
+    """Before consuming: a missing or invalid policy file, an unreachable state engine or topics
+    of different partition counts stop the service."""
     dependencies()
+    await check_copartitioned(settings.kafka, [service.namer.topic(topic) for topic in MODEL_TOPICS])
 
 
-@app.after_startup
-async def start_reporting() -> None:
-    _reporter.add(asyncio.create_task(report_periodically(settings.monitor_report_seconds)))
-
-
-@app.on_shutdown
-async def stop_reporting() -> None:
-    for task in list(_reporter):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        _reporter.discard(task)
+@app.after_shutdown
+async def write_windows() -> None:
+    """After the last event was handled: the windows go to the state engine for the next owner."""
+    if dependencies.cache_info().currsize:
+        await dependencies().models.checkpoint()

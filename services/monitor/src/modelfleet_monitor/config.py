@@ -22,6 +22,15 @@ class MonitorSettings(ServiceSettings):
         gt=0,
         description="Seconds between two health reports (`FLEET_MONITOR_REPORT_SECONDS`).",
     )
+    monitor_checkpoint_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds between two checkpoints of the drift and decay windows to the state engine "
+            "(`FLEET_MONITOR_CHECKPOINT_SECONDS`); they are also written when partitions are revoked "
+            "and when the service stops. A kill loses at most the rows counted since the last one."
+        ),
+    )
     monitor_label_buffer_size: int = Field(
         default=10_000,
         ge=1,

@@ -265,6 +265,24 @@ class DriftWindow:
             self._categorical[column] += np.bincount(codes, minlength=self._categorical.shape[1])
         self.rows += int(numeric.shape[0])
 
+    def counts(self) -> dict[str, FloatArray]:
+        """What the window holds beyond its reference: bin counts and sums, category counts."""
+        return {"counts": self._counts, "sums": self._sums, "categorical": self._categorical}
+
+    def restore(self, rows: int, counts: Mapping[str, FloatArray]) -> bool:
+        """Take back counts `counts()` gave (e.g. before a restart); False, and nothing changed,
+        when they do not fit this window's reference (another reference, other features)."""
+        fits = all(
+            key in counts and np.shape(counts[key]) == np.shape(mine) for key, mine in self.counts().items()
+        )
+        if not fits:
+            return False
+        self._counts = np.array(counts["counts"], dtype=np.float64)
+        self._sums = np.array(counts["sums"], dtype=np.float64)
+        self._categorical = np.array(counts["categorical"], dtype=np.float64)
+        self.rows = int(rows)
+        return True
+
     def check(self, method: Method, threshold: float | None = None) -> list[FeatureResult]:
         """Every feature's drift against the reference, numeric features first."""
         numeric_threshold = DEFAULT_THRESHOLDS[method] if threshold is None else threshold

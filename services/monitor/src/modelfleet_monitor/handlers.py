@@ -2,10 +2,20 @@
 
 Predictions feed the health windows (`HealthTracker`, time-based, for the deployer's rollout) and
 the count-based windows of every version (`VersionWatch`: input drift, prediction drift, decay).
-A full drift or decay window is checked at once and published as `DriftDetected` or
-`PerformanceDegraded` when it crossed its policy's bounds. `report_health` turns the health
-windows into `ModelHealthReported` and `SloBreached`, and publishes the `ModelReviewed` of every
-model whose review period is over.
+A full drift or decay window is judged at once and, when it crossed its policy's bounds, published
+as `DriftDetected` or `PerformanceDegraded`. `report_health` turns the health windows into
+`ModelHealthReported` and `SloBreached`, publishes the `ModelReviewed` of every model whose review
+period is over, and the verdicts a failed publish left owed.
+
+Publish, then mark: a window is closed (and its verdict counted in the review) only after its
+event was published. A publish that fails leaves the window as it is, due: the next report cycle
+judges and publishes it again, and it is saved to the state engine at once, so neither a failed
+publish nor a kill after it loses the verdict. In a report cycle each window and each model is
+published on its own: one failed publish puts that health window back for the next report and
+loses nothing of the others.
+
+What the monitor knows of each model lives in `deps.book` (`book.ModelBook`): the models of the
+partitions this replica owns, in memory, written to the state engine.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from modelfleet_contracts import (
     ModelReviewed,
     ModelRolledBack,
     ModelSpecRetired,
+    ModelSpecSubmitted,
     PerformanceDegraded,
     PredictionLogged,
     RiskPolicy,
@@ -42,52 +53,39 @@ from modelfleet_contracts import (
 )
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.serving import PredictionRecord
-from modelfleet_contracts.specs import BusinessKpi, MonitoringPolicy, RiskClass
+from modelfleet_contracts.specs import MonitoringPolicy, RiskClass
 
+from .book import Deployment, ModelBook, ModelProfile
 from .drift import FeatureResult, ProfileError
 from .health import (
     HealthSummary,
     HealthTracker,
     LabelScore,
-    LiveTask,
     live_task_of_template,
     slo_violations,
 )
 from .metrics import MonitorMetrics
 from .references import FsspecProfiles, ReferenceCache, VersionFacts
 from .review import ReviewPeriod, decide
-from .watch import DecayFinding, DriftFinding, VersionWatch
+from .watch import DriftFinding, VersionWatch
 
 logger = logging.getLogger("modelfleet.monitor")
 
 PRODUCER = "monitor"
 
-#: Risk class assumed for a model whose spec the monitor has not seen (yet).
-DEFAULT_RISK_CLASS: RiskClass = "medium"
 
-REVIEWS = "reviews"
-
-
-@dataclass(frozen=True)
-class ModelProfile:
-    """What the monitor needs from a model's spec: features, SLOs, how labels are scored, its KPI."""
-
-    risk_class: RiskClass = DEFAULT_RISK_CLASS
-    monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
-    live_task: LiveTask = "classification"
-    features: tuple[str, ...] = ()
-    business_kpi: BusinessKpi | None = None
-    #: The spec's row filter: the model's reference is the profile of just those rows.
-    where: tuple[tuple[str, str | int | float | bool], ...] = ()
-
-
-@dataclass
-class Deployment:
-    """Where a model's versions are, from its latest routing table."""
-
-    champion: str | None = None
-    challenger: str | None = None
-    stage: str | None = None
+#: Events of the topics keyed by model that the monitor folds into a model's state; they all reach
+#: the replica that owns the model (`app`).
+ModelEvent = (
+    PredictionLogged
+    | GroundTruthObserved
+    | ModelSpecSubmitted
+    | ModelSpecRetired
+    | DeploymentChanged
+    | ModelPromoted
+    | ModelRolledBack
+    | ModelArtifactRefused
+)
 
 
 @dataclass
@@ -102,101 +100,152 @@ class MonitorDeps:
     facts: VersionFacts = field(default_factory=lambda: VersionFacts(InMemoryKeyValueStore()))
     references: ReferenceCache = field(default_factory=lambda: ReferenceCache(FsspecProfiles()))
     metrics: MonitorMetrics = field(default_factory=MonitorMetrics)
-    models: dict[str, ModelProfile] = field(default_factory=dict)
-    watches: dict[tuple[str, str], VersionWatch] = field(default_factory=dict)
-    deployments: dict[str, Deployment] = field(default_factory=dict)
-    reviews: dict[str, ReviewPeriod] = field(default_factory=dict)
+    book: ModelBook | None = None
+    #: Breaches decided with a published report whose own publish failed: sent again next cycle.
+    unsent: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.book is None:
+            self.book = ModelBook(InMemoryKeyValueStore(), clock=self.clock)
+
+    @property
+    def models(self) -> ModelBook:
+        assert self.book is not None
+        return self.book
 
     def profile(self, model: str) -> ModelProfile:
-        return self.models.get(model, ModelProfile())
+        return self.models.get(model).profile or ModelProfile()
 
     def slos(self, model: str) -> MonitoringPolicy:
-        """The monitoring policy of a model: its risk class's, overridden by its spec."""
-        profile = self.profile(model)
-        overrides = Overrides(monitoring=profile.monitoring)
-        return resolve_policy(self.policies[profile.risk_class], overrides, loosened="floor").monitoring
+        """The monitoring policy of a model: its risk class's, overridden by its spec (resolved
+        once per spec: every batch asks for it)."""
+        state = self.models.get(model)
+        if state.policy is None or state.policy[0] is not state.profile:
+            profile = state.profile or ModelProfile()
+            overrides = Overrides(monitoring=profile.monitoring)
+            resolved = resolve_policy(self.policies[profile.risk_class], overrides, loosened="floor")
+            state.policy = (state.profile, resolved.monitoring)
+        return state.policy[1]
 
     def review(self, model: str) -> ReviewPeriod:
         """The model's open review period (started when the monitor first heard of it)."""
-        period = self.reviews.get(model)
-        if period is None:
-            stored = self.facts.store.get(REVIEWS, model)
-            start = datetime.fromisoformat(stored["since"]) if stored else self.clock()
-            period = self.reviews[model] = ReviewPeriod(start=start)
-            if stored is None:
-                self.facts.store.put(REVIEWS, model, {"since": start.isoformat()})
-        return period
+        return self.models.review(model)
 
 
-async def record_predictions(event: PredictionLogged, deps: MonitorDeps) -> None:
+async def handle_model_event(event: ModelEvent, deps: MonitorDeps, *, partition: int | None = None) -> None:
+    """Fold an event of a model into its state, if this replica owns the model's partition.
+
+    An event of a partition revoked while it waited is left alone: it was not committed, so the
+    partition's new owner gets it again.
+    """
+    if not deps.models.owns(partition):
+        logger.debug(
+            "event of a partition this replica no longer owns: left to its new owner",
+            extra={"model": event.model, "partition": partition},
+        )
+        return
+    if isinstance(event, PredictionLogged):
+        await record_predictions(event, deps, partition=partition)
+    elif isinstance(event, GroundTruthObserved):
+        await record_ground_truth(event, deps, partition=partition)
+    elif isinstance(event, ModelSpecSubmitted | ModelSpecRetired):
+        await note_model_spec(event, deps, partition=partition)
+    elif isinstance(event, DeploymentChanged):
+        await note_deployment_changed(event, deps, partition=partition)
+    elif isinstance(event, ModelPromoted):
+        await note_model_promoted(event, deps, partition=partition)
+    elif isinstance(event, ModelRolledBack):
+        await note_model_rolled_back(event, deps, partition=partition)
+    else:
+        await note_artifact_refused(event, deps, partition=partition)
+
+
+async def record_predictions(
+    event: PredictionLogged, deps: MonitorDeps, *, partition: int | None = None
+) -> None:
     """Count a batch in the health windows and the drift windows; redeliveries count once."""
     now = deps.clock()
-    fresh = deps.tracker.add_predictions(event.model, event.predictions, now=now.timestamp())
+    model = event.model
+    deps.models.get(model, partition)
+    fresh = deps.tracker.add_predictions(model, event.predictions, now=now.timestamp())
     if len(fresh) < len(event.predictions):
         logger.info(
             "ignored predictions already counted",
-            extra={"model": event.model, "duplicates": len(event.predictions) - len(fresh)},
+            extra={"model": model, "duplicates": len(event.predictions) - len(fresh)},
         )
-    await _score_labels(
-        event.model, deps.tracker.settle_early_labels(event.model, fresh, now=now.timestamp()), event, deps
+    if not fresh:
+        return
+    # Everything of the batch is counted before the first await (a publish): a checkpoint or a
+    # rebalance in between sees the batch whole or not at all.
+    deps.models.changed(model)
+    decay_due = _count_scores(
+        model, deps.tracker.settle_early_labels(model, fresh, now=now.timestamp()), deps
     )
     by_version: dict[str, list[PredictionRecord]] = defaultdict(list)
     for record in fresh:
         # Shadows see the champion's inputs again; their drift is the champion's.
         if record.route != "shadow" and record.error is None:
             by_version[record.version].append(record)
+    policy = deps.slos(model)
+    due: list[tuple[VersionWatch, DriftFinding]] = []
     for version, records in by_version.items():
-        watch = _watch(event.model, version, records[0].dataset_version, deps)
+        watch = _watch(model, version, records[0].dataset_version, deps)
         with deps.metrics.drift_check_seconds.time():
-            finding = watch.add(
-                [r.features for r in records], [r.prediction for r in records], deps.slos(event.model), now
-            )
+            owed = watch.drift_due(policy)
+            watch.add([r.features for r in records], [r.prediction for r in records], policy, now)
+            # A window already due before this batch waits for the report cycle to publish it.
+            finding = watch.drift_finding(policy, now) if not owed else None
         if finding is not None:
-            await _report_drift(finding, event, deps)
+            due.append((watch, finding))
+    for watch in decay_due:
+        await _settle_decay(watch, event, deps)
+    for watch, finding in due:
+        await _settle_drift(watch, finding, event, deps)
 
 
-async def record_ground_truth(event: GroundTruthObserved, deps: MonitorDeps) -> None:
+async def record_ground_truth(
+    event: GroundTruthObserved, deps: MonitorDeps, *, partition: int | None = None
+) -> None:
     """Score the predictions a label belongs to: live metric per health window, and decay.
 
     A label whose prediction has not arrived yet waits for it; `record_predictions` scores it.
     """
-    profile = deps.profile(event.model)
+    profile = deps.models.get(event.model, partition).profile or ModelProfile()
     now = deps.clock().timestamp()
-    await _score_labels(
-        event.model,
-        deps.tracker.add_label(event.model, event.request_id, event.label, profile.live_task, now=now),
-        event,
-        deps,
-    )
+    scores = deps.tracker.add_label(event.model, event.request_id, event.label, profile.live_task, now=now)
+    for watch in _count_scores(event.model, scores, deps):
+        await _settle_decay(watch, event, deps)
 
 
-async def _score_labels(model: str, scores: list[LabelScore], cause: Event, deps: MonitorDeps) -> None:
-    """Add label scores to their versions' decay windows; publish decay when one crossed its bound."""
-    profile, now = deps.profile(model), deps.clock()
+def _count_scores(model: str, scores: list[LabelScore], deps: MonitorDeps) -> list[VersionWatch]:
+    """Add label scores to their versions' decay windows; returns the windows they made due (a
+    window due before them waits for the report cycle to publish it)."""
+    if not scores:
+        return []
+    deps.models.changed(model)
+    policy, now = deps.slos(model), deps.clock()
+    due: list[VersionWatch] = []
     for score in scores:
         if score.route == "shadow":
             continue
         watch = _watch(model, score.version, None, deps)
-        baseline = deps.facts.baseline(model, score.version, profile.live_task)
-        finding = watch.add_scores([score.score], baseline, deps.slos(model), now)
-        if finding is not None and finding.decayed:
-            await _report_decay(finding, cause, deps)
+        owed = watch.decay_due(policy)
+        watch.add_scores([score.score], now)
+        if not owed and watch.decay_due(policy):
+            due.append(watch)
+    return due
 
 
-async def note_model_spec(event: SpecEvent, deps: MonitorDeps) -> None:
+async def note_model_spec(event: SpecEvent, deps: MonitorDeps, *, partition: int | None = None) -> None:
     """Learn a model's features, risk class, SLO overrides and KPI; forget a retired model."""
     if isinstance(event, ModelSpecRetired):
-        deps.models.pop(event.model, None)
+        await deps.models.retire(event.model)
         deps.tracker.forget(event.model)
-        for key in [key for key in deps.watches if key[0] == event.model]:
-            del deps.watches[key]
-        deps.deployments.pop(event.model, None)
-        deps.reviews.pop(event.model, None)
-        deps.facts.store.delete(REVIEWS, event.model)
         log_event(logger, "model retired: stopped monitoring it", event)
         return
     spec = event.spec
-    previous = deps.models.get(event.model)
+    state = deps.models.get(event.model, partition)
+    previous = state.profile
     profile = ModelProfile(
         risk_class=spec.metadata.risk_class,
         monitoring=spec.spec.monitoring,
@@ -205,12 +254,13 @@ async def note_model_spec(event: SpecEvent, deps: MonitorDeps) -> None:
         business_kpi=spec.spec.business_kpi,
         where=tuple(sorted(spec.spec.dataset.where.items())),
     )
-    deps.models[event.model] = profile
+    state.profile = profile
+    deps.models.put_spec(event.model)
     if previous is not None and (previous.features, previous.where) != (profile.features, profile.where):
         # Versions of the new spec get their references with the new features as they appear.
-        for key in [key for key in deps.watches if key[0] == event.model]:
-            del deps.watches[key]
+        state.watches.clear()
     deps.review(event.model)
+    await deps.models.save(event.model)
 
 
 async def note_dataset_version_created(event: DatasetVersionCreated, deps: MonitorDeps) -> None:
@@ -233,43 +283,71 @@ async def note_model_registered(event: ModelRegistered, deps: MonitorDeps) -> No
     )
 
 
-async def note_deployment_changed(event: DeploymentChanged, deps: MonitorDeps) -> None:
+async def note_deployment_changed(
+    event: DeploymentChanged, deps: MonitorDeps, *, partition: int | None = None
+) -> None:
     """Follow where a model's versions are: the review's decision depends on it."""
     challenger = event.challenger or (event.shadows[0] if event.shadows else None) or event.candidate
-    deps.deployments[event.model] = Deployment(
+    deps.models.get(event.model, partition).deployment = Deployment(
         champion=event.champion.version if event.champion else None,
         challenger=challenger.version if challenger else None,
         stage=event.stage,
     )
+    deps.models.put_spec(event.model)
 
 
-async def note_model_promoted(event: ModelPromoted, deps: MonitorDeps) -> None:
+async def note_model_promoted(
+    event: ModelPromoted, deps: MonitorDeps, *, partition: int | None = None
+) -> None:
     """A new champion answers an owed retrain."""
+    deps.models.get(event.model, partition)
     deps.review(event.model).add_promotion()
+    await deps.models.save(event.model)
 
 
-async def note_model_rolled_back(event: ModelRolledBack, deps: MonitorDeps) -> None:
+async def note_model_rolled_back(
+    event: ModelRolledBack, deps: MonitorDeps, *, partition: int | None = None
+) -> None:
+    deps.models.get(event.model, partition)
     deps.review(event.model).add_rollback(
         f"rollback v{event.from_version} -> v{event.to_version}: {event.reason}"
     )
+    await deps.models.save(event.model)
 
 
-async def note_artifact_refused(event: ModelArtifactRefused, deps: MonitorDeps) -> None:
+async def note_artifact_refused(
+    event: ModelArtifactRefused, deps: MonitorDeps, *, partition: int | None = None
+) -> None:
+    deps.models.get(event.model, partition)
     deps.review(event.model).add_incident(f"artifact of v{event.version} refused: {event.reason}")
+    await deps.models.save(event.model)
 
 
 async def report_health(now: datetime, deps: MonitorDeps) -> list[Event]:
     """Publish the health of every version that saw traffic since the last report, its breaches,
-    and the reviews that are due.
+    the reviews that are due and the drift and decay verdicts still owed.
 
     Returns the events published, in order: each version's `ModelHealthReported`, followed by a
-    `SloBreached` per SLO it broke (caused by the report); then the `ModelReviewed`s.
+    `SloBreached` per SLO it broke (caused by the report); then the `ModelReviewed`s, then the
+    owed verdicts. A report that cannot be published puts its window back (it is reported next
+    time, from its own start); a breach that cannot be is sent again next cycle. Neither stops
+    the others.
     """
-    published: list[Event] = []
-    for summary in deps.tracker.drain(now):
+    published = await _send_unsent(deps)
+    for drained in deps.tracker.take(now):
+        summary = drained.summary
         model = summary.key.model
         report = _health_report(summary, now, deps.profile(model))
-        await deps.publish(report)
+        try:
+            await deps.publish(report)
+        except Exception:
+            deps.tracker.restore(drained)
+            logger.warning(
+                "health report not published: its window is reported next time",
+                exc_info=True,
+                extra={"model": model, "version": summary.key.version, "route": summary.key.route},
+            )
+            continue
         published.append(report)
         deps.review(model).add_health(
             summary.requests,
@@ -279,6 +357,7 @@ async def report_health(now: datetime, deps: MonitorDeps) -> list[Event]:
             summary.latency_sum_ms,
             report.business_value,
         )
+        deps.models.changed(model)
         for violation in slo_violations(summary, deps.slos(model), min_requests=deps.slo_min_requests):
             breach = SloBreached(
                 producer=PRODUCER,
@@ -292,8 +371,6 @@ async def report_health(now: datetime, deps: MonitorDeps) -> list[Event]:
                 objective=violation.objective,
                 observed=violation.observed,
             )
-            await deps.publish(breach)
-            published.append(breach)
             deps.metrics.slo_breaches.labels(deps.profile(model).risk_class, violation.slo).inc()
             numbers = f"{violation.observed:g} > {violation.objective:g}"
             deps.review(model).add_incident(
@@ -304,20 +381,46 @@ async def report_health(now: datetime, deps: MonitorDeps) -> list[Event]:
                 f"SLO {violation.slo} breached: {violation.observed:g} > {violation.objective:g}",
                 breach,
             )
+            if await _publish_or_keep(breach, deps):
+                published.append(breach)
     published += await review_models(now, deps)
-    deps.metrics.models_watched.set(len(deps.models))
+    published += await settle_owed_verdicts(now, deps)
+    deps.metrics.models_watched.set(len(deps.models.with_specs()))
     return published
 
 
+async def _publish_or_keep(event: Event, deps: MonitorDeps) -> bool:
+    """Publish a decided event; keep it to send again next cycle if that fails."""
+    try:
+        await deps.publish(event)
+    except Exception:
+        deps.unsent.append(event)
+        logger.warning(
+            "event not published: sent again next cycle",
+            exc_info=True,
+            extra={"event_type": event.event_type, "event_id": str(event.event_id)},
+        )
+        return False
+    return True
+
+
+async def _send_unsent(deps: MonitorDeps) -> list[Event]:
+    waiting, deps.unsent = deps.unsent, []
+    return [event for event in waiting if await _publish_or_keep(event, deps)]
+
+
 async def review_models(now: datetime, deps: MonitorDeps) -> list[Event]:
-    """Publish the review of every model whose period is over, and open the next period."""
+    """Publish the review of every owned model whose period is over, and open the next period.
+
+    A review that cannot be published leaves its period open: it is published next cycle.
+    """
     published: list[Event] = []
-    for model in sorted(deps.models):
+    for model in deps.models.with_specs():
         period = deps.review(model)
         interval = deps.slos(model).review_interval_seconds
         if interval is None or now - period.start < timedelta(seconds=interval):
             continue
-        deployment = deps.deployments.get(model, Deployment())
+        deployment = deps.models.get(model).deployment
         decision, reason = decide(period, challenger=deployment.challenger, stage=deployment.stage, end=now)
         profile = deps.profile(model)
         kpi = profile.business_kpi
@@ -346,23 +449,52 @@ async def review_models(now: datetime, deps: MonitorDeps) -> list[Event]:
             decision=decision,
             reason=reason,
         )
-        await deps.publish(review)
+        try:
+            await deps.publish(review)
+        except Exception:
+            logger.warning(
+                "review not published: the period stays open and is reviewed next cycle",
+                exc_info=True,
+                extra={"model": model},
+            )
+            continue
         published.append(review)
         deps.metrics.reviews.labels(profile.risk_class, decision).inc()
         log_event(logger, f"model reviewed: {decision} ({reason})", review)
-        follow_up = ReviewPeriod(start=now, needs_retrain=period.needs_retrain)
-        deps.reviews[model] = follow_up
-        deps.facts.store.put(REVIEWS, model, {"since": now.isoformat()})
+        deps.models.get(model).review = ReviewPeriod(start=now, needs_retrain=period.needs_retrain)
+        await deps.models.save(model)
+    return published
+
+
+async def settle_owed_verdicts(now: datetime, deps: MonitorDeps) -> list[Event]:
+    """Judge and publish every due window of the owned models: those whose publish failed, and
+    those loaded full from the state engine. One model's failure does not stop the others."""
+    published: list[Event] = []
+    for state in deps.models.loaded():
+        if not deps.models.owns(state.partition) or not state.watches:
+            continue
+        try:
+            policy = deps.slos(state.model)
+            for version in list(state.watches):
+                watch = _watch(state.model, version, None, deps)
+                if watch.drift_due(policy):
+                    finding = watch.drift_finding(policy, now)
+                    if finding is not None:
+                        published += await _settle_drift(watch, finding, None, deps)
+                if watch.decay_due(policy):
+                    published += await _settle_decay(watch, None, deps)
+        except Exception:
+            logger.exception("owed verdicts of a model not settled", extra={"model": state.model})
     return published
 
 
 def _watch(model: str, version: str, dataset_version: str | None, deps: MonitorDeps) -> VersionWatch:
     """The version's windows; its reference is looked up until it is found."""
-    key = (model, version)
-    watch = deps.watches.get(key)
-    profile = deps.profile(model)
+    state = deps.models.get(model)
+    watch = state.watches.get(version)
+    profile = state.profile or ModelProfile()
     if watch is None:
-        watch = deps.watches[key] = VersionWatch(model, version, profile.live_task)
+        watch = state.watches[version] = VersionWatch(model, version, profile.live_task)
     if watch.reference is None and profile.features:
         dataset_version = dataset_version or deps.facts.dataset_version(model, version)
         profile_uri = deps.facts.profile_uri(dataset_version) if dataset_version else None
@@ -385,17 +517,88 @@ def _watch(model: str, version: str, dataset_version: str | None, deps: MonitorD
     return watch
 
 
-async def _report_drift(finding: DriftFinding, cause: Event, deps: MonitorDeps) -> None:
-    risk_class = deps.profile(finding.model).risk_class
+async def _settle_drift(
+    watch: VersionWatch, finding: DriftFinding, cause: Event | None, deps: MonitorDeps
+) -> list[Event]:
+    """Publish a due input window's drift, then close it; a failed publish leaves it due and saved."""
+    model, now = finding.model, finding.window_end
+    risk_class = deps.profile(model).risk_class
+    published: list[Event] = []
+    if finding.drifted:
+        event = _drift_event(finding, cause)
+        try:
+            await deps.publish(event)
+        except Exception:
+            logger.warning(
+                "drift not published: the window stays due and is published next cycle",
+                exc_info=True,
+                extra={"model": model, "version": finding.version},
+            )
+            await deps.models.save(model)
+            return []
+        published.append(event)
+        deps.metrics.drift_detected.labels(risk_class).inc()
+        deps.review(model).add_drift(finding.share, finding.summary())
+        log_event(logger, f"drift detected: {finding.summary()}", event)
     deps.metrics.drift_checks.labels(risk_class).inc()
-    if not finding.drifted:
-        return
-    deps.metrics.drift_detected.labels(risk_class).inc()
+    watch.close_drift_window(now)
+    deps.models.changed(model)
+    if published:
+        await deps.models.save(model)
+    return published
+
+
+async def _settle_decay(watch: VersionWatch, cause: Event | None, deps: MonitorDeps) -> list[Event]:
+    """Judge a due label window against the version's evaluation; publish decay, then close it."""
+    model, version, now = watch.model, watch.version, deps.clock()
+    baseline = deps.facts.baseline(model, version, watch.live_task)
+    finding = watch.decay_finding(baseline, deps.slos(model), now)
+    published: list[Event] = []
+    if finding is not None and finding.decayed:
+        event = PerformanceDegraded(
+            producer=PRODUCER,
+            model=finding.model,
+            version=finding.version,
+            window_start=finding.window_start,
+            window_end=finding.window_end,
+            metric=finding.metric,
+            baseline=finding.baseline,
+            observed=finding.observed,
+            threshold=finding.threshold,
+            labelled_rows=finding.labelled,
+            causation_id=cause.event_id if cause is not None else None,
+        )
+        try:
+            await deps.publish(event)
+        except Exception:
+            logger.warning(
+                "decay not published: the label window stays due and is published next cycle",
+                exc_info=True,
+                extra={"model": model, "version": version},
+            )
+            await deps.models.save(model)
+            return []
+        published.append(event)
+        deps.metrics.decay_detected.labels(deps.profile(model).risk_class).inc()
+        summary = (
+            f"v{finding.version} live {finding.metric} {finding.observed:.3g} < {finding.threshold:.3g} "
+            f"(evaluated {finding.baseline:.3g}) over {finding.labelled} labels"
+        )
+        deps.review(model).add_decay(summary)
+        log_event(logger, f"performance degraded: {summary}", event)
+    watch.close_label_window(now)
+    deps.models.changed(model)
+    if published:
+        await deps.models.save(model)
+    return published
+
+
+def _drift_event(finding: DriftFinding, cause: Event | None) -> DriftDetected:
     # Features without a live value in the window were not compared: they have no statistic.
     compared = [
         r for r in [*finding.features, finding.prediction] if r is not None and not math.isnan(r.statistic)
     ]
-    event = DriftDetected(
+    return DriftDetected(
         producer=PRODUCER,
         model=finding.model,
         version=finding.version,
@@ -408,35 +611,8 @@ async def _report_drift(finding: DriftFinding, cause: Event, deps: MonitorDeps) 
         drift_share_threshold=finding.share_threshold,
         prediction_drifted=finding.prediction.drifted if finding.prediction else None,
         # A drift incident is the root of its own chain (retrain, evaluation, canary, promotion).
-        causation_id=cause.event_id,
+        causation_id=cause.event_id if cause is not None else None,
     )
-    await deps.publish(event)
-    deps.review(finding.model).add_drift(finding.share, finding.summary())
-    log_event(logger, f"drift detected: {finding.summary()}", event)
-
-
-async def _report_decay(finding: DecayFinding, cause: Event, deps: MonitorDeps) -> None:
-    deps.metrics.decay_detected.labels(deps.profile(finding.model).risk_class).inc()
-    event = PerformanceDegraded(
-        producer=PRODUCER,
-        model=finding.model,
-        version=finding.version,
-        window_start=finding.window_start,
-        window_end=finding.window_end,
-        metric=finding.metric,
-        baseline=finding.baseline,
-        observed=finding.observed,
-        threshold=finding.threshold,
-        labelled_rows=finding.labelled,
-        causation_id=cause.event_id,
-    )
-    await deps.publish(event)
-    summary = (
-        f"v{finding.version} live {finding.metric} {finding.observed:.3g} < {finding.threshold:.3g} "
-        f"(evaluated {finding.baseline:.3g}) over {finding.labelled} labels"
-    )
-    deps.review(finding.model).add_decay(summary)
-    log_event(logger, f"performance degraded: {summary}", event)
 
 
 def _feature(result: FeatureResult) -> FeatureDrift:

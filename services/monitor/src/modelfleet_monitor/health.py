@@ -90,6 +90,8 @@ class SloViolation:
 
 @dataclass
 class _Window:
+    #: Start of the reporting window this traffic belongs to (the report before it, or the start).
+    start: datetime
     requests: int = 0
     errors: int = 0
     latency_batches: list[FloatArray] = field(default_factory=list)
@@ -100,6 +102,15 @@ class _Window:
     # Sum of per-label scores: 1/0 for a correct/wrong class, -|error| for a number; and of squares.
     live_score_sum: float = 0.0
     live_score_squares: float = 0.0
+
+
+@dataclass(frozen=True)
+class Drained:
+    """A window taken out for its report: `HealthTracker.restore` puts it back if the report
+    could not be published, so its traffic counts in the next one."""
+
+    summary: HealthSummary
+    window: _Window
 
 
 @dataclass
@@ -163,7 +174,7 @@ class HealthTracker:
                 buffered is not None and record.version in buffered.by_version
             ):
                 continue
-            self._windows.setdefault(key, _Window()).request_ids.add(record.request_id)
+            self._window(key).request_ids.add(record.request_id)
             request = buffer.get(record.request_id)
             if request is None:
                 request = buffer[record.request_id] = _Request(received_at=now)
@@ -176,6 +187,12 @@ class HealthTracker:
         if fresh:
             self._count(model, fresh)
         return fresh
+
+    def _window(self, key: WindowKey) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(start=self._window_start)
+        return window
 
     def _count(self, model: str, records: Sequence[PredictionRecord]) -> None:
         keys = [WindowKey(model, record.version, record.route) for record in records]
@@ -218,7 +235,7 @@ class HealthTracker:
             buffered.labelled = True
             if score is None:
                 continue
-            window = self._windows.setdefault(WindowKey(model, version, buffered.route), _Window())
+            window = self._window(WindowKey(model, version, buffered.route))
             if window.live_task not in (None, task):
                 # The model's task changed with its spec; start its live metric afresh.
                 window.labelled, window.live_score_sum, window.live_score_squares = 0, 0.0, 0.0
@@ -267,15 +284,44 @@ class HealthTracker:
 
         Windows with labels but no requests stay open (their labels count once traffic comes).
         """
-        summaries: list[HealthSummary] = []
+        return [drained.summary for drained in self.take(now)]
+
+    def take(self, now: datetime) -> list[Drained]:
+        """Like `drain`, keeping each window so that `restore` can put it back."""
+        taken: list[Drained] = []
         for key in sorted(self._windows):
             window = self._windows[key]
             if window.requests == 0:
                 continue
-            summaries.append(summarize(key, window, self._window_start, now))
+            taken.append(Drained(summarize(key, window, window.start, now), window))
             del self._windows[key]
         self._window_start = now
-        return summaries
+        return taken
+
+    def restore(self, drained: Drained) -> None:
+        """Put back a window whose report was not published: it is reported with the next one,
+        from its own start, together with whatever the version served since."""
+        key, old = drained.summary.key, drained.window
+        new = self._windows.get(key)
+        if new is None:
+            self._windows[key] = old
+            return
+        if new.live_task not in (None, old.live_task) and old.labelled:
+            # The task changed in between: keep the newer live metric, as `add_label` does.
+            old.labelled, old.live_score_sum, old.live_score_squares = 0, 0.0, 0.0
+        old.requests += new.requests
+        old.errors += new.errors
+        old.latency_batches += new.latency_batches
+        old.request_ids |= new.request_ids
+        old.labelled += new.labelled
+        old.live_task = new.live_task or old.live_task
+        old.live_score_sum += new.live_score_sum
+        old.live_score_squares += new.live_score_squares
+        self._windows[key] = old
+
+    def models(self) -> set[str]:
+        """Models with an open window or a buffered prediction or label."""
+        return {key.model for key in self._windows} | set(self._buffers) | set(self._early)
 
     def forget(self, model: str) -> None:
         """Drop every window and buffered prediction of a model that left the fleet."""

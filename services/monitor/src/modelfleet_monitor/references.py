@@ -3,7 +3,11 @@
 `VersionFacts` keeps, in the service's durable key-value store, the facts learned from other
 services' events (which the consumer group will not re-read after a restart): each dataset
 version's profile URI, each registered version's run and dataset version, and each run's holdout
-metrics. `ProfileReader` reads profiles from wherever ingest stored them (any fsspec URI).
+metrics. Whichever replica handles such an event writes it at once, and any replica reads it.
+These facts never change once known (a dataset version, a registered version and a run are
+immutable), so the values found are cached; a fact not found is read again next time, since
+another replica may have written it since. `ProfileReader` reads profiles from wherever ingest
+stored them (any fsspec URI).
 """
 
 from __future__ import annotations
@@ -31,37 +35,60 @@ PROFILES, VERSIONS, RUNS = "profiles", "versions", "runs"
 
 
 class VersionFacts:
-    """Facts about dataset and model versions, in a `KeyValueStore`."""
+    """Facts about dataset and model versions, in a `KeyValueStore`, the last `capacity` found
+    kept in memory."""
 
-    def __init__(self, store: KeyValueStore) -> None:
+    def __init__(self, store: KeyValueStore, capacity: int = 10_000) -> None:
         self.store = store
+        self.capacity = capacity
+        self._found: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+    def _get(self, namespace: str, key: str) -> Any | None:
+        cached = self._found.get((namespace, key))
+        if cached is not None:
+            self._found.move_to_end((namespace, key))
+            return cached
+        value = self.store.get(namespace, key)
+        if value is not None:
+            self._keep(namespace, key, value)
+        return value
+
+    def _put(self, namespace: str, key: str, value: Any) -> None:
+        self.store.put(namespace, key, value)
+        self._keep(namespace, key, value)
+
+    def _keep(self, namespace: str, key: str, value: Any) -> None:
+        self._found[(namespace, key)] = value
+        self._found.move_to_end((namespace, key))
+        if len(self._found) > self.capacity:
+            self._found.popitem(last=False)
 
     def note_dataset_version(self, version: str, profile_uri: str, uri: str) -> None:
-        self.store.put(PROFILES, version, {"profile_uri": profile_uri, "uri": uri})
+        self._put(PROFILES, version, {"profile_uri": profile_uri, "uri": uri})
 
     def profile_uri(self, dataset_version: str) -> str | None:
-        value = self.store.get(PROFILES, dataset_version)
+        value = self._get(PROFILES, dataset_version)
         return str(value["profile_uri"]) if value else None
 
     def data_uri(self, dataset_version: str) -> str | None:
         """Where the dataset version's rows are (for a model trained on a slice of them)."""
-        value = self.store.get(PROFILES, dataset_version)
+        value = self._get(PROFILES, dataset_version)
         return str(value["uri"]) if value and value.get("uri") else None
 
     def note_run(self, run_id: str, metrics: dict[str, float]) -> None:
-        self.store.put(RUNS, run_id, {"metrics": metrics})
+        self._put(RUNS, run_id, {"metrics": metrics})
 
     def note_model_version(self, model: str, version: str, run_id: str, dataset_version: str | None) -> None:
-        self.store.put(VERSIONS, f"{model}/{version}", {"run_id": run_id, "dataset_version": dataset_version})
+        self._put(VERSIONS, f"{model}/{version}", {"run_id": run_id, "dataset_version": dataset_version})
 
     def dataset_version(self, model: str, version: str) -> str | None:
-        value = self.store.get(VERSIONS, f"{model}/{version}")
+        value = self._get(VERSIONS, f"{model}/{version}")
         return str(value["dataset_version"]) if value and value.get("dataset_version") else None
 
     def baseline(self, model: str, version: str, task: LiveTask) -> float | None:
         """The version's live metric as measured on its holdout: accuracy, or negated MAE."""
-        registered = self.store.get(VERSIONS, f"{model}/{version}")
-        run = self.store.get(RUNS, registered["run_id"]) if registered else None
+        registered = self._get(VERSIONS, f"{model}/{version}")
+        run = self._get(RUNS, registered["run_id"]) if registered else None
         if run is None:
             return None
         metrics: dict[str, float] = run["metrics"]

@@ -2,10 +2,11 @@
 
 Each version served as champion or challenger gets a `VersionWatch`. Its input rows go into a
 `DriftWindow` against the reference of the dataset version it was trained on; when the window
-holds `window_size` rows it is checked and a new one starts. Its predictions are compared with
-its own first `window_size` predictions (the model's behaviour when it went live). Its labelled
-predictions are scored, and every `window_size` labels the live metric is held against the value
-measured at evaluation time. Each check returns a finding; the caller decides what to publish.
+holds `window_size` rows it is checked, and a new one starts once the verdict was published.
+Its predictions are compared with its own first `window_size` predictions (the model's behaviour
+when it went live). Its labelled predictions are scored, and every `window_size` labels the live
+metric is held against the value measured at evaluation time. Each check returns a finding; the
+caller publishes it, then closes the window.
 """
 
 from __future__ import annotations
@@ -116,7 +117,13 @@ def decay_threshold(baseline: float, max_drop: float) -> float:
 
 @dataclass
 class VersionWatch:
-    """Windows of one model version."""
+    """Windows of one model version.
+
+    Adding rows or labels only counts them; a window that is full is *due*. Its finding is computed
+    by `drift_finding` / `decay_finding` without closing it, and only `close_drift_window` /
+    `close_label_window` start the next one: the caller closes a window after its verdict was
+    published, so a failed publish leaves the window to be judged (and published) again.
+    """
 
     model: str
     version: str
@@ -131,11 +138,26 @@ class VersionWatch:
     score_sum: float = 0.0
     score_squares: float = 0.0
     labels_since: datetime | None = None
+    #: Counts of the input window as checkpointed (`snapshots`), waiting for the reference to be
+    #: known again after a restart or a move: `use_reference` takes them back if they fit it.
+    restored_window: Mapping[str, Any] | None = None
 
     def use_reference(self, reference: Reference) -> None:
-        """Compare inputs with `reference` from now on (a fresh window)."""
+        """Compare inputs with `reference` from now on (a fresh window, or the restored one)."""
         self.reference = reference
         self.window = DriftWindow(reference)
+        restored, self.restored_window = self.restored_window, None
+        if (
+            restored is not None
+            and restored.get("dataset_version") == reference.dataset_version
+            and list(restored.get("features", ())) == list(reference.features)
+        ):
+            self.window.restore(restored["rows"], restored["counts"])
+
+    @property
+    def rows(self) -> int:
+        """Rows in the open input window (0 before the reference is known)."""
+        return self.window.rows if self.window is not None else 0
 
     def add(
         self,
@@ -143,57 +165,72 @@ class VersionWatch:
         predictions: Sequence[Any],
         policy: MonitoringPolicy,
         now: datetime,
-    ) -> DriftFinding | None:
-        """Add a batch of inputs and their predictions; a finding when the window filled up."""
-        method, threshold, size, share_threshold = drift_settings(policy)
+    ) -> None:
+        """Count a batch of inputs and their predictions."""
+        _method, _threshold, size, _share = drift_settings(policy)
         if self.window_start is None:
             self.window_start = now
         if self.window is not None:
             self.window.add_rows(rows)
         self._add_predictions(predictions, size)
-        rows_seen = self.window.rows if self.window is not None else 0
-        if self.window is None or rows_seen < size:
+
+    def drift_due(self, policy: MonitoringPolicy) -> bool:
+        """Whether the input window holds `window_size` rows: its verdict is owed."""
+        return self.window is not None and self.window.rows >= drift_settings(policy)[2]
+
+    def drift_finding(self, policy: MonitoringPolicy, now: datetime) -> DriftFinding | None:
+        """The verdict of a due input window (and of the predictions since); the window stays open."""
+        if self.window is None or not self.drift_due(policy):
             return None
+        method, threshold, _size, share_threshold = drift_settings(policy)
         features = self.window.check(method, threshold)
         prediction = self._check_predictions(method, threshold)
-        finding = DriftFinding(
+        return DriftFinding(
             model=self.model,
             version=self.version,
             dataset_version=self.reference.dataset_version if self.reference else "",
-            window_start=self.window_start,
+            window_start=self.window_start or now,
             window_end=now,
-            rows=rows_seen,
+            rows=self.window.rows,
             features=features,
             prediction=prediction,
             share=drift_share(features),
             share_threshold=share_threshold,
         )
-        self.window = DriftWindow(self.window.reference)
-        self.window_start = now
-        return finding
 
-    def add_scores(
-        self, scores: Sequence[float], baseline: float | None, policy: MonitoringPolicy, now: datetime
-    ) -> DecayFinding | None:
-        """Add label scores (1/0 or -|error|); a finding every `window_size` labels when the
-        version's evaluation-time value of the live metric is known."""
+    def close_drift_window(self, now: datetime) -> None:
+        """Start the next input and prediction windows (after the verdict was published)."""
+        if self.window is not None:
+            self.window = DriftWindow(self.window.reference)
+        if self.prediction_window is not None:
+            self.prediction_window = DriftWindow(self.prediction_window.reference)
+        self.window_start = now
+
+    def add_scores(self, scores: Sequence[float], now: datetime) -> None:
+        """Count label scores (1/0 or -|error|)."""
         if self.labels_since is None:
             self.labels_since = now
         self.labelled += len(scores)
         self.score_sum += float(sum(scores))
         self.score_squares += float(sum(score * score for score in scores))
-        size = policy.window_size or DEFAULT_WINDOW
-        if self.labelled < size:
+
+    def decay_due(self, policy: MonitoringPolicy) -> bool:
+        """Whether `window_size` labels were scored since the last label window closed."""
+        return self.labelled >= (policy.window_size or DEFAULT_WINDOW)
+
+    def decay_finding(
+        self, baseline: float | None, policy: MonitoringPolicy, now: datetime
+    ) -> DecayFinding | None:
+        """The verdict of a due label window against the version's evaluation-time value of its
+        live metric; None when it is not due or cannot be judged (no baseline, no allowed drop)."""
+        if not self.decay_due(policy) or baseline is None or policy.max_performance_drop is None:
             return None
-        observed, labelled, since = self.score_sum / self.labelled, self.labelled, self.labels_since
+        observed, labelled = self.score_sum / self.labelled, self.labelled
         spread = math.sqrt(max(self.score_squares / labelled - observed * observed, 0.0))
-        self.labelled, self.score_sum, self.score_squares, self.labels_since = 0, 0.0, 0.0, now
-        if baseline is None or policy.max_performance_drop is None:
-            return None
         return DecayFinding(
             model=self.model,
             version=self.version,
-            window_start=since,
+            window_start=self.labels_since or now,
             window_end=now,
             metric="accuracy" if self.live_task == "classification" else "neg_mae",
             baseline=baseline,
@@ -202,6 +239,10 @@ class VersionWatch:
             labelled=labelled,
             standard_error=spread / math.sqrt(labelled),
         )
+
+    def close_label_window(self, now: datetime) -> None:
+        """Start the next label window (after its verdict, if any, was published)."""
+        self.labelled, self.score_sum, self.score_squares, self.labels_since = 0, 0.0, 0.0, now
 
     def _add_predictions(self, predictions: Sequence[Any], size: int) -> None:
         kept = [p for p in predictions if p is not None]
@@ -223,7 +264,6 @@ class VersionWatch:
         if window is None or window.rows == 0:
             return None
         [result] = window.check(method, threshold)
-        self.prediction_window = DriftWindow(window.reference)
         return result
 
 

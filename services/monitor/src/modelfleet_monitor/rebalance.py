@@ -1,0 +1,89 @@
+"""Handing models over between monitor replicas when their partitions move.
+
+`Handover` is the rebalance listener of the monitor's consumer of the topics keyed by model.
+aiokafka's rebalance is eager: every partition is revoked from every member, then the new
+assignment is given out, and no member is given a partition before all have returned theirs.
+So on revocation a replica writes the windows of its models to the state engine (and owns
+nothing until the assignment); on assignment it drops the models of the partitions it lost, and
+reads the others' from the engine when it first sees them.
+
+`check_copartitioned` stops the service when those topics have different partition counts: the
+join of a model's events rests on one key falling in the same partition number of each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from modelfleet_common.kafka import connection_options
+from modelfleet_common.settings import KafkaSettings
+
+from .handlers import MonitorDeps
+
+logger = logging.getLogger("modelfleet.monitor")
+
+
+class TopicsNotCopartitioned(RuntimeError):
+    """The topics of one model's events differ in partition count: they cannot meet in one replica."""
+
+
+class Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Writes the owned models on revocation, drops the lost ones on assignment."""
+
+    def __init__(self, dependencies: Callable[[], MonitorDeps]) -> None:
+        self._dependencies = dependencies
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        deps = self._dependencies()
+        written = await deps.models.revoke()
+        logger.info(
+            "partitions revoked: windows written to the state engine",
+            extra={"partitions": sorted({tp.partition for tp in revoked}), "models_written": written},
+        )
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        deps = self._dependencies()
+        by_topic: dict[str, set[int]] = defaultdict(set)
+        for tp in assigned:
+            by_topic[tp.topic].add(tp.partition)
+        numbers = set().union(*by_topic.values()) if by_topic else set()
+        uneven = {topic: sorted(numbers - mine) for topic, mine in by_topic.items() if numbers - mine}
+        if uneven:
+            # The range assignor gives every member the same numbers of co-partitioned topics.
+            logger.error(
+                "this replica was given different partition numbers of the topics of one model: "
+                "their events will not meet (is the group's assignor RangePartitionAssignor?)",
+                extra={"missing": uneven},
+            )
+        dropped = deps.models.assign(numbers)
+        for model in dropped:
+            deps.tracker.forget(model)
+        logger.info(
+            "partitions assigned",
+            extra={"partitions": sorted(numbers), "models_handed_over": len(dropped)},
+        )
+
+
+async def check_copartitioned(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
+    """The partition count of each topic; raises `TopicsNotCopartitioned` when they differ."""
+    names = list(topics)
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    counts = {str(topic["topic"]): len(topic["partitions"]) for topic in described}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
+        raise TopicsNotCopartitioned(
+            f"the monitor joins one model's events by partition number, so these topics need the "
+            f"same number of partitions ({listed}); give them one count (FLEET_KAFKA_PARTITIONS "
+            f"when provisioned, or their KafkaTopic resources)"
+        )
+    return counts
