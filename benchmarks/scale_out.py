@@ -1,0 +1,245 @@
+"""Scale-out: onboarding throughput with 1, 2 and 3 replicas of evaluator and registry.
+
+In one run, on the same Kafka, MLflow (PostgreSQL backend store) and PostgreSQL (every service's
+state, `FLEET_STATE_URL`): for each replica count R, a fresh fleet (its own topic prefix and model
+names) with one ingest, one trainer (Ray) and R evaluators and R registries; `modelfleet apply`
+publishes one ModelFleet of N models over one dataset (as `fleet_onboarding.py` does), and the
+clock stops when all N are registered (or failed). Reported per R: wall time, models per minute,
+the speed-up over R=1, and CPU seconds per model of everything (services, Ray, MLflow, Kafka,
+PostgreSQL), split by part, so the ceiling shows: on a 2-core machine the fits and MLflow share
+the same two cores as every added replica.
+
+    python benchmarks/scale_out.py                         # N=100, R = 1, 2, 3
+    python benchmarks/scale_out.py --models 300 --replicas 1,3
+
+Needs nothing running: it starts its own Kafka, PostgreSQL and MLflow under `.local/bench-scale`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from fleet_onboarding import cpu_seconds, fleet_documents, make_data, wait_for_outcomes
+from infrastructure import free_port, wait_ready
+
+from modelfleet_common.kafka import connection_options
+from modelfleet_common.local import kafka as local_kafka
+from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_common.local import postgres as local_postgres
+from modelfleet_common.local.kafka_security import ADMIN
+from modelfleet_common.naming import TopicNamer
+from modelfleet_common.signing import ArtifactSigner
+from modelfleet_contracts.topics import CLI
+
+REPO = Path(__file__).resolve().parents[1]
+SCALED = ("evaluator", "registry")
+
+
+class Stack:
+    """Kafka, PostgreSQL and MLflow on PostgreSQL under one home, started and stopped together."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        local_postgres.start(home, port=free_port(), timeout=120)
+        self.bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
+        self.tracking_uri = local_mlflow.start(home, port=free_port(), timeout=180, backend="postgres")
+
+    def service_env(self, name: str) -> dict[str, str]:
+        env = local_kafka.client_environment(self.home, name, self.bootstrap)
+        env |= local_postgres.client_environment(self.home, name)
+        if name in local_mlflow.USERS:
+            env |= local_mlflow.client_environment(self.home, name)
+        return env
+
+    def kafka_options(self) -> dict[str, Any]:
+        return connection_options(local_kafka.client_settings(self.home, ADMIN, self.bootstrap))
+
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """Kafka, MLflow (with its workers) and this run's PostgreSQL server with its backends."""
+        found: dict[str, list[psutil.Process]] = {"kafka": [], "mlflow": [], "postgres": []}
+        marker = str(self.home)
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if process.pid == os.getpid() or marker not in cmdline:
+                continue
+            found["kafka" if "kafka.Kafka" in cmdline else "mlflow"].append(process)
+        port = local_postgres.server_port(self.home)
+        for connection in psutil.net_connections("tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+                server = psutil.Process(connection.pid)
+                found["postgres"] = [server]  # cpu_seconds adds its backends
+                break
+        return found
+
+    def stop(self) -> None:
+        local_mlflow.stop(self.home)
+        local_kafka.stop(self.home)
+        local_postgres.stop(self.home)
+
+
+def run_fleet(
+    stack: Stack, work: Path, models: int, replicas: int, data: Path, timeout: float
+) -> dict[str, Any]:
+    prefix = f"scale{replicas}{uuid.uuid4().hex[:6]}."
+    key = work / "keys" / "registry.pem"
+    ArtifactSigner.load_or_create(key)
+    partitions = 6
+    env = {
+        **os.environ,
+        "FLEET_TOPIC_PREFIX": prefix,
+        "FLEET_MLFLOW_TRACKING_URI": stack.tracking_uri,
+        "FLEET_DATA_DIR": str(work / "data"),
+        "FLEET_SIGNING_KEY_FILE": str(key),
+        "FLEET_TRUSTED_KEYS_FILE": str(key.with_name("registry.pem.pub")),
+        "FLEET_POLICY_DIR": str(REPO / "policies"),
+        "FLEET_KAFKA_PARTITIONS": str(partitions),
+        "FLEET_CONSUMER_WORKERS": "2",
+        "FLEET_LOG_LEVEL": "WARNING",
+    }
+    provision_settings = local_kafka.admin_settings(stack.home, stack.bootstrap).model_copy(
+        update={"partitions": partitions}
+    )
+    from modelfleet_cli.provisioning import provision
+
+    provision(provision_settings, TopicNamer(prefix))
+    layout = [("ingest", 1), ("trainer", 1), ("evaluator", replicas), ("registry", replicas)]
+    processes: list[tuple[str, subprocess.Popen[bytes], int]] = []
+    try:
+        for name, count in layout:
+            for index in range(count):
+                port = free_port()
+                log = (work / f"{name}-{index}.log").open("wb")
+                service_env = (
+                    env
+                    | stack.service_env(name)
+                    | {
+                        "FLEET_HTTP_PORT": str(port),
+                        "FLEET_STATE_DIR": str(work / "state" / f"{name}-{index}"),
+                    }
+                )
+                command = [sys.executable, "-m", f"modelfleet_{name}"]
+                processes.append(
+                    (
+                        f"{name}-{index}",
+                        subprocess.Popen(command, env=service_env, stdout=log, stderr=log),
+                        port,
+                    )
+                )
+        wait_ready({label: (process, port) for label, process, port in processes}, work)
+        documents = fleet_documents(models, str(data))
+        documents[1]["spec"]["template"]["metadata"]["name"] = (
+            f"r{replicas}-{uuid.uuid4().hex[:4]}-${{segment}}"
+        )
+        manifest = work / "fleet.yaml"
+        manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+        groups: dict[str, list[psutil.Process]] = {}
+        for label, process, _ in processes:
+            groups.setdefault(label.rsplit("-", 1)[0], []).append(psutil.Process(process.pid))
+        groups |= stack.processes()
+        before = {name: cpu_seconds(tree) for name, tree in groups.items()}
+        started = time.perf_counter()
+        applied = subprocess.run(
+            [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
+            env=env | local_kafka.client_environment(stack.home, CLI, stack.bootstrap),
+            capture_output=True,
+            text=True,
+        )
+        if applied.returncode != 0:
+            raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
+        outcome = asyncio.run(
+            wait_for_outcomes(stack.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
+        )
+        wall = time.perf_counter() - started
+        cpu = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+    finally:
+        for _, process, _ in processes:
+            process.terminate()
+        for _, process, _ in processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    done = len(outcome["registered"])
+    return {
+        "replicas": replicas,
+        "models": models,
+        "registered": done,
+        "failed": len(outcome["failed"]),
+        "wall_seconds": wall,
+        "models_per_minute": done / wall * 60,
+        "cpu_seconds_per_model": sum(cpu.values()) / max(done, 1),
+        "cpu_seconds_per_model_by_part": {name: value / max(done, 1) for name, value in cpu.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument(
+        "--replicas", default="1,2,3", help="comma-separated replica counts of evaluator and registry"
+    )
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--home", type=Path, default=REPO / ".local" / "bench-scale")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale_out.json")
+    args = parser.parse_args()
+    counts = [int(part) for part in args.replicas.split(",")]
+    work = args.home / f"run-{uuid.uuid4().hex[:6]}"
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    data = work / "data" / "slices.csv"
+    make_data(args.models).to_csv(data, index=False)
+    stack = Stack(args.home)
+    results = []
+    try:
+        for replicas in counts:
+            print(
+                f"R={replicas}: {args.models} models, {replicas} evaluator and registry replica(s)",
+                flush=True,
+            )
+            results.append(run_fleet(stack, work / f"r{replicas}", args.models, replicas, data, args.timeout))
+    finally:
+        stack.stop()
+    base = results[0]["models_per_minute"]
+    print(
+        f"\n{'R':>2} {'registered':>11} {'wall s':>8} {'models/min':>11} {'speed-up':>9} "
+        f"{'CPU s/model':>12}  by part (CPU s/model)"
+    )
+    for row in results:
+        parts = ", ".join(
+            f"{k} {v:.2f}"
+            for k, v in sorted(row["cpu_seconds_per_model_by_part"].items(), key=lambda kv: -kv[1])
+        )
+        print(
+            f"{row['replicas']:>2} {row['registered']:>5}/{row['models']:<5} {row['wall_seconds']:>8.1f} "
+            f"{row['models_per_minute']:>11.1f} {row['models_per_minute'] / base:>8.2f}x "
+            f"{row['cpu_seconds_per_model']:>12.2f}  {parts}"
+        )
+    cores = psutil.cpu_count() or 1
+    busiest = max(results, key=lambda r: r["models_per_minute"])
+    per_model = statistics.fmean(r["cpu_seconds_per_model"] for r in results)
+    ceiling = 60 * cores / per_model
+    print(
+        f"\nceiling on this machine: {cores} cores / {per_model:.2f} "
+        f"CPU s per model ≈ {ceiling:.0f} models/min; best run "
+        f"{busiest['models_per_minute']:.0f} models/min at R={busiest['replicas']}"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cores": cores, "results": results}, indent=2))
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
