@@ -126,3 +126,13 @@ async def test_a_key_lock_lets_one_holder_in_at_a_time(tmp_path: Path) -> None:
 
     await asyncio.gather(hold("a"), hold("b"))
     assert order == ["a in", "a out", "b in", "b out"]
+
+
+def test_the_password_file_is_read_when_the_engine_opens_not_when_settings_are_read(tmp_path: Path) -> None:
+    settings = StateSettings(
+        url="postgresql+psycopg://trainer@127.0.0.1:1/modelfleet", password_file=tmp_path / "gone"
+    )
+    with pytest.raises(
+        StateUnavailable, match=f"FLEET_STATE_PASSWORD_FILE={tmp_path / 'gone'} cannot be read"
+    ):
+        StateEngine.open(settings, service="trainer", state_dir=tmp_path)

@@ -152,18 +152,17 @@ class StateSettings(BaseSettings):
         description="How long a handled event's mark is kept (pruned after; longer than any redelivery).",
     )
 
-    @model_validator(mode="after")
-    def _read_password_file(self) -> Self:
-        if self.password is None and self.password_file is not None:
-            try:
-                secret = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as error:
-                raise ValueError(
-                    f"FLEET_STATE_PASSWORD_FILE={self.password_file} cannot be read: "
-                    f"{error.strerror or error}"
-                ) from None
-            self.password = SecretStr(secret)
-        return self
+    def secret(self) -> SecretStr | None:
+        """The role's password: `password`, or read from `password_file` now (at connect time,
+        never when settings are read at import, so a rotated Secret applies on the next start)."""
+        if self.password is not None or self.password_file is None:
+            return self.password
+        try:
+            return SecretStr(self.password_file.read_text(encoding="utf-8").strip())
+        except OSError as error:
+            raise ValueError(
+                f"FLEET_STATE_PASSWORD_FILE={self.password_file} cannot be read: {error.strerror or error}"
+            ) from None
 
 
 class ServiceSettings(BaseSettings):

@@ -249,8 +249,12 @@ class StateEngine:
             raise StateUnavailable(
                 f"FLEET_STATE_URL is not a database URL (e.g. postgresql+psycopg://{service}@host:5432/modelfleet)"
             ) from None
-        if settings.password is not None:
-            url = url.set(password=settings.password.get_secret_value())
+        try:
+            secret = settings.secret()
+        except ValueError as error:
+            raise StateUnavailable(str(error)) from None
+        if secret is not None:
+            url = url.set(password=secret.get_secret_value())
         schema = settings.schema_name or service
         if url.get_backend_name() == "sqlite":
             return cls(_sqlite_engine(url), scope=service)._with_tables()
