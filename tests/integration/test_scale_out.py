@@ -179,7 +179,10 @@ class Replicas:
         self.killed.append(f"{service}#{index}")
 
     def restart(self, service: str, index: int) -> None:
-        self.by_service[service][index].start(timeout=180)
+        replica = self.by_service[service][index]
+        # A fresh port: another process's outgoing connection may hold the old one by now.
+        replica.port = free_port()
+        replica.start(timeout=180)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}:{p.port}\n{p.logs()[-2500:]}" for p in self.all())
