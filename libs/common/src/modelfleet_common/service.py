@@ -20,7 +20,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from faststream import AckPolicy
@@ -83,7 +83,7 @@ class FleetService:
         self.policy.broker = self.broker
         self._topics: set[Topic] = set()
         self._ready = False
-        self._periodic: list[tuple[float, Callable[[], Awaitable[None]], str]] = []
+        self._periodic: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = []
         self._running: list[asyncio.Task[None]] = []
 
     def subscriber(
@@ -155,11 +155,16 @@ class FleetService:
 
         A failing run is logged and the next one goes on; shutdown cancels a run in progress.
         """
-        self._periodic.append((seconds, task, name))
+        self._periodic.append((lambda: _repeat(seconds, task, name), name))
+
+    def background(self, run: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
+        """Run the long-lived coroutine `run()` while the service runs (e.g. a loop that wakes on
+        its own events); shutdown cancels it before the broker stops."""
+        self._periodic.append((run, name))
 
     async def _start_periodic(self) -> None:
-        for seconds, task, name in self._periodic:
-            self._running.append(asyncio.create_task(_repeat(seconds, task, name), name=name))
+        for run, name in self._periodic:
+            self._running.append(asyncio.create_task(run(), name=name))
 
     async def _stop_periodic(self) -> None:
         for running in self._running:

@@ -6,26 +6,20 @@ app; `api.py` explains why it is not a BentoML service.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 
-from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.service import FleetService
 from modelfleet_contracts import DeploymentChanged
 from modelfleet_contracts.topics import ARTIFACT_REFUSALS, DEPLOYMENTS, GROUND_TRUTH, PREDICTION_LOGS
 
 from . import handlers
 from .api import AnsweredRequests, DataPlane, Limits, json_endpoint
-from .auth import authenticator_from_settings
+from .bootstrap import bootstrap
 from .config import ServingSettings
-from .model_store import ModelStore
 from .prediction_log import PredictionLog
 from .routing_table import RoutingTable
 
 settings = ServingSettings()
-# Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
-use_mlflow_credentials(settings)
 service = FleetService("serving", settings)
 publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH, ARTIFACT_REFUSALS)
 
@@ -71,37 +65,26 @@ async def on_deployment_changed(event: DeploymentChanged) -> None:
     await handlers.apply_deployment_changed(event, table, routing_metrics)
 
 
-async def unload_idle_models(store: ModelStore, interval_seconds: float) -> None:
-    """Unload models idle for too long, every `interval_seconds`; runs until cancelled."""
-    while True:
-        await asyncio.sleep(interval_seconds)
-        store.unload_idle(time.monotonic())
-
-
-_background: list[asyncio.Task[None]] = []
+async def unload_idle_models() -> None:
+    """Unload the models idle for longer than `FLEET_SERVING_IDLE_UNLOAD_SECONDS`."""
+    if plane.store is not None:
+        plane.store.unload_idle(time.monotonic())
 
 
 async def start_data_plane() -> None:
-    # No tokens file and no explicit FLEET_SERVING_AUTH=disabled: serving does not start.
-    plane.auth = authenticator_from_settings(settings.serving_auth, settings.serving_tokens_file)
-    plane.store = ModelStore.from_settings(settings, service.metrics.registry)
-    _background.append(asyncio.create_task(prediction_log.run(settings.serving_log_flush_seconds)))
-    _background.append(
-        asyncio.create_task(unload_idle_models(plane.store, settings.serving_unload_check_seconds))
-    )
+    bootstrap(settings, plane, registry=service.metrics.registry)
 
 
 async def stop_data_plane() -> None:
-    for task in _background:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    _background.clear()
+    # The periodic tasks are cancelled before this (FleetService's own shutdown hook runs first).
     await plane.wait_for_mirrors()
     # The broker is still connected here (on_shutdown runs before it stops): flush what is buffered.
     await prediction_log.flush()
 
 
+# Flushes every FLEET_SERVING_LOG_FLUSH_SECONDS or as soon as a batch is full.
+service.background(lambda: prediction_log.run(settings.serving_log_flush_seconds), name="prediction-log")
+service.every(settings.serving_unload_check_seconds, unload_idle_models, name="unload-idle-models")
 app = service.app()
 app.mount("/predict", json_endpoint(plane.predict, plane, scope="predict"))
 app.mount("/feedback", json_endpoint(plane.feedback, plane, scope="feedback", success_status=202))
