@@ -189,6 +189,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 models, R = 1, 2")
     parser.add_argument(
         "--replicas", default="1,2,3", help="comma-separated replica counts of evaluator and registry"
     )
@@ -196,6 +197,8 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=REPO / ".local" / "bench-scale")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale_out.json")
     args = parser.parse_args()
+    if args.quick:
+        args.models, args.replicas = 20, "1,2"
     counts = [int(part) for part in args.replicas.split(",")]
     work = args.home / f"run-{uuid.uuid4().hex[:6]}"
     (work / "data").mkdir(parents=True, exist_ok=True)
