@@ -21,6 +21,9 @@ one every fleet runs on (SASL/SCRAM over TLS, ACLs, each service its own princip
 runs the same on an open broker, to measure what TLS and SCRAM cost:
 
     python benchmarks/fleet_onboarding.py --models 200 --plaintext --home .local/bench-plain
+
+`--postgres` keeps the services' state and MLflow's backend store in a local PostgreSQL (as
+compose and Kubernetes run them) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -193,6 +196,7 @@ def run_modelfleet(
                 env
                 | infra.kafka_env(name)
                 | infra.mlflow_env(name)
+                | infra.state_env(name)
                 | {"FLEET_HTTP_PORT": str(ports[-1]), "FLEET_STATE_DIR": str(work / name)}
             )
             services.append(
@@ -269,6 +273,11 @@ def main() -> None:
         "--home", type=Path, default=REPO / ".local" / "bench", help="Where Kafka/MLflow live."
     )
     parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="Services' state and MLflow's backend store on a local PostgreSQL (default: SQLite).",
+    )
+    parser.add_argument(
         "--plaintext", action="store_true", help="Run on an open broker (no TLS, SASL or ACLs) to compare."
     )
     args = parser.parse_args()
@@ -280,7 +289,7 @@ def main() -> None:
     data.to_parquet(data_path, index=False)
     print(f"data: {len(data)} rows, {args.models} slices of {ROWS_PER_MODEL} rows → {data_path}")
 
-    infra = start_infrastructure(args.home, plaintext=args.plaintext)
+    infra = start_infrastructure(args.home, plaintext=args.plaintext, postgres=args.postgres)
     print(f"kafka: {'PLAINTEXT, no ACLs' if args.plaintext else 'SASL_SSL (SCRAM-SHA-512), ACLs'}")
     try:
         print(f"modelfleet: onboarding {args.models} models …", flush=True)

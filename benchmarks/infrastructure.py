@@ -23,6 +23,7 @@ from modelfleet_cli.provisioning import provision
 from modelfleet_common.kafka import connection_options
 from modelfleet_common.local import kafka as local_kafka
 from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.local.kafka_security import ADMIN
 from modelfleet_common.local.mlflow_security import USERS as MLFLOW_USERS
 from modelfleet_common.naming import TopicNamer
@@ -47,6 +48,8 @@ class Infrastructure:
     home: Path
     owned: bool
     plaintext: bool = False
+    #: Services' state and MLflow's backend store on a local PostgreSQL (`make postgres`'s launcher).
+    postgres: bool = False
 
     def kafka_env(self, principal: str) -> dict[str, str]:
         """`FLEET_KAFKA_*` that connect a process as `principal`: its own credentials on the secured
@@ -70,6 +73,13 @@ class Infrastructure:
     def kafka_options(self, principal: str = ADMIN) -> dict[str, Any]:
         """aiokafka connection options of `principal`."""
         return connection_options(self.kafka_settings(principal))
+
+    def state_env(self, service: str) -> dict[str, str]:
+        """`FLEET_STATE_URL` and its password file of `service` on the local PostgreSQL; nothing (a
+        SQLite file in the service's state dir) without one."""
+        if not (self.owned and self.postgres):
+            return {}
+        return local_postgres.client_environment(self.home, service)
 
     def mlflow_env(self, user: str) -> dict[str, str]:
         """Settings that sign a process in to the local MLflow server as `user` (its password file):
@@ -106,13 +116,26 @@ class Infrastructure:
             cmdline = " ".join(process.info["cmdline"] or [])
             if marker in cmdline and process.pid != os.getpid():
                 found["kafka" if "kafka.Kafka" in cmdline else "mlflow"].append(process)
+        if self.postgres:
+            # The server listening on its port; CPU accounting adds its backends (children).
+            port = local_postgres.server_port(self.home)
+            for connection in psutil.net_connections("tcp"):
+                if (
+                    connection.status == psutil.CONN_LISTEN
+                    and connection.laddr.port == port
+                    and connection.pid
+                ):
+                    found["postgres"] = [psutil.Process(connection.pid)]
+                    break
         return found
 
 
-def start_infrastructure(home: Path, *, plaintext: bool = False) -> Infrastructure:
+def start_infrastructure(home: Path, *, plaintext: bool = False, postgres: bool = False) -> Infrastructure:
     """FLEET_KAFKA_BOOTSTRAP + FLEET_MLFLOW_TRACKING_URI when both are set (with the `FLEET_KAFKA_*`
     credentials of the environment); else a local Kafka (secured, unless `plaintext`) and an empty
-    MLflow server under `home` (every run starts from an empty registry)."""
+    MLflow server under `home` (every run starts from an empty registry). With `postgres`, a local
+    PostgreSQL holds the services' state and MLflow's backend store (its database is kept between
+    runs; model names of each run differ)."""
     bootstrap = os.environ.get("FLEET_KAFKA_BOOTSTRAP")
     tracking = os.environ.get("FLEET_MLFLOW_TRACKING_URI")
     if bootstrap and tracking:
@@ -121,14 +144,20 @@ def start_infrastructure(home: Path, *, plaintext: bool = False) -> Infrastructu
     bootstrap = local_kafka.start(
         home, port=free_port(), controller_port=free_port(), timeout=180, plaintext=plaintext
     )
-    tracking = local_mlflow.start(home, port=free_port(), timeout=180)
-    return Infrastructure(bootstrap, tracking, home, owned=True, plaintext=plaintext)
+    if postgres:
+        local_postgres.start(home, port=free_port(), timeout=120)
+    tracking = local_mlflow.start(
+        home, port=free_port(), timeout=180, backend="postgres" if postgres else "sqlite"
+    )
+    return Infrastructure(bootstrap, tracking, home, owned=True, plaintext=plaintext, postgres=postgres)
 
 
 def stop_infrastructure(infra: Infrastructure) -> None:
     if infra.owned:
         local_mlflow.stop(infra.home)
         local_kafka.stop(infra.home)
+        if infra.postgres:
+            local_postgres.stop(infra.home)
 
 
 def wait_ready(

@@ -32,13 +32,8 @@ from typing import Any
 import psutil
 import yaml
 from fleet_onboarding import cpu_seconds, fleet_documents, make_data, wait_for_outcomes
-from infrastructure import free_port, wait_ready
+from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
-from modelfleet_common.kafka import connection_options
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local import postgres as local_postgres
-from modelfleet_common.local.kafka_security import ADMIN
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import CLI
@@ -47,50 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCALED = ("evaluator", "registry")
 
 
-class Stack:
-    """Kafka, PostgreSQL and MLflow on PostgreSQL under one home, started and stopped together."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        local_postgres.start(home, port=free_port(), timeout=120)
-        self.bootstrap = local_kafka.start(home, port=free_port(), controller_port=free_port(), timeout=180)
-        self.tracking_uri = local_mlflow.start(home, port=free_port(), timeout=180, backend="postgres")
-
-    def service_env(self, name: str) -> dict[str, str]:
-        env = local_kafka.client_environment(self.home, name, self.bootstrap)
-        env |= local_postgres.client_environment(self.home, name)
-        if name in local_mlflow.USERS:
-            env |= local_mlflow.client_environment(self.home, name)
-        return env
-
-    def kafka_options(self) -> dict[str, Any]:
-        return connection_options(local_kafka.client_settings(self.home, ADMIN, self.bootstrap))
-
-    def processes(self) -> dict[str, list[psutil.Process]]:
-        """Kafka, MLflow (with its workers) and this run's PostgreSQL server with its backends."""
-        found: dict[str, list[psutil.Process]] = {"kafka": [], "mlflow": [], "postgres": []}
-        marker = str(self.home)
-        for process in psutil.process_iter(["cmdline"]):
-            cmdline = " ".join(process.info["cmdline"] or [])
-            if process.pid == os.getpid() or marker not in cmdline:
-                continue
-            found["kafka" if "kafka.Kafka" in cmdline else "mlflow"].append(process)
-        port = local_postgres.server_port(self.home)
-        for connection in psutil.net_connections("tcp"):
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
-                server = psutil.Process(connection.pid)
-                found["postgres"] = [server]  # cpu_seconds adds its backends
-                break
-        return found
-
-    def stop(self) -> None:
-        local_mlflow.stop(self.home)
-        local_kafka.stop(self.home)
-        local_postgres.stop(self.home)
-
-
 def run_fleet(
-    stack: Stack, work: Path, models: int, replicas: int, data: Path, timeout: float
+    infra: Infrastructure, work: Path, models: int, replicas: int, data: Path, timeout: float
 ) -> dict[str, Any]:
     prefix = f"scale{replicas}{uuid.uuid4().hex[:6]}."
     key = work / "keys" / "registry.pem"
@@ -99,7 +52,7 @@ def run_fleet(
     env = {
         **os.environ,
         "FLEET_TOPIC_PREFIX": prefix,
-        "FLEET_MLFLOW_TRACKING_URI": stack.tracking_uri,
+        "FLEET_MLFLOW_TRACKING_URI": infra.tracking_uri,
         "FLEET_DATA_DIR": str(work / "data"),
         "FLEET_SIGNING_KEY_FILE": str(key),
         "FLEET_TRUSTED_KEYS_FILE": str(key.with_name("registry.pem.pub")),
@@ -108,12 +61,7 @@ def run_fleet(
         "FLEET_CONSUMER_WORKERS": "2",
         "FLEET_LOG_LEVEL": "WARNING",
     }
-    provision_settings = local_kafka.admin_settings(stack.home, stack.bootstrap).model_copy(
-        update={"partitions": partitions}
-    )
-    from modelfleet_cli.provisioning import provision
-
-    provision(provision_settings, TopicNamer(prefix))
+    infra.provision(prefix, partitions)
     layout = [("ingest", 1), ("trainer", 1), ("evaluator", replicas), ("registry", replicas)]
     processes: list[tuple[str, subprocess.Popen[bytes], int]] = []
     try:
@@ -123,7 +71,9 @@ def run_fleet(
                 log = (work / f"{name}-{index}.log").open("wb")
                 service_env = (
                     env
-                    | stack.service_env(name)
+                    | infra.kafka_env(name)
+                    | infra.state_env(name)
+                    | infra.mlflow_env(name)
                     | {
                         "FLEET_HTTP_PORT": str(port),
                         "FLEET_STATE_DIR": str(work / "state" / f"{name}-{index}"),
@@ -147,19 +97,19 @@ def run_fleet(
         groups: dict[str, list[psutil.Process]] = {}
         for label, process, _ in processes:
             groups.setdefault(label.rsplit("-", 1)[0], []).append(psutil.Process(process.pid))
-        groups |= stack.processes()
+        groups |= infra.processes()
         before = {name: cpu_seconds(tree) for name, tree in groups.items()}
         started = time.perf_counter()
         applied = subprocess.run(
             [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
-            env=env | local_kafka.client_environment(stack.home, CLI, stack.bootstrap),
+            env=env | infra.kafka_env(CLI),
             capture_output=True,
             text=True,
         )
         if applied.returncode != 0:
             raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
         outcome = asyncio.run(
-            wait_for_outcomes(stack.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
+            wait_for_outcomes(infra.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
         )
         wall = time.perf_counter() - started
         cpu = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
@@ -204,7 +154,12 @@ def main() -> None:
     (work / "data").mkdir(parents=True, exist_ok=True)
     data = work / "data" / "slices.csv"
     make_data(args.models).to_csv(data, index=False)
-    stack = Stack(args.home)
+    infra = start_infrastructure(args.home, postgres=True)
+    if not infra.postgres:
+        raise SystemExit(
+            "scale_out.py starts its own Kafka, PostgreSQL and MLflow (replicas share their state in "
+            "PostgreSQL): unset FLEET_KAFKA_BOOTSTRAP and FLEET_MLFLOW_TRACKING_URI"
+        )
     results = []
     try:
         for replicas in counts:
@@ -212,9 +167,9 @@ def main() -> None:
                 f"R={replicas}: {args.models} models, {replicas} evaluator and registry replica(s)",
                 flush=True,
             )
-            results.append(run_fleet(stack, work / f"r{replicas}", args.models, replicas, data, args.timeout))
+            results.append(run_fleet(infra, work / f"r{replicas}", args.models, replicas, data, args.timeout))
     finally:
-        stack.stop()
+        stop_infrastructure(infra)
     base = results[0]["models_per_minute"]
     print(
         f"\n{'R':>2} {'registered':>11} {'wall s':>8} {'models/min':>11} {'speed-up':>9} "
