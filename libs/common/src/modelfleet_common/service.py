@@ -83,7 +83,8 @@ class FleetService:
         self.policy.broker = self.broker
         self._topics: set[Topic] = set()
         self._ready = False
-        self._periodic: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = []
+        #: (seconds, task, name): `task` every `seconds`, or run once for the service's life (None).
+        self._periodic: list[tuple[float | None, Callable[[], Awaitable[None]], str]] = []
         self._running: list[asyncio.Task[None]] = []
 
     def subscriber(
@@ -155,16 +156,19 @@ class FleetService:
 
         A failing run is logged and the next one goes on; shutdown cancels a run in progress.
         """
-        self._periodic.append((lambda: _repeat(seconds, task, name), name))
+        self._periodic.append((seconds, task, name))
 
     def background(self, run: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
         """Run the long-lived coroutine `run()` while the service runs (e.g. a loop that wakes on
         its own events); shutdown cancels it before the broker stops."""
-        self._periodic.append((run, name))
+        self._periodic.append((None, run, name))
 
     async def _start_periodic(self) -> None:
-        for run, name in self._periodic:
-            self._running.append(asyncio.create_task(run(), name=name))
+        for seconds, task, name in self._periodic:
+            run = task() if seconds is None else _repeat(seconds, task, name)
+            running = asyncio.ensure_future(run)
+            running.set_name(name)
+            self._running.append(running)
 
     async def _stop_periodic(self) -> None:
         for running in self._running:
