@@ -35,6 +35,7 @@ from modelfleet_contracts import (
     ModelPromoted,
     ModelRolledBack,
     PredictionLogged,
+    PredictionsLabeled,
 )
 from modelfleet_contracts.topics import (
     APPROVAL_REQUESTS,
@@ -42,6 +43,7 @@ from modelfleet_contracts.topics import (
     ARTIFACT_REFUSALS,
     DEPLOYMENTS,
     GROUND_TRUTH,
+    LABELED_PREDICTIONS,
     MODEL_PROMOTIONS,
     MODEL_ROLLBACKS,
     PREDICTION_LOGS,
@@ -216,6 +218,13 @@ async def test_a_low_risk_model_becomes_champion_without_a_human_and_serving_ans
     logged = _of(await fleet.events(PREDICTION_LOGS, until=lambda found: _of(found, model)), model)
     assert isinstance(logged[0], PredictionLogged)
     assert logged[0].predictions[0].request_id == "req-1"
+    # Ingest joins the two, once, and publishes the join the monitor scores.
+    [joined] = _of(await fleet.events(LABELED_PREDICTIONS, until=lambda found: _of(found, model)), model)
+    assert isinstance(joined, PredictionsLabeled)
+    assert [(e.request_id, e.version, e.route, e.label) for e in joined.labeled] == [
+        ("req-1", "1", "champion", 1)
+    ]
+    assert joined.labeled[0].prediction == answer.json()["predictions"][0]
 
     await client.aclose()
 

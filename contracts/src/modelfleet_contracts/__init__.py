@@ -34,7 +34,13 @@ from .rollout import (
     RollbackRequested,
     RouteTarget,
 )
-from .serving import GroundTruthObserved, PredictionLogged, PredictionRecord
+from .serving import (
+    GroundTruthObserved,
+    LabeledPrediction,
+    PredictionLogged,
+    PredictionRecord,
+    PredictionsLabeled,
+)
 from .specs import (
     ModelFleet,
     ModelSpec,
@@ -65,6 +71,7 @@ __all__ = [
     "GateDefaults",
     "GateResult",
     "GroundTruthObserved",
+    "LabeledPrediction",
     "ModelArchived",
     "ModelArtifactRefused",
     "ModelEvaluated",
@@ -80,6 +87,7 @@ __all__ = [
     "PerformanceDegraded",
     "PredictionLogged",
     "PredictionRecord",
+    "PredictionsLabeled",
     "RetrainRequested",
     "RiskClass",
     "RiskPolicy",

@@ -1,4 +1,5 @@
-"""What the serving data plane reports: predictions, and the labels that arrive later."""
+"""What the serving data plane reports: predictions, and the labels that arrive later; and the one
+join of the two (made by ingest, scored by the monitor)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,30 @@ class GroundTruthObserved(Event):
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
     request_id: str = Field(description="Request id of the prediction it labels.")
     label: JsonValue = Field(description="The true value.")
+
+
+class LabeledPrediction(Contract):
+    """One version's prediction of a request, joined with the request's label."""
+
+    request_id: str = Field(description="Request id the prediction and the label were joined on.")
+    version: str = Field(description="Model version that predicted.")
+    route: Route = Field(description="Which route of the routing table answered (or mirrored) it.")
+    prediction: JsonValue = Field(description="What the version predicted.")
+    predicted_at: AwareDatetime = Field(description="When it was predicted.")
+    label: JsonValue = Field(description="The true value.")
+    observed_at: AwareDatetime = Field(description="When the label was observed (its event's time).")
+
+
+class PredictionsLabeled(Event):
+    """Predictions of one model joined with their labels: the fleet's one prediction-label join.
+
+    Made by ingest from `PredictionLogged` and `GroundTruthObserved` in its durable state (however
+    late the label), and published before the join is marked published there; its `event_id` is
+    derived from the model and the joined requests, so a republish after a crash carries the same
+    id. One entry per version that answered or mirrored a joined request.
+    """
+
+    event_type: Literal["predictions.labeled"] = "predictions.labeled"
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
+    labeled: list[LabeledPrediction] = Field(min_length=1, description="The joined predictions.")

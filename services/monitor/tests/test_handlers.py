@@ -4,14 +4,17 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import JsonValue
+
 from modelfleet_common.policies import load_policies
 from modelfleet_contracts import (
-    GroundTruthObserved,
+    LabeledPrediction,
     ModelHealthReported,
     ModelSpec,
     ModelSpecRetired,
     ModelSpecSubmitted,
     PredictionLogged,
+    PredictionsLabeled,
     SloBreached,
 )
 from modelfleet_contracts.envelope import Event
@@ -47,7 +50,7 @@ class FakePublisher:
 def make_deps() -> tuple[handlers.MonitorDeps, FakePublisher, FakeClock]:
     publisher, clock = FakePublisher(), FakeClock()
     deps = handlers.MonitorDeps(
-        tracker=HealthTracker(max_buffered_per_model=100, label_ttl_seconds=600, started_at=T0),
+        tracker=HealthTracker(dedupe_per_model=100, started_at=T0),
         publish=publisher,
         policies=POLICIES,
         clock=clock,
@@ -72,6 +75,34 @@ def logged(
         for i in range(count)
     ]
     return PredictionLogged(producer="serving", model=model, predictions=records)
+
+
+def labeled(
+    model: str,
+    labels: dict[str, JsonValue],
+    *,
+    version: str = "1",
+    route: Route = "champion",
+    prediction: JsonValue = 1,
+    at: datetime = T0,
+) -> PredictionsLabeled:
+    """What ingest publishes once it joined these requests' predictions with their labels."""
+    return PredictionsLabeled(
+        producer="ingest",
+        model=model,
+        labeled=[
+            LabeledPrediction(
+                request_id=request_id,
+                version=version,
+                route=route,
+                prediction=prediction,
+                predicted_at=T0,
+                label=label,
+                observed_at=at,
+            )
+            for request_id, label in labels.items()
+        ],
+    )
 
 
 def submitted(model: str, risk_class: RiskClass, template: str = "tabular-classifier") -> ModelSpecSubmitted:
@@ -157,10 +188,7 @@ async def test_a_redelivered_batch_is_reported_once() -> None:
 async def test_labels_give_the_report_its_live_accuracy() -> None:
     deps, _publisher, clock = make_deps()
     await handlers.record_predictions(logged("churn", "1", "champion", 4), deps)
-    for request_id, label in [("r0", 1), ("r1", 0)]:
-        await handlers.record_ground_truth(
-            GroundTruthObserved(producer="serving", model="churn", request_id=request_id, label=label), deps
-        )
+    await handlers.record_labeled(labeled("churn", {"r0": 1, "r1": 0}), deps)
 
     (report,) = await handlers.report_health(clock.advance(10), deps)
 
@@ -172,9 +200,7 @@ async def test_a_regressor_is_scored_by_negated_mean_absolute_error() -> None:
     deps, _publisher, clock = make_deps()
     await handlers.note_model_spec(submitted("price", "medium", "tabular-regressor"), deps)
     await handlers.record_predictions(logged("price", "1", "champion", 1), deps)
-    await handlers.record_ground_truth(
-        GroundTruthObserved(producer="serving", model="price", request_id="r0", label=3.5), deps
-    )
+    await handlers.record_labeled(labeled("price", {"r0": 3.5}), deps)
 
     (report,) = await handlers.report_health(clock.advance(10), deps)
 
@@ -194,19 +220,38 @@ async def test_a_retired_model_is_no_longer_reported() -> None:
     assert "churn" not in deps.models.with_specs()
 
 
-async def test_a_label_that_comes_before_its_prediction_counts_when_the_prediction_arrives() -> None:
+async def test_a_label_hours_late_still_counts_for_the_challenger_whose_canary_is_judged() -> None:
+    """The monitor once joined labels itself and forgot a prediction after an hour
+    (`FLEET_MONITOR_LABEL_TTL_SECONDS`): a later label then counted for nobody. Ingest's durable join
+    carries the version and route that predicted, so the label counts for them however late."""
     deps, _publisher, clock = make_deps()
-    await handlers.record_ground_truth(
-        GroundTruthObserved(producer="serving", model="churn", request_id="r0", label=1), deps
+    await handlers.note_model_spec(submitted("churn", "high"), deps)
+    await handlers.record_predictions(logged("churn", "2", "challenger", 2, prefix="c"), deps)
+    await handlers.report_health(clock.advance(10), deps)
+    clock.advance(3 * 3600)  # three hours: past the monitor's old label TTL of one hour
+    await handlers.record_predictions(logged("churn", "2", "challenger", 1, prefix="later"), deps)
+
+    await handlers.record_labeled(
+        labeled("churn", {"c0": 1, "c1": 0}, version="2", route="challenger", at=clock()), deps
     )
-    assert deps.tracker.early_labels("churn") == 1
+    events = await handlers.report_health(clock.advance(10), deps)
+
+    [report] = [event for event in events if isinstance(event, ModelHealthReported)]
+    assert (report.version, report.route) == ("2", "challenger")
+    assert (report.requests, report.labelled, report.live_metric_value) == (1, 2, 0.5)
+
+
+async def test_a_join_republished_by_ingest_counts_once() -> None:
+    deps, _publisher, clock = make_deps()
     await handlers.record_predictions(logged("churn", "1", "champion", 2), deps)
+    join = labeled("churn", {"r0": 1, "r1": 1})
+    await handlers.handle_model_event(join, deps)
+    await handlers.handle_model_event(join.model_copy(), deps)  # the same event id, after a crash
 
     (report,) = await handlers.report_health(clock.advance(10), deps)
 
     assert isinstance(report, ModelHealthReported)
-    assert (report.labelled, report.live_metric_value) == (1, 1.0)
-    assert deps.tracker.early_labels("churn") == 0
+    assert (report.labelled, report.live_metric_value) == (2, 1.0)
 
 
 async def test_a_models_slos_are_its_risk_classs_overridden_by_the_fields_its_spec_sets() -> None:

@@ -1,13 +1,17 @@
 """The window math of `health`: counts, percentiles, live metrics, dedupe and the memory bound."""
 
 from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 import pytest
+from pydantic import JsonValue
 
-from modelfleet_contracts.serving import PredictionRecord, Route
+from modelfleet_contracts.serving import LabeledPrediction, PredictionRecord, Route
 from modelfleet_contracts.specs import MonitoringPolicy
 from modelfleet_monitor.health import (
     HealthTracker,
+    LabelScore,
+    LiveTask,
     WindowKey,
     label_score,
     live_task_of_template,
@@ -38,8 +42,38 @@ def record(
     )
 
 
-def tracker(*, max_buffered: int = 1000, ttl: float = 3600.0) -> HealthTracker:
-    return HealthTracker(max_buffered_per_model=max_buffered, label_ttl_seconds=ttl, started_at=T0)
+def tracker(*, dedupe: int = 1000) -> HealthTracker:
+    return HealthTracker(dedupe_per_model=dedupe, started_at=T0)
+
+
+def joined(
+    request_id: str,
+    label: JsonValue,
+    *,
+    version: str = "1",
+    route: Route = "champion",
+    prediction: JsonValue = 1,
+) -> LabeledPrediction:
+    """One answer of a request, joined with its label by ingest."""
+    return LabeledPrediction(
+        request_id=request_id,
+        version=version,
+        route=route,
+        prediction=prediction,
+        predicted_at=T0,
+        label=label,
+        observed_at=T0,
+    )
+
+
+def add_join(
+    health: HealthTracker,
+    model: str,
+    *labeled: LabeledPrediction,
+    task: LiveTask = "classification",
+    join: UUID | None = None,
+) -> list[LabelScore]:
+    return health.add_labeled(model, join or uuid4(), labeled, task)
 
 
 def test_a_window_counts_requests_and_errors_per_version_and_route() -> None:
@@ -120,9 +154,16 @@ def test_live_accuracy_is_the_share_of_labels_the_version_predicted() -> None:
     )
     health.add_predictions("churn", [record("r1", version="2", route="shadow", prediction=0)], now=0.0)
 
-    assert len(health.add_label("churn", "r1", 1, "classification", now=1.0)) == 2
-    assert len(health.add_label("churn", "r2", 1, "classification", now=1.0)) == 1
-    assert len(health.add_label("churn", "r3", "yes", "classification", now=1.0)) == 1
+    assert (
+        len(
+            add_join(
+                health, "churn", joined("r1", 1), joined("r1", 1, version="2", route="shadow", prediction=0)
+            )
+        )
+        == 2
+    )
+    assert len(add_join(health, "churn", joined("r2", 1, prediction=0))) == 1
+    assert len(add_join(health, "churn", joined("r3", "yes", prediction="yes"))) == 1
     champion, shadow = health.drain(T0)
 
     assert (champion.labelled, champion.live_metric) == (3, "accuracy")
@@ -140,8 +181,13 @@ def test_a_window_without_labels_has_no_live_metric() -> None:
 def test_regression_labels_give_the_negated_mean_absolute_error() -> None:
     health = tracker()
     health.add_predictions("price", [record("r1", prediction=10.0), record("r2", prediction=4.0)], now=0.0)
-    health.add_label("price", "r1", 12.0, "regression", now=1.0)
-    health.add_label("price", "r2", 3, "regression", now=1.0)
+    add_join(
+        health,
+        "price",
+        joined("r1", 12.0, prediction=10.0),
+        joined("r2", 3, prediction=4.0),
+        task="regression",
+    )
 
     (summary,) = health.drain(T0)
 
@@ -149,28 +195,40 @@ def test_regression_labels_give_the_negated_mean_absolute_error() -> None:
     assert summary.live_metric_value == pytest.approx(-1.5)
 
 
-def test_a_redelivered_label_is_scored_once() -> None:
+def test_a_republished_join_is_scored_once() -> None:
     health = tracker()
     health.add_predictions("churn", [record("r1", prediction=1)], now=0.0)
-    assert len(health.add_label("churn", "r1", 0, "classification", now=1.0)) == 1
-    assert len(health.add_label("churn", "r1", 0, "classification", now=2.0)) == 0
+    join = uuid4()
+    assert len(add_join(health, "churn", joined("r1", 0), join=join)) == 1
+    assert len(add_join(health, "churn", joined("r1", 0), join=join)) == 0
     (summary,) = health.drain(T0)
     assert (summary.labelled, summary.live_metric_value) == (1, 0.0)
 
 
-def test_a_label_for_a_failed_or_unknown_prediction_scores_nothing() -> None:
+def test_a_label_that_is_not_comparable_scores_nothing() -> None:
     health = tracker()
-    health.add_predictions("churn", [record("r1", error="boom")], now=0.0)
-    assert len(health.add_label("churn", "r1", 1, "classification", now=1.0)) == 0
-    assert len(health.add_label("churn", "nope", 1, "classification", now=1.0)) == 0
-    assert len(health.add_label("other", "r1", 1, "classification", now=1.0)) == 0
+    assert add_join(health, "price", joined("r1", "high", prediction=3.0), task="regression") == []
+    assert add_join(health, "price", joined("r2", None, prediction=3.0), task="regression") == []
+
+
+def test_a_join_hours_after_its_prediction_counts_for_the_version_and_route_that_made_it() -> None:
+    health = tracker()
+    health.add_predictions("churn", [record("r1", version="2", route="challenger", prediction=1)], now=0.0)
+    health.drain(T0)  # many reports later (the monitor once forgot predictions after an hour)
+
+    add_join(health, "churn", joined("r1", 1, version="2", route="challenger"))
+    health.add_predictions("churn", [record("r2", version="2", route="challenger")], now=5 * 3600.0)
+    (summary,) = health.drain(T0 + timedelta(hours=5))
+
+    assert summary.key == WindowKey("churn", "2", "challenger")
+    assert (summary.requests, summary.labelled, summary.live_metric_value) == (1, 1, 1.0)
 
 
 def test_labels_arriving_between_reports_count_in_the_next_window_with_traffic() -> None:
     health = tracker()
     health.add_predictions("churn", [record("r1", prediction=1)], now=0.0)
     health.drain(T0)
-    health.add_label("churn", "r1", 1, "classification", now=5.0)
+    add_join(health, "churn", joined("r1", 1))
     assert health.drain(T0 + timedelta(seconds=10)) == []
 
     health.add_predictions("churn", [record("r2")], now=12.0)
@@ -179,36 +237,33 @@ def test_labels_arriving_between_reports_count_in_the_next_window_with_traffic()
     assert (summary.requests, summary.labelled, summary.live_metric_value) == (1, 1, 1.0)
 
 
-def test_the_label_buffer_evicts_the_oldest_predictions_beyond_its_size() -> None:
-    health = tracker(max_buffered=3)
+def test_the_memory_of_recent_predictions_and_joins_is_bounded() -> None:
+    health = tracker(dedupe=3)
     health.add_predictions("churn", [record(f"r{i}") for i in range(5)], now=0.0)
+    health.drain(T0)
 
-    assert health.buffered("churn") == 3
-    assert len(health.add_label("churn", "r0", 1, "classification", now=1.0)) == 0
-    assert len(health.add_label("churn", "r1", 1, "classification", now=1.0)) == 0
-    assert len(health.add_label("churn", "r4", 1, "classification", now=1.0)) == 1
-
-
-def test_the_label_buffer_evicts_predictions_older_than_its_time_limit() -> None:
-    health = tracker(ttl=60.0)
-    health.add_predictions("churn", [record("old")], now=0.0)
-    health.add_predictions("churn", [record("new")], now=30.0)
-
-    assert len(health.add_label("churn", "old", 1, "classification", now=61.0)) == 0
-    assert health.buffered("churn") == 1
-    assert len(health.add_label("churn", "new", 1, "classification", now=61.0)) == 1
+    # r0 and r1 were forgotten: a redelivery of them counts again, of r4 it does not.
+    assert [r.request_id for r in health.add_predictions("churn", [record("r0"), record("r4")], now=1.0)] == [
+        "r0"
+    ]
+    joins = [uuid4() for _ in range(5)]
+    for join in joins:
+        add_join(health, "churn", joined("r1", 1), join=join)
+    assert add_join(health, "churn", joined("r1", 1), join=joins[0]) != []
+    assert add_join(health, "churn", joined("r1", 1), join=joins[4]) == []
 
 
-def test_forgetting_a_model_drops_its_windows_and_buffer() -> None:
+def test_forgetting_a_model_drops_its_windows_and_memory() -> None:
     health = tracker()
     health.add_predictions("churn", [record("r1")], now=0.0)
+    add_join(health, "churn", joined("r1", 1))
     health.forget("churn")
-    assert (health.buffered("churn"), health.drain(T0)) == (0, [])
+    assert (health.models(), health.drain(T0)) == (set(), [])
 
 
-def test_a_tracker_needs_a_positive_buffer() -> None:
-    with pytest.raises(ValueError, match="max_buffered_per_model must be at least 1"):
-        HealthTracker(max_buffered_per_model=0, label_ttl_seconds=1.0, started_at=T0)
+def test_a_tracker_needs_a_positive_memory() -> None:
+    with pytest.raises(ValueError, match="dedupe_per_model must be at least 1"):
+        HealthTracker(dedupe_per_model=0, started_at=T0)
 
 
 def test_error_rate_and_p99_above_their_bounds_are_violations() -> None:
@@ -242,20 +297,10 @@ def test_classes_spelled_as_int_or_float_are_the_same_class() -> None:
     assert label_score("a", 3.0, "regression") is None
 
 
-def test_early_labels_are_bounded_and_expire_like_predictions() -> None:
-    health = HealthTracker(max_buffered_per_model=2, label_ttl_seconds=60, started_at=T0)
-    for index in range(3):
-        assert health.add_label("churn", f"r{index}", 1, "classification", now=0.0) == []
-    assert health.early_labels("churn") == 2
-    health.add_label("churn", "late", 1, "classification", now=100.0)
-    assert health.early_labels("churn") == 1  # the two older ones expired
-    assert health.settle_early_labels("churn", [record("r0")], now=100.0) == []
-
-
 def test_a_window_reports_the_spread_of_its_label_scores() -> None:
-    health = HealthTracker(max_buffered_per_model=10, label_ttl_seconds=60, started_at=T0)
+    health = tracker()
     health.add_predictions("price", [record("r1", prediction=10.0), record("r2", prediction=4.0)], now=0.0)
-    health.add_label("price", "r1", 12.0, "regression", now=1.0)  # score -2
-    health.add_label("price", "r2", 0.0, "regression", now=1.0)  # score -4
+    add_join(health, "price", joined("r1", 12.0, prediction=10.0), task="regression")  # score -2
+    add_join(health, "price", joined("r2", 0.0, prediction=4.0), task="regression")  # score -4
     (summary,) = health.drain(T0)
     assert (summary.live_metric_value, summary.live_metric_std) == (-3.0, 1.0)

@@ -20,7 +20,6 @@ from aiokafka import TopicPartition
 from modelfleet_common.state import KeyValueStore, StateEngine
 from modelfleet_contracts import (
     DriftDetected,
-    GroundTruthObserved,
     ModelHealthReported,
     ModelReviewed,
     ModelSpecRetired,
@@ -38,7 +37,7 @@ from modelfleet_monitor.snapshots import jsonable, watch_from_state, watch_state
 from modelfleet_monitor.watch import VersionWatch
 
 from .profiles import profile_of
-from .test_handlers import T0, FakeClock, logged, make_deps, submitted
+from .test_handlers import T0, FakeClock, labeled, logged, make_deps, submitted
 from .test_signals import WINDOW, drift_events, pump_profiles, tell_about_pump, traffic
 
 SETTINGS = MonitorSettings(policy_dir=Path(__file__).resolve().parents[3] / "policies")
@@ -108,9 +107,7 @@ async def test_a_regression_model_is_still_scored_by_its_error_after_a_restart(e
 
     after, _, clock = replica(open_state(engine_file))
     await handlers.record_predictions(logged("price", "1", "champion", 1), after)
-    await handlers.record_ground_truth(
-        GroundTruthObserved(producer="serving", model="price", request_id="r0", label=3.5), after
-    )
+    await handlers.record_labeled(labeled("price", {"r0": 3.5}), after)
     [report] = await handlers.report_health(clock.advance(10), after)
 
     assert isinstance(report, ModelHealthReported)
@@ -245,7 +242,7 @@ async def test_a_models_windows_move_with_its_partition_to_another_replica(engin
     await Handover(lambda: a).on_partitions_assigned(set())
 
     assert [state.model for state in a.models.loaded()] == []
-    assert a.tracker.buffered("pump") == 0
+    assert "pump" not in a.tracker.models()
     # An event A fetched before the rebalance is left to B (it was not committed).
     await handlers.handle_model_event(traffic(WINDOW, temperature=95.0, prefix="late-"), a, partition=0)
     assert a.models.loaded() == []

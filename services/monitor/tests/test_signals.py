@@ -11,7 +11,7 @@ from modelfleet_contracts import (
     DatasetVersionCreated,
     DeploymentChanged,
     DriftDetected,
-    GroundTruthObserved,
+    LabeledPrediction,
     ModelPromoted,
     ModelRegistered,
     ModelReviewed,
@@ -19,6 +19,7 @@ from modelfleet_contracts import (
     ModelSpecSubmitted,
     PerformanceDegraded,
     PredictionLogged,
+    PredictionsLabeled,
     TrainingFinished,
 )
 from modelfleet_contracts.rollout import RouteTarget
@@ -82,7 +83,7 @@ def pump_profiles() -> FakeProfiles:
 
 async def fleet_with_one_model(**monitoring: Any) -> tuple[handlers.MonitorDeps, Any, Any]:
     deps, publisher, clock = make_deps()
-    deps.tracker = HealthTracker(max_buffered_per_model=10_000, label_ttl_seconds=600, started_at=T0)
+    deps.tracker = HealthTracker(dedupe_per_model=10_000, started_at=T0)
     deps.references = ReferenceCache(pump_profiles())
     await tell_about_pump(deps, **monitoring)
     return deps, publisher, clock
@@ -212,9 +213,17 @@ async def test_live_accuracy_below_its_evaluated_value_publishes_decay() -> None
     for index, record in enumerate(batch.predictions):
         # Half the labels contradict the prediction: live accuracy 0.5 against 0.9 at evaluation.
         label = record.prediction if index % 2 else 1 - int(record.prediction)  # type: ignore[arg-type]
-        await handlers.record_ground_truth(
-            GroundTruthObserved(producer="serving", model="pump", request_id=record.request_id, label=label),
-            deps,
+        joined = LabeledPrediction(
+            request_id=record.request_id,
+            version=record.version,
+            route=record.route,
+            prediction=record.prediction,
+            predicted_at=record.predicted_at,
+            label=label,
+            observed_at=record.predicted_at,
+        )
+        await handlers.record_labeled(
+            PredictionsLabeled(producer="ingest", model="pump", labeled=[joined]), deps
         )
     [decay] = [event for event in publisher.events if isinstance(event, PerformanceDegraded)]
     assert (decay.metric, decay.baseline, decay.observed, decay.labelled_rows) == (
@@ -272,7 +281,7 @@ async def test_a_reference_is_read_once_for_every_batch_of_a_version() -> None:
 
 async def test_a_model_of_one_site_is_compared_with_that_sites_rows_not_the_whole_dataset() -> None:
     deps, publisher, _clock = make_deps()
-    deps.tracker = HealthTracker(max_buffered_per_model=10_000, label_ttl_seconds=600, started_at=T0)
+    deps.tracker = HealthTracker(dedupe_per_model=10_000, started_at=T0)
     rng = np.random.default_rng(9)
     # Two sites with very different machines: the whole dataset looks nothing like either site.
     hot = {

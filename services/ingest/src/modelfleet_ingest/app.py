@@ -1,5 +1,5 @@
-"""ingest: wiring of the broker, subscribers, publishers and the periodic feedback flush
-(dependencies: `bootstrap`)."""
+"""ingest: wiring of the broker, subscribers, publishers, the periodic feedback flush and the
+periodic publish of joined labels (dependencies: `bootstrap`)."""
 
 from functools import cache
 
@@ -17,6 +17,7 @@ from modelfleet_contracts.topics import (
     DATASET_SPECS,
     DATASET_VERSIONS,
     GROUND_TRUTH,
+    LABELED_PREDICTIONS,
     MODEL_SPECS,
     PREDICTION_LOGS,
 )
@@ -27,7 +28,7 @@ from .config import IngestSettings
 
 settings = IngestSettings()
 service = FleetService("ingest", settings)
-publish = service.publisher(DATASET_VERSIONS, DATASET_REJECTIONS)
+publish = service.publisher(DATASET_VERSIONS, DATASET_REJECTIONS, LABELED_PREDICTIONS)
 feedback_metrics = handlers.FeedbackMetrics(service.metrics.registry)
 
 
@@ -68,7 +69,13 @@ async def flush_feedback() -> None:
     await handlers.materialize_feedback(deps.clock(), deps)
 
 
+async def publish_labeled() -> None:
+    """Publish the joins whose immediate publish failed (or whose replica died before it)."""
+    await handlers.publish_labeled(dependencies())
+
+
 service.every(settings.ingest_feedback_seconds, flush_feedback, name="feedback-flush")
+service.every(settings.ingest_feedback_seconds, publish_labeled, name="labeled-publish")
 app = service.app()
 
 

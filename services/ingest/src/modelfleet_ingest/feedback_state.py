@@ -15,10 +15,17 @@ announcing it stores nothing twice). A claim is held by one flusher for `claim_s
 flusher renews it when it replays, and once it lapses (its replica was killed mid-flush) the next
 flusher takes it over, under the same name. Settled rows leave a tombstone (until the TTL) so a
 late redelivery cannot join them a second time.
+
+The join is the fleet's only one: the transaction that joins a request also writes, for every
+version that answered or mirrored it (`ingest_waiting_answers`), its prediction and the label to an
+outbox (`ingest_labeled_outbox`), under an event id derived from the model and the joined answers.
+Ingest publishes each outbox row as a `PredictionsLabeled` and only then deletes it (publish, then
+mark): a crash in between publishes the same event again, which the monitor recognises by its id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -26,7 +33,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import JsonValue
@@ -38,8 +45,10 @@ from .feedback import FeedbackBinding, JoinedRow, PendingRow, join_row
 from .tables import (
     FEEDBACK_BINDINGS,
     FEEDBACK_ROWS,
+    LABELED_OUTBOX,
     METADATA,
     SETTLED_REQUESTS,
+    WAITING_ANSWERS,
     WAITING_LABELS,
     WAITING_PREDICTIONS,
     chunks,
@@ -49,6 +58,12 @@ from .tables import (
 
 #: How long a flusher holds its claim before another may take it over (`FLEET_INGEST_FEEDBACK_CLAIM_SECONDS`).
 DEFAULT_CLAIM_SECONDS = 300.0
+
+#: Most joined answers in one `PredictionsLabeled` (keeps a message far below the producer's limit).
+LABELED_PER_EVENT = 200
+
+#: Namespace of the event ids of `PredictionsLabeled`: uuid5 of the model and the joined answers.
+LABELED_NAMESPACE = uuid.UUID("6f1d3f7e-2a4b-5c1e-9d3a-7b0e4c2f1a58")
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,20 @@ class WaitingPrediction:
     version: str
     features: dict[str, JsonValue]
     predicted_at: float  # epoch seconds
+    #: The route that answered (or mirrored) and what it predicted: what the monitor scores.
+    route: str = "champion"
+    prediction: JsonValue = None
+
+
+@dataclass(frozen=True)
+class LabeledOutbox:
+    """A join waiting to be published: its answers with their label, under a fixed event id."""
+
+    id: int
+    model: str
+    event_id: uuid.UUID
+    labeled: list[dict[str, JsonValue]]
+    joined_at: float  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -134,6 +163,12 @@ class FeedbackState(Protocol):
     def settle(self, flush: str, *, now: float) -> None:
         """The claim's rows became a version or were quarantined: remove them, remember their keys."""
 
+    def unpublished(self, model: str | None = None, *, limit: int = 100) -> list[LabeledOutbox]:
+        """Joins not yet published as `PredictionsLabeled` (of one model, or all), oldest first."""
+
+    def mark_published(self, outbox_id: int) -> None:
+        """The join's event was published: forget it (a second replica's mark is a no-op)."""
+
 
 def flusher_id() -> str:
     """Who holds a claim: this pod (host name) and process, unique per start."""
@@ -187,6 +222,7 @@ class SqlFeedbackState:
             dropped = 0
             for table in (WAITING_PREDICTIONS, WAITING_LABELS):
                 dropped += connection.execute(sa.delete(table).where(table.c.model == model)).rowcount or 0
+            connection.execute(sa.delete(WAITING_ANSWERS).where(WAITING_ANSWERS.c.model == model))
         return dropped
 
     def add_predictions(
@@ -227,10 +263,30 @@ class SqlFeedbackState:
                     ),
                     rows,
                 )
+                # Every version's answer (shadows too): the monitor scores each against the label.
+                connection.execute(
+                    insert(connection, WAITING_ANSWERS).on_conflict_do_nothing(
+                        index_elements=["model", "request_id", "version"]
+                    ),
+                    [
+                        {
+                            "model": model,
+                            "request_id": prediction.request_id,
+                            "version": prediction.version,
+                            "route": prediction.route,
+                            "prediction_json": json.dumps(prediction.prediction),
+                            "predicted_at": prediction.predicted_at,
+                        }
+                        for prediction in predictions
+                        if prediction.request_id not in taken
+                    ],
+                )
             joined = self._join(connection, model, [str(row["request_id"]) for row in rows], now)
             evicted = _evict(
                 connection, WAITING_PREDICTIONS, WAITING_PREDICTIONS.c.predicted_at, model, max_waiting
             )
+            if evicted:
+                _drop_orphan_answers(connection, model)
         return Arrival(joined=joined, evicted=evicted)
 
     def add_label(
@@ -271,6 +327,7 @@ class SqlFeedbackState:
                 sa.delete(WAITING_LABELS).where(WAITING_LABELS.c.observed_at < before)
             ).rowcount
             connection.execute(sa.delete(SETTLED_REQUESTS).where(SETTLED_REQUESTS.c.settled_at < before))
+            connection.execute(sa.delete(WAITING_ANSWERS).where(WAITING_ANSWERS.c.predicted_at < before))
         return Expired(predictions=int(predictions or 0), labels=int(labels or 0))
 
     def pending(self) -> dict[str, int]:
@@ -366,6 +423,28 @@ class SqlFeedbackState:
             )
             connection.execute(sa.delete(FEEDBACK_ROWS).where(FEEDBACK_ROWS.c.flush == flush))
 
+    def unpublished(self, model: str | None = None, *, limit: int = 100) -> list[LabeledOutbox]:
+        outbox = LABELED_OUTBOX.c
+        query = sa.select(outbox.id, outbox.model, outbox.event_id, outbox.labeled_json, outbox.joined_at)
+        if model is not None:
+            query = query.where(outbox.model == model)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query.order_by(outbox.id).limit(limit)).all()
+        return [
+            LabeledOutbox(
+                id=int(row.id),
+                model=row.model,
+                event_id=uuid.UUID(row.event_id),
+                labeled=json.loads(row.labeled_json),
+                joined_at=float(row.joined_at),
+            )
+            for row in rows
+        ]
+
+    def mark_published(self, outbox_id: int) -> None:
+        with write(self._engine) as connection:
+            connection.execute(sa.delete(LABELED_OUTBOX).where(LABELED_OUTBOX.c.id == outbox_id))
+
     def _write(self, model: str) -> AbstractContextManager[Connection]:
         """A write transaction that runs after every other one of this model's feedback."""
         return write(self._engine, scope=self._scope, lock=f"feedback:{model}")
@@ -377,7 +456,9 @@ class SqlFeedbackState:
             return 0  # the spec says which dataset and target: until it is known, both halves wait
         labels, predictions = WAITING_LABELS, WAITING_PREDICTIONS
         query = (
-            sa.select(labels.c.request_id, predictions.c.features_json, labels.c.label_json)
+            sa.select(
+                labels.c.request_id, predictions.c.features_json, labels.c.label_json, labels.c.observed_at
+            )
             .join(
                 predictions,
                 sa.and_(
@@ -418,12 +499,76 @@ class SqlFeedbackState:
         for values in joined:
             connection.execute(statement, values)
         keys = [pair.request_id for pair in pairs]
+        _stage_labeled(connection, model, pairs, now)
         for part in chunks(keys):
-            for table in (WAITING_PREDICTIONS, WAITING_LABELS):
+            for table in (WAITING_PREDICTIONS, WAITING_LABELS, WAITING_ANSWERS):
                 connection.execute(
                     sa.delete(table).where(table.c.model == model, table.c.request_id.in_(part))
                 )
         return len(pairs)
+
+
+def _stage_labeled(connection: Connection, model: str, pairs: Sequence[Any], now: float) -> None:
+    """Write every answer of the joined requests, with its label, to the outbox: one row per
+    `LABELED_PER_EVENT` answers, each under an event id derived from the model and its answers."""
+    answers: dict[str, list[Any]] = {}
+    columns = WAITING_ANSWERS.c
+    for part in chunks([pair.request_id for pair in pairs]):
+        found = connection.execute(
+            sa.select(
+                columns.request_id,
+                columns.version,
+                columns.route,
+                columns.prediction_json,
+                columns.predicted_at,
+            )
+            .where(columns.model == model, columns.request_id.in_(part))
+            .order_by(columns.request_id, columns.version)
+        ).all()
+        for answer in found:
+            answers.setdefault(answer.request_id, []).append(answer)
+    labeled: list[dict[str, JsonValue]] = [
+        {
+            "request_id": pair.request_id,
+            "version": answer.version,
+            "route": answer.route,
+            "prediction": json.loads(answer.prediction_json),
+            "predicted_at": float(answer.predicted_at),
+            "label": json.loads(pair.label_json),
+            "observed_at": float(pair.observed_at),
+        }
+        for pair in pairs
+        for answer in answers.get(pair.request_id, [])
+    ]
+    for start in range(0, len(labeled), LABELED_PER_EVENT):
+        batch = labeled[start : start + LABELED_PER_EVENT]
+        connection.execute(
+            insert(connection, LABELED_OUTBOX).on_conflict_do_nothing(index_elements=["event_id"]),
+            {
+                "model": model,
+                "event_id": str(labeled_event_id(model, batch)),
+                "labeled_json": json.dumps(batch),
+                "joined_at": now,
+            },
+        )
+
+
+def labeled_event_id(model: str, labeled: Sequence[dict[str, JsonValue]]) -> uuid.UUID:
+    """The event id of a `PredictionsLabeled`: the same answers of the same model, the same id."""
+    digest = hashlib.sha256(
+        "\n".join([model, *(f"{entry['request_id']}\t{entry['version']}" for entry in labeled)]).encode()
+    ).hexdigest()
+    return uuid.uuid5(LABELED_NAMESPACE, digest)
+
+
+def _drop_orphan_answers(connection: Connection, model: str) -> None:
+    """Drop the answers of requests whose prediction no longer waits (evicted)."""
+    waiting = sa.select(WAITING_PREDICTIONS.c.request_id).where(WAITING_PREDICTIONS.c.model == model)
+    connection.execute(
+        sa.delete(WAITING_ANSWERS).where(
+            WAITING_ANSWERS.c.model == model, WAITING_ANSWERS.c.request_id.not_in(waiting)
+        )
+    )
 
 
 def _binding(connection: Connection, model: str) -> FeedbackBinding | None:

@@ -25,16 +25,18 @@ from modelfleet_contracts import (
     DatasetVersionCreated,
     DatasetVersionRejected,
     GroundTruthObserved,
+    LabeledPrediction,
     ModelSpecRetired,
     ModelSpecSubmitted,
     PredictionLogged,
+    PredictionsLabeled,
 )
 from modelfleet_contracts.data import DATASET_NAME_PATTERN
 from modelfleet_contracts.envelope import Event
 
 from .domain import infer_format, reference_profile
 from .feedback import ROUTE_RANK, FeedbackBinding, feedback_problems, quarantine_parquet, split_feedback
-from .feedback_state import Arrival, Claim, FeedbackState, WaitingPrediction
+from .feedback_state import Arrival, Claim, FeedbackState, LabeledOutbox, WaitingPrediction
 from .state import DeclaredSpec, IngestState, VersionRecord
 from .store import BatchInaccessible, BatchMissing, BatchRefused, DatasetStore
 from .validation import (
@@ -369,6 +371,7 @@ async def note_model_spec(event: ModelSpecSubmitted | ModelSpecRetired, deps: In
     arrival = deps.feedback.put_binding(event.model, binding, event.revision, now=deps.clock().timestamp())
     _count(arrival, "waiting", deps)
     log_event(logger, f"feedback of the model goes to dataset {binding.dataset!r}", event)
+    await _publish_joins(event.model, arrival, deps)
 
 
 async def record_predictions(event: PredictionLogged, deps: IngestDeps) -> None:
@@ -384,6 +387,8 @@ async def record_predictions(event: PredictionLogged, deps: IngestDeps) -> None:
             version=record.version,
             features=record.features,
             predicted_at=record.predicted_at.timestamp(),
+            route=record.route,
+            prediction=record.prediction,
         )
         for record in answered
         if record.predicted_at.timestamp() >= oldest
@@ -394,6 +399,7 @@ async def record_predictions(event: PredictionLogged, deps: IngestDeps) -> None:
         event.model, fresh, now=now, max_waiting=deps.feedback_policy.max_waiting_per_model
     )
     _count(arrival, "prediction", deps)
+    await _publish_joins(event.model, arrival, deps)
 
 
 async def record_ground_truth(event: GroundTruthObserved, deps: IngestDeps) -> None:
@@ -414,6 +420,63 @@ async def record_ground_truth(event: GroundTruthObserved, deps: IngestDeps) -> N
         max_waiting=deps.feedback_policy.max_waiting_per_model,
     )
     _count(arrival, "label", deps)
+    await _publish_joins(event.model, arrival, deps)
+
+
+async def publish_labeled(deps: IngestDeps, model: str | None = None, *, page: int = 100) -> int:
+    """Publish the joins waiting in the outbox (of one model, or every model) as
+    `PredictionsLabeled`, each marked published only after its publish returned; returns how many
+    were published. A failed publish raises and leaves that join (and the later ones) waiting.
+
+    Every replica runs it periodically, and the handler that joined runs it for its model at once;
+    two replicas may publish one join twice, under the same event id (the monitor counts it once).
+    """
+    published = 0
+    while True:
+        waiting = deps.feedback.unpublished(model, limit=page)
+        for outbox in waiting:
+            await deps.publish(labeled_event(outbox))
+            deps.feedback.mark_published(outbox.id)
+            published += 1
+        if len(waiting) < page:
+            return published
+
+
+def labeled_event(outbox: LabeledOutbox) -> PredictionsLabeled:
+    """The `PredictionsLabeled` of a join: the same one each time it is published."""
+    return PredictionsLabeled(
+        producer=SERVICE,
+        event_id=outbox.event_id,
+        correlation_id=str(outbox.event_id),
+        occurred_at=datetime.fromtimestamp(outbox.joined_at, UTC),
+        model=outbox.model,
+        labeled=[
+            LabeledPrediction(
+                request_id=str(entry["request_id"]),
+                version=str(entry["version"]),
+                route=entry["route"],  # type: ignore[arg-type]
+                prediction=entry["prediction"],
+                predicted_at=datetime.fromtimestamp(float(entry["predicted_at"]), UTC),  # type: ignore[arg-type]
+                label=entry["label"],
+                observed_at=datetime.fromtimestamp(float(entry["observed_at"]), UTC),  # type: ignore[arg-type]
+            )
+            for entry in outbox.labeled
+        ],
+    )
+
+
+async def _publish_joins(model: str, arrival: Arrival, deps: IngestDeps) -> None:
+    """Publish the model's joins at once; when that fails they wait for the periodic publish."""
+    if not arrival.joined:
+        return
+    try:
+        await publish_labeled(deps, model)
+    except Exception:
+        logger.warning(
+            "joined labels not published yet: the periodic publish sends them",
+            exc_info=True,
+            extra={"model": model},
+        )
 
 
 async def materialize_feedback(now: datetime, deps: IngestDeps) -> None:

@@ -132,6 +132,33 @@ FEEDBACK_ROWS = sa.Table(
     sqlite_autoincrement=True,
 )
 
+#: Every successful answer of a waiting request, one per version (the champion's or challenger's and
+#: the shadows'): what the monitor scores against the label once the request is joined.
+WAITING_ANSWERS = sa.Table(
+    "ingest_waiting_answers",
+    METADATA,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("request_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("prediction_json", sa.Text, nullable=False),
+    sa.Column("predicted_at", sa.Float, nullable=False, index=True),
+)
+
+#: Joins waiting to be published as `PredictionsLabeled` (an outbox): written in the transaction
+#: that joins, deleted only after the event was published, so a crash in between republishes the
+#: same event (same `event_id`).
+LABELED_OUTBOX = sa.Table(
+    "ingest_labeled_outbox",
+    METADATA,
+    sa.Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False, index=True),
+    sa.Column("event_id", sa.Text, nullable=False, unique=True),
+    sa.Column("labeled_json", sa.Text, nullable=False),
+    sa.Column("joined_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 SETTLED_REQUESTS = sa.Table(
     "ingest_settled_requests",
     METADATA,

@@ -2,11 +2,12 @@
 
 Scaling out: one model's events meet in one replica
 ---------------------------------------------------
-The monitor joins each prediction with its label, counts both into the model's windows, and
-judges those windows against the model's spec and deployment. With N replicas all of these must
+The monitor counts each prediction, and each prediction ingest joined with its label
+(`PredictionsLabeled`: the fleet's one join, durable, however late the label), into the model's
+windows, and judges those windows against the model's spec and deployment. With N replicas all of these must
 reach the replica that holds the model's windows. They do because:
 
-- every topic the monitor folds into a model's state (prediction-logs, ground-truth, model-specs,
+- every topic the monitor folds into a model's state (prediction-logs, labeled-predictions, model-specs,
   deployments, model-promotions, model-rollbacks, artifact-refusals) is keyed by model, and all
   of a fleet's topics are created with one partition count (`FLEET_KAFKA_PARTITIONS`, the
   Strimzi KafkaTopics of `modelfleet topics --strimzi`; `rebalance.check_copartitioned` refuses
@@ -45,7 +46,7 @@ from modelfleet_contracts.topics import (
     DATASET_VERSIONS,
     DEPLOYMENTS,
     DRIFT,
-    GROUND_TRUTH,
+    LABELED_PREDICTIONS,
     MODEL_HEALTH,
     MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
@@ -72,7 +73,7 @@ metrics = MonitorMetrics(service.metrics.registry)
 #: The topics keyed by model whose events reach the replica that owns the model.
 MODEL_TOPICS = (
     PREDICTION_LOGS,
-    GROUND_TRUTH,
+    LABELED_PREDICTIONS,
     MODEL_SPECS,
     DEPLOYMENTS,
     MODEL_PROMOTIONS,

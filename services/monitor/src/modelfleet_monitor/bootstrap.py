@@ -9,8 +9,8 @@ unreachable state engine stops the service naming the problem. Its named state:
 - `deps.facts`: dataset versions' profiles, registered versions and runs (`references.VersionFacts`);
 - `deps.models`: the models this replica owns: specs, deployments, review periods, windows
   (`book.ModelBook`);
-- `deps.tracker`: the health windows and the predictions waiting for their labels, in memory only
-  (reported every `monitor_report_seconds`).
+- `deps.tracker`: the health windows (and what was recently counted, to count it once), in memory
+  only (reported every `monitor_report_seconds`).
 """
 
 from __future__ import annotations
@@ -60,11 +60,7 @@ def bootstrap(
     if state is None:
         state = open_service_state(settings, "monitor").key_values()
     return MonitorDeps(
-        tracker=HealthTracker(
-            max_buffered_per_model=settings.monitor_label_buffer_size,
-            label_ttl_seconds=settings.monitor_label_ttl_seconds,
-            started_at=clock(),
-        ),
+        tracker=HealthTracker(dedupe_per_model=settings.monitor_dedupe_size, started_at=clock()),
         publish=publish,
         policies=policies,
         clock=clock,

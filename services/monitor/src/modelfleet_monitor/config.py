@@ -31,18 +31,17 @@ class MonitorSettings(ServiceSettings):
             "and when the service stops. A kill loses at most the rows counted since the last one."
         ),
     )
-    monitor_label_buffer_size: int = Field(
+    # `FLEET_MONITOR_LABEL_BUFFER_SIZE` and `FLEET_MONITOR_LABEL_TTL_SECONDS` are gone: the monitor no
+    # longer joins labels with predictions (ingest does, once: `PredictionsLabeled`), so nothing
+    # waits for a label here; set, they are ignored.
+    monitor_dedupe_size: int = Field(
         default=10_000,
         ge=1,
         description=(
-            "Most request ids per model whose predictions wait for a label; the oldest are evicted "
-            "first, and a label arriving after its prediction was evicted is not scored."
+            "Most recent predictions (request id and version) and joins (`PredictionsLabeled` event "
+            "ids) per model remembered so that a redelivery or a republished join counts once "
+            "(`FLEET_MONITOR_DEDUPE_SIZE`); the oldest are forgotten first."
         ),
-    )
-    monitor_label_ttl_seconds: float = Field(
-        default=3600.0,
-        gt=0,
-        description="Longest a prediction waits for its label before it is evicted.",
     )
     monitor_slo_min_requests: int = Field(
         default=1,

@@ -35,7 +35,6 @@ from modelfleet_contracts import (
     DeploymentChanged,
     DriftDetected,
     FeatureDrift,
-    GroundTruthObserved,
     ModelArtifactRefused,
     ModelHealthReported,
     ModelPromoted,
@@ -46,6 +45,7 @@ from modelfleet_contracts import (
     ModelSpecSubmitted,
     PerformanceDegraded,
     PredictionLogged,
+    PredictionsLabeled,
     RiskPolicy,
     SloBreached,
     SpecEvent,
@@ -78,7 +78,7 @@ PRODUCER = "monitor"
 #: the replica that owns the model (`app`).
 ModelEvent = (
     PredictionLogged
-    | GroundTruthObserved
+    | PredictionsLabeled
     | ModelSpecSubmitted
     | ModelSpecRetired
     | DeploymentChanged
@@ -146,8 +146,8 @@ async def handle_model_event(event: ModelEvent, deps: MonitorDeps, *, partition:
         return
     if isinstance(event, PredictionLogged):
         await record_predictions(event, deps, partition=partition)
-    elif isinstance(event, GroundTruthObserved):
-        await record_ground_truth(event, deps, partition=partition)
+    elif isinstance(event, PredictionsLabeled):
+        await record_labeled(event, deps, partition=partition)
     elif isinstance(event, ModelSpecSubmitted | ModelSpecRetired):
         await note_model_spec(event, deps, partition=partition)
     elif isinstance(event, DeploymentChanged):
@@ -178,9 +178,6 @@ async def record_predictions(
     # Everything of the batch is counted before the first await (a publish): a checkpoint or a
     # rebalance in between sees the batch whole or not at all.
     deps.models.changed(model)
-    decay_due = _count_scores(
-        model, deps.tracker.settle_early_labels(model, fresh, now=now.timestamp()), deps
-    )
     by_version: dict[str, list[PredictionRecord]] = defaultdict(list)
     for record in fresh:
         # Shadows see the champion's inputs again; their drift is the champion's.
@@ -197,22 +194,24 @@ async def record_predictions(
             finding = watch.drift_finding(policy, now) if not owed else None
         if finding is not None:
             due.append((watch, finding))
-    for watch in decay_due:
-        await _settle_decay(watch, event, deps)
     for watch, finding in due:
         await _settle_drift(watch, finding, event, deps)
 
 
-async def record_ground_truth(
-    event: GroundTruthObserved, deps: MonitorDeps, *, partition: int | None = None
+async def record_labeled(
+    event: PredictionsLabeled, deps: MonitorDeps, *, partition: int | None = None
 ) -> None:
-    """Score the predictions a label belongs to: live metric per health window, and decay.
+    """Score predictions ingest joined with their labels: the live metric of the health window of
+    the version and route that made each, and the decay window of that version.
 
-    A label whose prediction has not arrived yet waits for it; `record_predictions` scores it.
+    The join is ingest's (durable, however late the label): a label that comes hours after its
+    prediction still counts for the version that made it, e.g. a challenger whose canary is still
+    being judged. A republished join (same event id) counts once.
     """
     profile = deps.models.get(event.model, partition).profile or ModelProfile()
-    now = deps.clock().timestamp()
-    scores = deps.tracker.add_label(event.model, event.request_id, event.label, profile.live_task, now=now)
+    scores = deps.tracker.add_labeled(event.model, event.event_id, event.labeled, profile.live_task)
+    if not scores:
+        return
     for watch in _count_scores(event.model, scores, deps):
         await _settle_decay(watch, event, deps)
 

@@ -1,10 +1,11 @@
 """Live health of model versions: request windows, SLO checks and live metrics. Pure, no I/O.
 
 The monitor keeps one window per (model, version, route) with the traffic received since the last
-report: request and error counts and the latencies (as numpy arrays, one per batch). Labels arrive
-later than predictions, so each model keeps a bounded, time-limited buffer of recent predictions
-keyed by request id; a label joins every version that answered (or mirrored) that request and
-counts in the window of that version open when the label arrives.
+report: request and error counts and the latencies (as numpy arrays, one per batch). The monitor
+does not join labels with predictions: ingest does, durably and however late the label
+(`PredictionsLabeled`), and each joined prediction counts in the window of the version and route
+that made it, open when the join arrives. A bounded memory of recent request ids and joins per
+model makes a redelivered batch or a republished join count once.
 
 Every time is passed in as `now` (seconds or datetimes): nothing here reads a clock.
 """
@@ -13,16 +14,17 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+from uuid import UUID
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import JsonValue
 
-from modelfleet_contracts.serving import PredictionRecord, Route
+from modelfleet_contracts.serving import LabeledPrediction, PredictionRecord, Route
 from modelfleet_contracts.specs import MonitoringPolicy
 
 #: What a live metric is computed as: exact match of labels, or distance of numbers.
@@ -95,7 +97,7 @@ class _Window:
     requests: int = 0
     errors: int = 0
     latency_batches: list[FloatArray] = field(default_factory=list)
-    # Dedupe within the window even when the label buffer already evicted a request.
+    # Dedupe within the window even when the memory of recent requests already forgot one.
     request_ids: set[str] = field(default_factory=set)
     labelled: int = 0
     live_task: LiveTask | None = None
@@ -113,47 +115,22 @@ class Drained:
     window: _Window
 
 
-@dataclass
-class _Buffered:
-    route: Route
-    prediction: JsonValue
-    failed: bool
-    labelled: bool = False
-
-
-@dataclass
-class _Request:
-    received_at: float
-    by_version: dict[str, _Buffered] = field(default_factory=dict)
-
-
 class HealthTracker:
-    """Windows of every model version plus the buffer of predictions awaiting their labels.
+    """Windows of every model version, and what was recently counted, to count it once.
 
-    Memory is bounded: at most `max_buffered_per_model` request ids per model wait for a label,
-    none longer than `label_ttl_seconds`; the oldest are evicted first. Windows hold only the
-    traffic since the last `drain`.
+    Memory is bounded: per model at most `dedupe_per_model` recent (request, version) pairs of
+    predictions and as many joins (`PredictionsLabeled` event ids) are remembered, the oldest
+    forgotten first. Windows hold only the traffic since the last `drain`.
     """
 
-    def __init__(
-        self, *, max_buffered_per_model: int, label_ttl_seconds: float, started_at: datetime
-    ) -> None:
-        if max_buffered_per_model < 1:
-            raise ValueError(f"max_buffered_per_model must be at least 1, got {max_buffered_per_model}")
-        if label_ttl_seconds <= 0:
-            raise ValueError(f"label_ttl_seconds must be positive, got {label_ttl_seconds}")
-        self.max_buffered_per_model = max_buffered_per_model
-        self.label_ttl_seconds = label_ttl_seconds
+    def __init__(self, *, dedupe_per_model: int, started_at: datetime) -> None:
+        if dedupe_per_model < 1:
+            raise ValueError(f"dedupe_per_model must be at least 1, got {dedupe_per_model}")
+        self.dedupe_per_model = dedupe_per_model
         self._window_start = started_at
         self._windows: dict[WindowKey, _Window] = {}
-        self._buffers: dict[str, OrderedDict[str, _Request]] = {}
-        # Labels that came before their prediction (serving batches its logs, a caller may not):
-        # (label, task, received_at) by request id, bounded and aged like the predictions.
-        self._early: dict[str, OrderedDict[str, tuple[JsonValue, LiveTask, float]]] = {}
-
-    def buffered(self, model: str) -> int:
-        """How many request ids of `model` are waiting for (or kept after) their label."""
-        return len(self._buffers.get(model, ()))
+        self._predicted: dict[str, _Recent] = {}
+        self._joined: dict[str, _Recent] = {}
 
     def add_predictions(
         self, model: str, records: Sequence[PredictionRecord], *, now: float
@@ -161,32 +138,47 @@ class HealthTracker:
         """Count a batch of `model`'s predictions; returns those that were new (not redelivered).
 
         O(len(records)): duplicates are found by request id and version in the window and the
-        buffer, then counts and latencies are added per window with numpy.
+        memory of recent predictions, then counts and latencies are added per window with numpy.
         """
-        buffer = self._buffers.setdefault(model, OrderedDict())
-        self._evict(buffer, now)
+        recent = self._predicted.setdefault(model, _Recent(self.dedupe_per_model))
         fresh: list[PredictionRecord] = []
         for record in records:
             key = WindowKey(model, record.version, record.route)
             window = self._windows.get(key)
-            buffered = buffer.get(record.request_id)
-            if (window is not None and record.request_id in window.request_ids) or (
-                buffered is not None and record.version in buffered.by_version
+            if (window is not None and record.request_id in window.request_ids) or not recent.add(
+                (record.request_id, record.version)
             ):
                 continue
             self._window(key).request_ids.add(record.request_id)
-            request = buffer.get(record.request_id)
-            if request is None:
-                request = buffer[record.request_id] = _Request(received_at=now)
-            request.by_version[record.version] = _Buffered(
-                route=record.route, prediction=record.prediction, failed=record.error is not None
-            )
             fresh.append(record)
-        while len(buffer) > self.max_buffered_per_model:
-            buffer.popitem(last=False)
         if fresh:
             self._count(model, fresh)
         return fresh
+
+    def add_labeled(
+        self, model: str, join: UUID, labeled: Sequence[LabeledPrediction], task: LiveTask
+    ) -> list[LabelScore]:
+        """Score each joined prediction against its label in the window of the version and route
+        that made it; returns the scores. A join already counted (same event id) scores nothing,
+        nor does a regression label or prediction that is not a number.
+        """
+        if not self._joined.setdefault(model, _Recent(self.dedupe_per_model)).add(join):
+            return []
+        scored: list[LabelScore] = []
+        for entry in labeled:
+            score = label_score(entry.prediction, entry.label, task)
+            if score is None:
+                continue
+            window = self._window(WindowKey(model, entry.version, entry.route))
+            if window.live_task not in (None, task):
+                # The model's task changed with its spec; start its live metric afresh.
+                window.labelled, window.live_score_sum, window.live_score_squares = 0, 0.0, 0.0
+            window.live_task = task
+            window.labelled += 1
+            window.live_score_sum += score
+            window.live_score_squares += score * score
+            scored.append(LabelScore(entry.version, entry.route, score))
+        return scored
 
     def _window(self, key: WindowKey) -> _Window:
         window = self._windows.get(key)
@@ -210,74 +202,6 @@ class HealthTracker:
             window.requests += int(requests[index])
             window.errors += int(errors[index])
             window.latency_batches.append(latencies[group == index])
-
-    def add_label(
-        self, model: str, request_id: str, label: JsonValue, task: LiveTask, *, now: float
-    ) -> list[LabelScore]:
-        """Join a label to the buffered predictions of `request_id`; returns the scores it gave.
-
-        A label for a request no longer (or never) buffered, for a failed prediction, or one
-        already labelled (a redelivery) scores nothing. A regression label that is not a number
-        scores nothing either.
-        """
-        buffer = self._buffers.get(model)
-        if buffer is not None:
-            self._evict(buffer, now)
-        request = buffer.get(request_id) if buffer is not None else None
-        if request is None:
-            self._keep_early(model, request_id, label, task, now)
-            return []
-        scored: list[LabelScore] = []
-        for version, buffered in request.by_version.items():
-            if buffered.labelled or buffered.failed:
-                continue
-            score = label_score(buffered.prediction, label, task)
-            buffered.labelled = True
-            if score is None:
-                continue
-            window = self._window(WindowKey(model, version, buffered.route))
-            if window.live_task not in (None, task):
-                # The model's task changed with its spec; start its live metric afresh.
-                window.labelled, window.live_score_sum, window.live_score_squares = 0, 0.0, 0.0
-            window.live_task = task
-            window.labelled += 1
-            window.live_score_sum += score
-            window.live_score_squares += score * score
-            scored.append(LabelScore(version, buffered.route, score))
-        return scored
-
-    def early_labels(self, model: str) -> int:
-        """How many labels of `model` wait for their prediction."""
-        return len(self._early.get(model, ()))
-
-    def settle_early_labels(
-        self, model: str, records: Sequence[PredictionRecord], *, now: float
-    ) -> list[LabelScore]:
-        """Score the labels that arrived before these (just added) predictions."""
-        early = self._early.get(model)
-        if not early:
-            return []
-        scored: list[LabelScore] = []
-        for request_id in dict.fromkeys(record.request_id for record in records):
-            waiting = early.pop(request_id, None)
-            if waiting is not None:
-                label, task, _received = waiting
-                scored += self.add_label(model, request_id, label, task, now=now)
-        return scored
-
-    def _keep_early(self, model: str, request_id: str, label: JsonValue, task: LiveTask, now: float) -> None:
-        early = self._early.setdefault(model, OrderedDict())
-        early[request_id] = (label, task, now)
-        oldest_kept = now - self.label_ttl_seconds
-        while early and (
-            len(early) > self.max_buffered_per_model or next(iter(early.values()))[2] < oldest_kept
-        ):
-            early.popitem(last=False)
-
-    def _evict(self, buffer: OrderedDict[str, _Request], now: float) -> None:
-        oldest_kept = now - self.label_ttl_seconds
-        while buffer and next(iter(buffer.values())).received_at < oldest_kept:
-            buffer.popitem(last=False)
 
     def drain(self, now: datetime) -> list[HealthSummary]:
         """Summaries of every window that saw requests since the last drain, which it closes.
@@ -307,7 +231,7 @@ class HealthTracker:
             self._windows[key] = old
             return
         if new.live_task not in (None, old.live_task) and old.labelled:
-            # The task changed in between: keep the newer live metric, as `add_label` does.
+            # The task changed in between: keep the newer live metric, as `add_labeled` does.
             old.labelled, old.live_score_sum, old.live_score_squares = 0, 0.0, 0.0
         old.requests += new.requests
         old.errors += new.errors
@@ -320,15 +244,32 @@ class HealthTracker:
         self._windows[key] = old
 
     def models(self) -> set[str]:
-        """Models with an open window or a buffered prediction or label."""
-        return {key.model for key in self._windows} | set(self._buffers) | set(self._early)
+        """Models with an open window or something recently counted."""
+        return {key.model for key in self._windows} | set(self._predicted) | set(self._joined)
 
     def forget(self, model: str) -> None:
-        """Drop every window and buffered prediction of a model that left the fleet."""
-        self._buffers.pop(model, None)
-        self._early.pop(model, None)
+        """Drop every window and memory of a model that left the fleet."""
+        self._predicted.pop(model, None)
+        self._joined.pop(model, None)
         for key in [key for key in self._windows if key.model == model]:
             del self._windows[key]
+
+
+class _Recent:
+    """The last `size` keys seen, oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def add(self, key: Hashable) -> bool:
+        """Remember `key`; False if it was already remembered."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return True
 
 
 def summarize(key: WindowKey, window: _Window, start: datetime, end: datetime) -> HealthSummary:
