@@ -5,6 +5,7 @@ late the label; publish, then mark, under an event id derived from the join."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,9 @@ from modelfleet_ingest.handlers import (
     record_ground_truth,
     record_predictions,
 )
+from modelfleet_ingest.store import DatasetStore
 
+from .conftest import Engines, Published, deps_on
 from .test_feedback import NOW, label, logged, model_spec, plants, plants_with_a_batch, prediction, versions
 
 __all__ = ["plants", "plants_with_a_batch"]  # fixtures shared with the feedback tests
@@ -138,3 +141,25 @@ async def test_event_ids_are_derived_from_the_join(feedback_deps: IngestDeps, pu
     first, second = joins(published)
     assert first.event_id != second.event_id
     assert first.occurred_at == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+async def test_a_join_another_replica_could_not_publish_is_published_by_the_next_one(
+    engines: Engines, tmp_path: Path
+) -> None:
+    async def broker_down(event: Event) -> None:
+        raise ConnectionError("broker unreachable")
+
+    store = DatasetStore(str(tmp_path / "store"))
+    killed, survivor = Published(), Published()
+    first = deps_on(engines.open(), store, killed)
+    second = deps_on(engines.open(), store, survivor)
+    first.clock = second.clock = lambda: NOW
+    await note_model_spec(model_spec(), first)
+    await record_predictions(logged(prediction("r1"), prediction("r2")), first)
+    first.publish = broker_down
+    await record_ground_truth(label("r1"), first)
+    await record_ground_truth(label("r2"), first)
+
+    assert await publish_labeled(second) == 2
+    assert await publish_labeled(first) == 0
+    assert [entry.request_id for event in joins(survivor) for entry in event.labeled] == ["r1", "r2"]
