@@ -6,7 +6,7 @@ import importlib
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,20 +77,45 @@ def plant_call(directory: Path, target: str, *args: object) -> None:
     for key in ("protocol", "_skops_version"):
         arguments.pop(key)
     schema = json.loads(members["schema.json"])
+    # skops memoizes loaded objects by `__id__` (the saver's `id()`s): ids of the arguments dumped
+    # here could equal a model object's (memory reused in this process), and the loader would then
+    # hand back that object. Give the planted nodes ids the file does not use.
+    fresh = iter(range(max(_ids(schema), default=0) + 1, 2**62))
+    _renumber(arguments, fresh)
     attributes = schema["content"]
     attributes["content"]["_planted"] = {
         "__class__": name,
         "__module__": module,
         "__loader__": "ConstructorFromReduceNode",
         "content": arguments,
-        "__id__": 1,
+        "__id__": next(fresh),
     }
-    key_type = {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode", "__id__": 2}
+    key_type = {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode", "__id__": next(fresh)}
     attributes["key_types"]["content"].append(key_type)
     members["schema.json"] = json.dumps(schema).encode()
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for filename, data in members.items():
             archive.writestr(filename, data)
+
+
+def _ids(node: object) -> list[int]:
+    if isinstance(node, dict):
+        found = [node["__id__"]] if isinstance(node.get("__id__"), int) else []
+        return found + [i for value in node.values() for i in _ids(value)]
+    if isinstance(node, list):
+        return [i for value in node for i in _ids(value)]
+    return []
+
+
+def _renumber(node: object, fresh: Iterator[int]) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("__id__"), int):
+            node["__id__"] = next(fresh)
+        for value in node.values():
+            _renumber(value, fresh)
+    elif isinstance(node, list):
+        for value in node:
+            _renumber(value, fresh)
 
 
 @pytest.fixture
