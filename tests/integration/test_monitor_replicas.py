@@ -3,7 +3,7 @@ window moves with its partition to the replica that joins, and after that replic
 a drift injected into its model is detected by the one left.
 
 Two partitions per topic, two models, one on each (their keys' partitions, as serving's producer
-computes them). Both replicas consume prediction-logs, ground-truth, model-specs and the other
+computes them). Both replicas consume prediction-logs, labeled-predictions, model-specs and the other
 topics keyed by model in one group with the range assignor, so each owns one model whole.
 """
 
