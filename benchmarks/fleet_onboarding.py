@@ -166,6 +166,35 @@ async def wait_for_outcomes(
     return {"registered": registered, "failed": failed, "fit_seconds": fit_seconds}
 
 
+def apply_and_measure(
+    infra: Infrastructure,
+    env: dict[str, str],
+    manifest: Path,
+    prefix: str,
+    models: int,
+    timeout: float,
+    groups: dict[str, list[psutil.Process]],
+) -> tuple[dict[str, Any], float, dict[str, float]]:
+    """`modelfleet apply` the manifest and wait for every model's outcome; returns the outcome, the
+    wall time and the CPU seconds each group of processes (plus Kafka, MLflow, PostgreSQL) spent."""
+    groups = groups | infra.processes()
+    before = {name: cpu_seconds(tree) for name, tree in groups.items()}
+    started = time.perf_counter()
+    applied = subprocess.run(
+        [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
+        env=env | infra.kafka_env(CLI),
+        capture_output=True,
+        text=True,
+    )
+    if applied.returncode != 0:
+        raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
+    outcome = asyncio.run(
+        wait_for_outcomes(infra.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
+    )
+    wall = time.perf_counter() - started
+    return outcome, wall, {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+
+
 def run_modelfleet(
     infra: Infrastructure, work: Path, models: int, data_path: Path, timeout: float
 ) -> dict[str, Any]:
@@ -209,22 +238,7 @@ def run_modelfleet(
         manifest = work / "fleet.yaml"
         manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
         groups = {name: [psutil.Process(p.pid)] for name, p in zip(SERVICES, services, strict=True)}
-        groups |= infra.processes()
-        before = {name: cpu_seconds(tree) for name, tree in groups.items()}
-        started = time.perf_counter()
-        applied = subprocess.run(
-            [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
-            env=env | infra.kafka_env(CLI),
-            capture_output=True,
-            text=True,
-        )
-        if applied.returncode != 0:
-            raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
-        outcome = asyncio.run(
-            wait_for_outcomes(infra.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
-        )
-        wall = time.perf_counter() - started
-        cpu_by_part = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+        outcome, wall, cpu_by_part = apply_and_measure(infra, env, manifest, prefix, models, timeout, groups)
         cpu = sum(cpu_by_part.values())
     finally:
         for process in services:

@@ -18,25 +18,21 @@ Needs nothing running: it starts its own Kafka, PostgreSQL and MLflow under `.lo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import psutil
 import yaml
-from fleet_onboarding import cpu_seconds, fleet_documents, make_data, wait_for_outcomes
+from fleet_onboarding import apply_and_measure, fleet_documents, make_data
 from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
-from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
-from modelfleet_contracts.topics import CLI
 
 REPO = Path(__file__).resolve().parents[1]
 SCALED = ("evaluator", "registry")
@@ -97,22 +93,7 @@ def run_fleet(
         groups: dict[str, list[psutil.Process]] = {}
         for label, process, _ in processes:
             groups.setdefault(label.rsplit("-", 1)[0], []).append(psutil.Process(process.pid))
-        groups |= infra.processes()
-        before = {name: cpu_seconds(tree) for name, tree in groups.items()}
-        started = time.perf_counter()
-        applied = subprocess.run(
-            [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
-            env=env | infra.kafka_env(CLI),
-            capture_output=True,
-            text=True,
-        )
-        if applied.returncode != 0:
-            raise SystemExit(f"modelfleet apply failed:\n{applied.stdout}\n{applied.stderr}")
-        outcome = asyncio.run(
-            wait_for_outcomes(infra.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
-        )
-        wall = time.perf_counter() - started
-        cpu = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+        outcome, wall, cpu = apply_and_measure(infra, env, manifest, prefix, models, timeout, groups)
     finally:
         for _, process, _ in processes:
             process.terminate()
