@@ -166,6 +166,16 @@ async def wait_for_outcomes(
     return {"registered": registered, "failed": failed, "fit_seconds": fit_seconds}
 
 
+#: Key of `apply_and_measure`'s CPU seconds of the whole machine (every process, busy time).
+MACHINE = "machine (all processes)"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (not idle or waiting on I/O) since boot."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def apply_and_measure(
     infra: Infrastructure,
     env: dict[str, str],
@@ -176,9 +186,11 @@ def apply_and_measure(
     groups: dict[str, list[psutil.Process]],
 ) -> tuple[dict[str, Any], float, dict[str, float]]:
     """`modelfleet apply` the manifest and wait for every model's outcome; returns the outcome, the
-    wall time and the CPU seconds each group of processes (plus Kafka, MLflow, PostgreSQL) spent."""
+    wall time and the CPU seconds each group of processes (plus Kafka, MLflow, PostgreSQL) spent,
+    and the whole machine's busy CPU seconds under `MACHINE` (a check on the per-part sums)."""
     groups = groups | infra.processes()
     before = {name: cpu_seconds(tree) for name, tree in groups.items()}
+    machine_before = machine_busy_seconds()
     started = time.perf_counter()
     applied = subprocess.run(
         [sys.executable, "-m", "modelfleet_cli.main", "apply", str(manifest)],
@@ -192,7 +204,8 @@ def apply_and_measure(
         wait_for_outcomes(infra.kafka_options(), TopicNamer(prefix), models, timeout, progress=True)
     )
     wall = time.perf_counter() - started
-    return outcome, wall, {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+    by_part = {name: cpu_seconds(tree) - before[name] for name, tree in groups.items()}
+    return outcome, wall, by_part | {MACHINE: machine_busy_seconds() - machine_before}
 
 
 def run_modelfleet(
@@ -239,6 +252,7 @@ def run_modelfleet(
         manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
         groups = {name: [psutil.Process(p.pid)] for name, p in zip(SERVICES, services, strict=True)}
         outcome, wall, cpu_by_part = apply_and_measure(infra, env, manifest, prefix, models, timeout, groups)
+        machine = cpu_by_part.pop(MACHINE)
         cpu = sum(cpu_by_part.values())
     finally:
         for process in services:
@@ -256,6 +270,7 @@ def run_modelfleet(
         "wall_seconds": wall,
         "models_per_minute": len(outcome["registered"]) / wall * 60,
         "cpu_seconds": cpu,
+        "machine_cpu_seconds": machine,
         "cpu_seconds_by_part": cpu_by_part,
         "fit_seconds": fits,
         "control_plane_cpu_per_model": (cpu - fits) / max(len(outcome["registered"]), 1),

@@ -112,9 +112,10 @@ class Infrastructure:
             return {}
         marker = str(self.home)
         found: dict[str, list[psutil.Process]] = {"kafka": [], "mlflow": []}
-        for process in psutil.process_iter(["cmdline"]):
+        for process in psutil.process_iter(["cmdline", "name"]):
             cmdline = " ".join(process.info["cmdline"] or [])
-            if marker in cmdline and process.pid != os.getpid():
+            # PostgreSQL's server names the home too (its data dir): it is counted below, apart.
+            if marker in cmdline and process.pid != os.getpid() and process.info["name"] != "postgres":
                 found["kafka" if "kafka.Kafka" in cmdline else "mlflow"].append(process)
         if self.postgres:
             # The server listening on its port; CPU accounting adds its backends (children).
