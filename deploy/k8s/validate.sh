@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Render the kustomize base and every overlay, then check each rendered object
-# offline against the Kubernetes JSON schemas bundled in kubernetes-validate.
-# Strict: unknown fields fail, and so does a kind it has no schema for.
+# offline: custom resources (Strimzi, KEDA, KubeRay, Prometheus Operator)
+# against their CRDs' schemas with crds/validate.mjs (schemas from the npm
+# registry and the Go module proxy: crds/package.json, crds/validate.mjs), the
+# built-in kinds against the Kubernetes JSON schemas bundled in
+# kubernetes-validate. Strict: unknown fields of built-in kinds and KubeRay
+# fail, and so does a kind nothing has a schema for.
 #
 #   deploy/k8s/validate.sh
 #   KUBERNETES_VALIDATE=.venv/bin/kubernetes-validate deploy/k8s/validate.sh
+#
+# Needs Node.js 18+ with npm (installs crds/node_modules from the lock file on
+# first use) and Go (downloads KubeRay's operator module once).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,6 +36,18 @@ if ! command -v "$validator" >/dev/null 2>&1; then
   exit 1
 fi
 
+for tool in node npm go; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "ERROR: '$tool' not found: the custom resources' schemas come from npm (Node.js 18+) and the Go module proxy." >&2
+    exit 1
+  fi
+done
+crds="$here/crds"
+# Install the pinned schema packages when the lock file is newer than the install.
+if [[ ! -f "$crds/node_modules/.package-lock.json" || "$crds/package-lock.json" -nt "$crds/node_modules/.package-lock.json" ]]; then
+  npm ci --prefix "$crds" --no-audit --no-fund --loglevel=error >&2
+fi
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -46,13 +65,22 @@ for dir in "$here/base" "$here"/overlays/*/; do
     continue
   fi
 
+  # Custom resources against their CRDs; the rest goes on to kubernetes-validate.
+  builtins="$work/${name//\//_}.builtins.yaml"
+  if ! custom="$(node "$crds/validate.mjs" "$rendered" "$builtins" 2>&1)"; then
+    echo "FAIL $name:" >&2
+    echo "$custom" >&2
+    status=1
+    continue
+  fi
+
   # --quiet prints only problems; kubernetes-validate exits 0 on a missing
   # schema (a WARN line), so any output at all counts as a failure.
-  if report="$("$validator" --strict --quiet -k "$k8s_version" "$rendered" 2>&1)" && [[ -z "$report" ]]; then
-    echo "OK   $name: $(grep -c '^kind:' "$rendered") objects valid against Kubernetes $k8s_version (strict)"
+  if report="$("$validator" --strict --quiet -k "$k8s_version" "$builtins" 2>&1)" && [[ -z "$report" ]]; then
+    echo "OK   $name: $(grep -c '^kind:' "$rendered") objects: ${custom##*$'\n'}, the others valid against Kubernetes $k8s_version (strict)"
   else
     echo "FAIL $name:" >&2
-    report="${report//"$rendered"/"$name"}" # name the rendering, not the temp file
+    report="${report//"$builtins"/"$name"}" # name the rendering, not the temp file
     echo "${report:-kubernetes-validate failed without output}" >&2
     status=1
   fi
