@@ -23,8 +23,12 @@ err_console = Console(stderr=True)
 
 #: The Strimzi cluster the generated `KafkaUser`s belong to (label `strimzi.io/cluster`).
 STRIMZI_CLUSTER = "modelfleet"
+#: Strimzi's API (1.x serves only `v1`), as the production overlay's `Kafka` uses it.
+STRIMZI_API = "kafka.strimzi.io/v1"
 #: Strimzi's names of our operations.
 _STRIMZI_OPERATION = {"read": "Read", "write": "Write", "describe": "Describe"}
+#: Strimzi's names of Kafka's resource pattern types (its CRD allows `literal` and `prefix`).
+_STRIMZI_PATTERN = {"literal": "literal", "prefixed": "prefix"}
 
 
 def _by_principal(bindings: Sequence[AclBinding]) -> dict[str, list[AclBinding]]:
@@ -50,7 +54,7 @@ def strimzi_users(bindings: Sequence[AclBinding], namespace: str = "modelfleet")
             resources.setdefault(key, []).append(_STRIMZI_OPERATION[binding.operation])
         users.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": STRIMZI_API,
                 "kind": "KafkaUser",
                 "metadata": {
                     "name": principal,
@@ -66,7 +70,7 @@ def strimzi_users(bindings: Sequence[AclBinding], namespace: str = "modelfleet")
                         "type": "simple",
                         "acls": [
                             {
-                                "resource": {"type": kind, "name": name, "patternType": pattern},
+                                "resource": {"type": kind, "name": name, "patternType": _STRIMZI_PATTERN[pattern]},
                                 "operations": sorted(operations),
                                 "host": "*",
                             }
@@ -113,7 +117,7 @@ def strimzi_topics(namer: TopicNamer, namespace: str = "modelfleet") -> list[dic
             config["cleanup.policy"] = "compact"
         documents.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": STRIMZI_API,
                 "kind": "KafkaTopic",
                 "metadata": {
                     # Resource names may not hold every topic character: the topic's name is in spec.
