@@ -114,7 +114,10 @@ class ServiceProcess:
         raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.logs()}")
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        """The log's last lines, without the access log of the test's own /metrics polls."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        kept = [line for line in lines if '"logger": "uvicorn.access"' not in line]
+        return "\n".join(kept)[-8000:]
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus sample over the series matching `labels`."""
