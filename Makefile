@@ -63,8 +63,14 @@ asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service ap
 	@$(SERVING_VENV)/bin/python -m modelfleet_common.asyncapi modelfleet_serving.app:app docs/asyncapi/serving.yaml
 	@echo "docs/asyncapi/*.yaml regenerated"
 
+.PHONY: k8s-generate
+k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors
+	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml
+	$(VENV)/bin/modelfleet acls --strimzi > deploy/k8s/strimzi/kafka-users.yaml
+	$(PY) deploy/k8s/generate.py
+
 .PHONY: k8s-validate
-k8s-validate: install ## Render deploy/k8s with kustomize and validate it offline against Kubernetes schemas
+k8s-validate: install ## Render deploy/k8s (base, local, production) and validate it offline: custom resources against their CRDs, the rest strictly
 	KUBERNETES_VALIDATE=$(VENV)/bin/kubernetes-validate deploy/k8s/validate.sh
 
 .PHONY: kafka

@@ -70,7 +70,11 @@ def strimzi_users(bindings: Sequence[AclBinding], namespace: str = "modelfleet")
                         "type": "simple",
                         "acls": [
                             {
-                                "resource": {"type": kind, "name": name, "patternType": _STRIMZI_PATTERN[pattern]},
+                                "resource": {
+                                    "type": kind,
+                                    "name": name,
+                                    "patternType": _STRIMZI_PATTERN[pattern],
+                                },
                                 "operations": sorted(operations),
                                 "host": "*",
                             }
