@@ -4,8 +4,8 @@
 # against their CRDs' schemas with crds/validate.mjs (schemas from the npm
 # registry and the Go module proxy: crds/package.json, crds/validate.mjs), the
 # built-in kinds against the Kubernetes JSON schemas bundled in
-# kubernetes-validate. Strict: unknown fields of built-in kinds and KubeRay
-# fail, and so does a kind nothing has a schema for.
+# kubernetes-validate. Strict: unknown fields fail (custom resources too:
+# see crds/validate.mjs), and so does a kind nothing has a schema for.
 #
 #   deploy/k8s/validate.sh
 #   KUBERNETES_VALIDATE=.venv/bin/kubernetes-validate deploy/k8s/validate.sh

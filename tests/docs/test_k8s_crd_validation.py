@@ -1,7 +1,8 @@
 """`make k8s-validate` refuses custom resources their CRDs refuse, and kinds it has no schema for.
 
 deploy/k8s/crds/validate.mjs checks Strimzi, KEDA and Prometheus Operator objects with the validators
-of the pinned @kubernetes-models npm packages and KubeRay's against its CRD from the Go module proxy;
+and TypeScript types of the pinned @kubernetes-models npm packages (the types catch unknown fields),
+and KubeRay's against its CRD from the Go module proxy;
 everything else goes on to kubernetes-validate (strict). Needs Node.js with npm, and Go.
 """
 
@@ -78,6 +79,21 @@ def test_a_field_of_the_wrong_type_fails(validate, tmp_path: Path) -> None:
     code, problems, _ = validate([wrong], tmp_path)
     assert code == 1
     assert "ScaledObject modelfleet/evaluator: /spec/minReplicaCount must be integer" in problems
+
+
+def test_a_misspelt_field_fails_at_any_depth(validate, tmp_path: Path) -> None:
+    typo = yaml.safe_load(yaml.safe_dump(SCALED_OBJECT))
+    typo["spec"]["pollingInteval"] = 5  # pollingInterval
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "ingest", "namespace": "modelfleet"},
+        "spec": {"selector": {}, "endpoints": [{"port": "http", "pth": "/metrics"}]},
+    }
+    code, problems, _ = validate([typo, monitor], tmp_path)
+    assert code == 1
+    assert "ScaledObject modelfleet/evaluator: unknown field pollingInteval" in problems
+    assert "ServiceMonitor modelfleet/ingest: unknown field pth" in problems
 
 
 def test_a_strimzi_acl_pattern_strimzi_does_not_know_fails(validate, tmp_path: Path) -> None:

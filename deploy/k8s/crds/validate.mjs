@@ -6,7 +6,9 @@
 //
 // - Strimzi (kafka.strimzi.io, core.strimzi.io), KEDA (keda.sh) and the Prometheus Operator
 //   (monitoring.coreos.com) with the validators the @kubernetes-models npm packages generate from
-//   those projects' CRDs (package.json pins them);
+//   those projects' CRDs (package.json pins them). Those validators let unknown fields through, so
+//   the same objects are also type-checked against the packages' TypeScript types (tsc: an object
+//   literal may only specify known properties), which catches a misspelt field at any depth;
 // - KubeRay (ray.io) against the CRD the operator's Go module ships, downloaded from the Go module
 //   proxy and checked against the hash pinned below (the project publishes no npm package).
 //   Unknown fields fail there, as `kubectl apply --validate=strict` would refuse them.
@@ -15,9 +17,10 @@
 // which stays strict and fails on a kind it has no schema for, so a custom resource of an API
 // group this script does not know cannot pass unchecked. Prints one line per problem and exits 1
 // when there is any.
-import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 import Ajv from "ajv";
 import { parseAllDocuments, parse, stringify } from "yaml";
@@ -128,6 +131,35 @@ function params(error) {
   return "";
 }
 
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Unknown fields of objects modelled by npm packages: each object becomes a typed constant of a
+ * TypeScript file (one per line) that tsc checks; returns the problems by object index.
+ */
+function unknownFields(typed) {
+  if (!typed.length) return new Map();
+  const file = join(HERE, `.check-${process.pid}.ts`);
+  const imports = typed.map(({ module, kind }, i) => `import type { I${kind} as T${i} } from "${module}";`);
+  const constants = typed.map(({ object }, i) => `export const o${i}: T${i} = ${JSON.stringify(object)};`);
+  writeFileSync(file, [...imports, ...constants].join("\n") + "\n");
+  const tsc = join(HERE, "node_modules", "typescript", "bin", "tsc");
+  const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "nodenext", "--moduleResolution", "nodenext"];
+  const result = spawnSync(process.execPath, [tsc, ...args, file], { encoding: "utf8" });
+  rmSync(file, { force: true });
+  const problems = new Map();
+  for (const line of result.stdout.split("\n")) {
+    const match = line.match(/\.ts\((\d+),\d+\): error TS\d+: (.*)$/);
+    if (!match) continue;
+    const index = Number(match[1]) - imports.length - 1;
+    const unknown = match[2].match(/and '"?([^'"]+)"?' does not exist in type/);
+    const problem = unknown ? `unknown field ${unknown[1]}` : match[2].slice(0, 300);
+    problems.set(index, [...(problems.get(index) ?? []), problem]);
+  }
+  if (result.status !== 0 && problems.size === 0) fail(`tsc failed: ${result.stdout}${result.stderr}`);
+  return problems;
+}
+
 /** Problems of one custom resource per the @kubernetes-models validator of its kind. */
 async function npmProblems(pkg, group, version, kind, object) {
   let model;
@@ -152,6 +184,7 @@ async function main([renderedPath, builtinsPath]) {
   const problems = [];
   let checked = 0;
   let fromGo = null;
+  const typed = [];
   for (const document of documents) {
     if (document.errors.length) fail(`${renderedPath}: ${document.errors[0].message}`);
     const object = document.toJS();
@@ -163,6 +196,9 @@ async function main([renderedPath, builtinsPath]) {
     let found;
     if (NPM_MODELS[group]) {
       found = await npmProblems(NPM_MODELS[group], group, version, object.kind, object);
+      if (!found.length) {
+        typed.push({ module: `${NPM_MODELS[group]}/${group}/${version}/${object.kind}`, kind: object.kind, object, name });
+      }
     } else if (GO_CRDS.some((source) => source.group === group)) {
       fromGo ??= goValidators();
       const validate = fromGo.get(`${group}/${version}/${object.kind}`);
@@ -173,6 +209,9 @@ async function main([renderedPath, builtinsPath]) {
     }
     checked += 1;
     problems.push(...found.map((problem) => `${name}: ${problem}`));
+  }
+  for (const [index, found] of unknownFields(typed)) {
+    problems.push(...found.map((problem) => `${typed[index].name}: ${problem}`));
   }
   writeFileSync(builtinsPath, builtins.map((object) => `---\n${stringify(object)}`).join(""));
   for (const problem of problems) console.log(problem);
