@@ -114,6 +114,13 @@ demo: install kafka mlflow ## Start Kafka, MLflow and the fleet; watch 24 models
 	$(DEMO_ENV) $(PY) -m modelfleet_cli.local up
 	$(VENV)/bin/modelfleet demo $(DEMO_ARGS)
 
+.PHONY: compose-test
+# No Docker needed: podman (apt) builds the images on a debootstrapped Debian base and runs
+# docker-compose.yml with deploy/compose/podman.override.yml (deploy/compose/compose_test.py).
+COMPOSE_TEST_ARGS ?=
+compose-test: install ## Prove docker-compose.yml with podman: build the images, start the fleet, 2 models to champion, predict, down -v (as root)
+	$(PY) deploy/compose/compose_test.py $(COMPOSE_TEST_ARGS)
+
 .PHONY: down
 down: ## Stop every service of the local fleet, MLflow, PostgreSQL and Kafka
 	-$(PY) -m modelfleet_cli.local down

@@ -9,7 +9,10 @@
 # in PostgreSQL (postgresql+psycopg://, psycopg 3 from modelfleet-common), and
 # the image also runs `python -m modelfleet_common.postgres_roles` (compose's
 # postgres-roles, the local overlay's Job).
-FROM python:3.11-slim
+# BASE: any Debian-like image whose `python` and `pip` are Python 3.11 (make compose-test
+# builds on one made from Debian's packages, see deploy/compose/).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -11,7 +11,10 @@
 # (FLEET_DATA_DIR=s3://bucket/modelfleet on ingest and trainer):
 #
 #   docker build ... --build-arg SERVICE=ingest --build-arg EXTRA_PACKAGES="s3fs==2026.9.0" .
-FROM python:3.11-slim
+# BASE: any Debian-like image whose `python` and `pip` are Python 3.11 (make compose-test
+# builds on one made from Debian's packages, see deploy/compose/).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ARG SERVICE
 ARG EXTRA_PACKAGES=""

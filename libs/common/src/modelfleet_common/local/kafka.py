@@ -171,6 +171,14 @@ def _ensure_jars(root: Path) -> Path:
     return lib
 
 
+def resolve_jars(home: Path) -> Path:
+    """The directory holding the pinned Kafka version's jars for `home` (resolved with Maven the
+    first time); `make compose-test` builds its Kafka image from them."""
+    root = _root(home)
+    root.mkdir(parents=True, exist_ok=True)
+    return _ensure_jars(root)
+
+
 def _listeners(root: Path, port: int, controller_port: int, secured: bool) -> str:
     if not secured:
         return f"""\
