@@ -88,10 +88,11 @@ class InProcessRunner(_MlflowRunner):
 class RayRunner(_MlflowRunner):
     """Trains in Ray tasks, one CPU each, on a cluster or a local Ray started on first use.
 
-    A cluster comes from `address` (FLEET_RAY_ADDRESS) or the `RAY_ADDRESS` environment variable;
-    without either, a local instance with `num_cpus` CPUs, no dashboard and worker logs kept out
-    of this service's log. Ray does not retry the task itself (`max_retries=0`): the coordinator
-    decides about retries, with one MLflow run per attempt.
+    A cluster comes from `address` (FLEET_RAY_ADDRESS) or the `RAY_ADDRESS` environment variable,
+    usually `ray://head:10001` (Ray Client: needs `ray[client]` here and on the head); without
+    either, a local instance with `num_cpus` CPUs and no dashboard. Worker logs are kept out of
+    this service's log either way. Ray does not retry the task itself (`max_retries=0`): the
+    coordinator decides about retries, with one MLflow run per attempt.
     """
 
     def __init__(
@@ -110,11 +111,14 @@ class RayRunner(_MlflowRunner):
                 import ray  # imported on first use: importing Ray costs a second the service may not need
 
                 if not ray.is_initialized():
-                    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+                    # Worker logs stay out of this service's log, also through Ray Client (whose
+                    # server then streams none back). Dashboard and CPUs are a local Ray's only:
+                    # a cluster has its own, and Ray Client would forward them to its server.
+                    options: dict[str, Any] = {"log_to_driver": False}
                     if self.address:
                         options["address"] = self.address
                     else:
-                        options["num_cpus"] = self.num_cpus
+                        options.update(num_cpus=self.num_cpus, include_dashboard=False)
                     logger.info("starting Ray", extra={"address": self.address or "local"})
                     # ray.init blocks for seconds; keep the event loop (and Kafka heartbeats) going.
                     await asyncio.to_thread(ray.init, **options)
