@@ -1,0 +1,217 @@
+"""The trainer's RayRunner trains on an external Ray cluster through Ray Client (`ray://`).
+
+As in production (KubeRay): a Ray head of its own, started with `ray start` and serving Ray
+Client; its workers sign in to the session's MLflow server as the trainer's MLflow user from
+their environment (the password stays in its file), read the dataset version from a shared path,
+and the result travels back to the runner in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from modelfleet_common.idempotency import InMemoryIdempotencyStore
+from modelfleet_common.state import InMemoryKeyValueStore
+from modelfleet_contracts import DatasetVersionCreated, ModelSpec, ModelSpecSubmitted, TrainingFinished
+from modelfleet_contracts.data import ColumnInfo
+from modelfleet_contracts.envelope import Event
+from modelfleet_trainer.catalog import TrainerCatalog
+from modelfleet_trainer.coordinator import TrainingCoordinator
+from modelfleet_trainer.handlers import TrainerDeps, apply_model_spec, record_dataset_version
+from modelfleet_trainer.provenance import Provenance
+from modelfleet_trainer.runner import RayRunner
+from modelfleet_trainer.task import TaskConfig
+
+from .fleet import free_port, inherited_environment, mlflow_env
+
+pytestmark = pytest.mark.integration
+
+#: `ray start` options that take a port: each gets a free one, so the head meets no other Ray here.
+PORT_OPTIONS = (
+    "--port",
+    "--ray-client-server-port",
+    "--dashboard-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--runtime-env-agent-port",
+    "--metrics-export-port",
+    "--node-manager-port",
+    "--object-manager-port",
+)
+
+
+@dataclass(frozen=True)
+class RayHead:
+    client_address: str
+    log_dir: Path
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"ray start exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"Ray Client server not listening after {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the head's process group (its own session: every process Ray started for it)."""
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                process.poll()
+                return
+            process.poll()  # reap `ray start` itself, or the group never empties
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def ray_head(mlflow_uri: str) -> Iterator[RayHead]:
+    """A one-CPU Ray head serving Ray Client, as a cluster separate from this process."""
+    # Short: Ray's socket paths under it must stay below the 107 characters of a Unix socket.
+    temp_dir = Path(tempfile.mkdtemp(prefix="mf-ray-", dir="/tmp"))
+    ports = {option: free_port() for option in PORT_OPTIONS}
+    env = {
+        **{k: v for k, v in inherited_environment().items() if k != "RAY_ADDRESS"},
+        # The workers' MLflow sign-in, as the worker pods get it (deploy/k8s ray-cluster.yaml).
+        **mlflow_env("trainer", mlflow_uri),
+        # Ray 2.60 turns on token auth for `ray start` when ~/.ray/auth_token exists (a local
+        # `ray.init()` writes one); this cluster is reached without a token, as the fleet's is.
+        "RAY_AUTH_MODE": "disabled",
+    }
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus=1",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+        *(f"{option}={port}" for option, port in ports.items()),
+    ]
+    log = temp_dir / "ray-start.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_for_port(ports["--ray-client-server-port"], process, log, timeout=120)
+        yield RayHead(f"ray://127.0.0.1:{ports['--ray-client-server-port']}", temp_dir)
+    finally:
+        _stop(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+class Published(list[Event]):
+    async def __call__(self, event: Event) -> None:
+        self.append(event)
+
+
+def _dataset_version(directory: Path) -> DatasetVersionCreated:
+    rng = np.random.default_rng(0)
+    rows = 120
+    frame = pd.DataFrame(
+        {
+            "temperature": rng.normal(70, 8, rows),
+            "load": rng.integers(0, 10, rows),
+            "market": rng.choice(["se", "no", "dk"], rows),
+        }
+    )
+    frame["fuel"] = 3 * frame["temperature"] + 2 * frame["load"] + rng.normal(0, 1, rows)
+    version = hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy().tobytes()).hexdigest()
+    path = directory / f"{version}.parquet"
+    frame.to_parquet(path, index=False)
+    return DatasetVersionCreated(
+        producer="ingest",
+        dataset="machines",
+        version=version,
+        uri=str(path),
+        row_count=rows,
+        columns=[ColumnInfo(name=str(c), dtype=str(t)) for c, t in frame.dtypes.items()],
+        source_uri=str(path),
+    )
+
+
+def _submitted(name: str) -> ModelSpecSubmitted:
+    spec = ModelSpec.model_validate(
+        {
+            "metadata": {"name": name, "owner": "team@example.com", "risk_class": "low"},
+            "spec": {
+                "dataset": {"name": "machines", "version": "latest"},
+                "features": ["temperature", "load", "market"],
+                "target": "fuel",
+                "cohort_columns": ["market"],
+                "pipeline": {"template": "tabular-regressor", "version": "1"},
+            },
+        }
+    )
+    revision = hashlib.sha256(spec.model_dump_json(by_alias=True).encode()).hexdigest()
+    return ModelSpecSubmitted(producer="cli:test", model=name, revision=revision, spec=spec)
+
+
+async def test_the_ray_runner_trains_on_a_cluster_through_ray_client(
+    ray_head: RayHead, mlflow_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    # This process creates and closes the runs as the trainer service does: as the trainer.
+    for name, value in mlflow_env("trainer", mlflow_uri).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert not ray.is_initialized(), "a Ray of this process would take the place of the cluster"
+    runner = RayRunner(
+        TaskConfig(tracking_uri=mlflow_uri),
+        Provenance(code_version="ray-client-test", environment_hash="e" * 64),
+        address=ray_head.client_address,
+    )
+    deps = TrainerDeps(
+        catalog=TrainerCatalog(InMemoryKeyValueStore()),
+        handled=InMemoryIdempotencyStore(),
+        coordinator=TrainingCoordinator(runner=runner, publish=Published()),
+    )
+    model = f"on-ray-client-{os.getpid()}-{int(time.time())}"
+    try:
+        await record_dataset_version(_dataset_version(tmp_path), deps)
+        await apply_model_spec(_submitted(model), deps)
+
+        finished = deps.coordinator.publish[-1]  # type: ignore[index]
+        assert isinstance(finished, TrainingFinished), finished
+        assert ray.util.client.ray.is_connected()  # through Ray Client, not a Ray of this process
+        assert ray.cluster_resources()["CPU"] == 1  # the head's
+    finally:
+        await runner.close()
+    assert not ray.is_initialized()
+
+    run = MlflowClient(mlflow_uri).get_run(finished.run_id)
+    assert run.info.status == "FINISHED"
+    assert set(run.data.metrics) == {"r2", "rmse", "mae"}
+    assert finished.metrics == pytest.approx(run.data.metrics)
+    assert finished.model_uri.startswith(("runs:/", "models:/"))
