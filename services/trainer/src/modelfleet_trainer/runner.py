@@ -107,9 +107,19 @@ class RayRunner(_MlflowRunner):
 
     async def _ensure_ray(self) -> Any:
         async with self._init_lock:
-            if self._remote is None:
-                import ray  # imported on first use: importing Ray costs a second the service may not need
+            # Ray starts a local instance by itself when a task is submitted while disconnected:
+            # in this process, instead of the cluster. Only this runner starts or connects Ray.
+            os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+            import ray  # imported on first use: importing Ray costs a second the service may not need
 
+            if self._remote is not None and not ray.is_initialized():
+                # Ray Client gives a connection up that it could not restore within its grace
+                # period (30 s: the head restarted, the network was cut); connect anew, or every
+                # training would fail until the service restarts.
+                logger.warning("lost Ray; connecting again", extra={"address": self.address or "local"})
+                await asyncio.to_thread(ray.shutdown)
+                self._remote = None
+            if self._remote is None:
                 if not ray.is_initialized():
                     # Worker logs stay out of this service's log, also through Ray Client (whose
                     # server then streams none back). Dashboard and CPUs are a local Ray's only:
