@@ -8,21 +8,22 @@ and the result travels back to the runner in this process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from mlflow import MlflowClient
 
@@ -56,48 +57,72 @@ PORT_OPTIONS = (
 )
 
 
-@dataclass(frozen=True)
 class RayHead:
-    client_address: str
-    log_dir: Path
+    """`ray start --head --block` serving Ray Client, on fixed free ports so that it can restart."""
 
+    def __init__(self, temp_dir: Path, env: dict[str, str]) -> None:
+        self.temp_dir = temp_dir
+        self.env = env
+        self.ports = {option: free_port() for option in PORT_OPTIONS}
+        self.process: subprocess.Popen[bytes] | None = None
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"ray start exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.3)
-    raise AssertionError(f"Ray Client server not listening after {timeout}s:\n{log.read_text()[-4000:]}")
+    @property
+    def client_address(self) -> str:
+        return f"ray://127.0.0.1:{self.ports['--ray-client-server-port']}"
 
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the head's process group (its own session: every process Ray started for it)."""
-    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
+    def start(self, timeout: float = 120) -> None:
+        command = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={self.temp_dir}",
+            *(f"{option}={port}" for option, port in self.ports.items()),
+        ]
+        log = self.temp_dir / "ray-start.log"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                process.poll()
-                return
-            process.poll()  # reap `ray start` itself, or the group never empties
-            time.sleep(0.2)
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"ray start exited with {self.process.returncode}:\n{log.read_text()[-4000:]}"
+                )
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.ports["--ray-client-server-port"])) == 0:
+                    return
+            time.sleep(0.3)
+        raise AssertionError(f"no Ray Client server after {timeout}s:\n{log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        """Stop `ray start` and every process it started, by PID (workers have groups of their own)."""
+        if self.process is None:
+            return
+        try:
+            head = psutil.Process(self.process.pid)
+            processes = [head, *head.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            processes = []
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, alive = psutil.wait_procs(processes, timeout=3)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=5)
+        self.process.wait(5)
+        self.process = None
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head(mlflow_uri: str) -> Iterator[RayHead]:
-    """A one-CPU Ray head serving Ray Client, as a cluster separate from this process."""
+    """A one-CPU Ray cluster of its own, separate from this process, for this module's tests."""
     # Short: Ray's socket paths under it must stay below the 107 characters of a Unix socket.
     temp_dir = Path(tempfile.mkdtemp(prefix="mf-ray-", dir="/tmp"))
-    ports = {option: free_port() for option in PORT_OPTIONS}
     env = {
         **{k: v for k, v in inherited_environment().items() if k != "RAY_ADDRESS"},
         # The workers' MLflow sign-in, as the worker pods get it (deploy/k8s ray-cluster.yaml).
@@ -106,27 +131,12 @@ def ray_head(mlflow_uri: str) -> Iterator[RayHead]:
         # `ray.init()` writes one); this cluster is reached without a token, as the fleet's is.
         "RAY_AUTH_MODE": "disabled",
     }
-    command = [
-        str(Path(sys.executable).with_name("ray")),
-        "start",
-        "--head",
-        "--block",
-        "--num-cpus=1",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        f"--temp-dir={temp_dir}",
-        *(f"{option}={port}" for option, port in ports.items()),
-    ]
-    log = temp_dir / "ray-start.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    head = RayHead(temp_dir, env)
     try:
-        _wait_for_port(ports["--ray-client-server-port"], process, log, timeout=120)
-        yield RayHead(f"ray://127.0.0.1:{ports['--ray-client-server-port']}", temp_dir)
+        head.start()
+        yield head
     finally:
-        _stop(process)
+        head.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -177,9 +187,11 @@ def _submitted(name: str) -> ModelSpecSubmitted:
     return ModelSpecSubmitted(producer="cli:test", model=name, revision=revision, spec=spec)
 
 
-async def test_the_ray_runner_trains_on_a_cluster_through_ray_client(
-    ray_head: RayHead, mlflow_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def trainer(
+    ray_head: RayHead, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[TrainerDeps]:
+    """The trainer's handlers on a RayRunner whose cluster is `ray_head`, through Ray Client."""
     import ray
 
     # This process creates and closes the runs as the trainer service does: as the trainer.
@@ -192,26 +204,58 @@ async def test_the_ray_runner_trains_on_a_cluster_through_ray_client(
         Provenance(code_version="ray-client-test", environment_hash="e" * 64),
         address=ray_head.client_address,
     )
-    deps = TrainerDeps(
+    yield TrainerDeps(
         catalog=TrainerCatalog(InMemoryKeyValueStore()),
         handled=InMemoryIdempotencyStore(),
         coordinator=TrainingCoordinator(runner=runner, publish=Published()),
     )
-    model = f"on-ray-client-{os.getpid()}-{int(time.time())}"
-    try:
-        await record_dataset_version(_dataset_version(tmp_path), deps)
-        await apply_model_spec(_submitted(model), deps)
-
-        finished = deps.coordinator.publish[-1]  # type: ignore[index]
-        assert isinstance(finished, TrainingFinished), finished
-        assert ray.util.client.ray.is_connected()  # through Ray Client, not a Ray of this process
-        assert ray.cluster_resources()["CPU"] == 1  # the head's
-    finally:
-        await runner.close()
+    await runner.close()
     assert not ray.is_initialized()
 
+
+async def _train(deps: TrainerDeps, name: str) -> TrainingFinished:
+    model = f"{name}-{os.getpid()}-{int(time.time())}"
+    await apply_model_spec(_submitted(model), deps)
+    finished = deps.coordinator.publish[-1]  # type: ignore[index]
+    assert isinstance(finished, TrainingFinished), finished
+    return finished
+
+
+async def test_the_ray_runner_trains_on_a_cluster_through_ray_client(
+    trainer: TrainerDeps, mlflow_uri: str, tmp_path: Path
+) -> None:
+    import ray
+
+    await record_dataset_version(_dataset_version(tmp_path), trainer)
+    finished = await _train(trainer, "on-ray-client")
+
+    assert ray.util.client.ray.is_connected()  # through Ray Client, not a Ray of this process
+    assert ray.cluster_resources()["CPU"] == 1  # the head's
     run = MlflowClient(mlflow_uri).get_run(finished.run_id)
     assert run.info.status == "FINISHED"
     assert set(run.data.metrics) == {"r2", "rmse", "mae"}
     assert finished.metrics == pytest.approx(run.data.metrics)
-    assert finished.model_uri.startswith(("runs:/", "models:/"))
+
+
+async def test_the_ray_runner_connects_again_after_the_head_restarted(
+    trainer: TrainerDeps, ray_head: RayHead, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    # Ray Client gives a lost connection up after this long (30 s by default); read on connect.
+    monkeypatch.setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", "2")
+    await record_dataset_version(_dataset_version(tmp_path), trainer)
+    await _train(trainer, "before-restart")
+
+    ray_head.stop()
+    for _ in range(120):
+        if not ray.is_initialized():
+            break
+        await asyncio.sleep(0.5)
+    assert not ray.is_initialized(), "Ray Client still connected to a stopped head"
+    await asyncio.to_thread(ray_head.start)
+
+    # The runner connects again (with the client it had, every training failed, each attempt
+    # trying to start a Ray in this process instead).
+    await _train(trainer, "after-restart")
+    assert ray.util.client.ray.is_connected()
