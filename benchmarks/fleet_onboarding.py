@@ -24,19 +24,33 @@ runs the same on an open broker, to measure what TLS and SCRAM cost:
 
 `--postgres` keeps the services' state and MLflow's backend store in a local PostgreSQL (as
 compose and Kubernetes run them) instead of SQLite.
+
+`--footprint` runs all seven services (deployer, monitor and serving too: they see every
+registration, though nothing sends predictions) and samples every part's process tree about every
+0.5 s (less often when reading smaps is slow on a busy machine): per part its RSS when idle (after
+/readyz, before `apply`), its peak RSS, PSS and USS (summed over the part's processes at each
+sample), and CPU seconds per model. The trainer's descendants (Ray's GCS, raylet, dashboard and
+workers) are a part of their own, "trainer (ray workers)". Kubernetes requests and limits are sized
+from it (`benchmarks/README.md`, "Footprint").
+
+    python benchmarks/fleet_onboarding.py --models 100 --footprint
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +61,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
+from modelfleet_cli.local import service_python
+from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import CLI, MODEL_REGISTRATIONS, TRAINING_FAILED, TRAINING_FINISHED
@@ -54,6 +70,10 @@ from modelfleet_contracts.topics import CLI, MODEL_REGISTRATIONS, TRAINING_FAILE
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baselines" / "mlflow_sequential.py"
 SERVICES = ("ingest", "trainer", "evaluator", "registry")
+#: The rest of the fleet, started too with `--footprint` (to measure them alongside).
+REST_OF_FLEET = ("deployer", "monitor", "serving")
+#: The footprint's part for the trainer's descendants: Ray's GCS, raylet, dashboard and workers.
+RAY_WORKERS = "trainer (ray workers)"
 ROWS_PER_MODEL = 300
 
 
@@ -110,8 +130,8 @@ def fleet_documents(models: int, source: str) -> list[dict[str, Any]]:
     return [dataset, fleet]
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    """User + system CPU of processes and all their descendants (Ray workers included)."""
+def process_tree(processes: list[psutil.Process]) -> dict[int, psutil.Process]:
+    """Processes and all their descendants (Ray workers included), by pid."""
     seen: dict[int, psutil.Process] = {}
     for process in processes:
         try:
@@ -120,14 +140,124 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
                 seen[child.pid] = child
         except psutil.NoSuchProcess:
             continue
+    return seen
+
+
+def cpu_seconds(processes: list[psutil.Process], *, descendants: bool = True) -> float:
+    """User + system CPU of processes and (unless not `descendants`) all their descendants."""
     total = 0.0
-    for process in seen.values():
+    tree = process_tree(processes) if descendants else {process.pid: process for process in processes}
+    for process in tree.values():
         try:
             times = process.cpu_times()
             total += times.user + times.system
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+@dataclass
+class Memory:
+    """A part's memory in MiB, each summed over the part's processes at one sample."""
+
+    idle_rss: float = 0.0
+    peak_rss: float = 0.0
+    peak_pss: float = 0.0
+    peak_uss: float = 0.0
+    #: Most processes the part had at one sample.
+    processes: int = 0
+
+
+class FootprintSampler:
+    """Memory of every part's process tree, sampled every `interval` seconds on a thread while in
+    its `with` block: the first sample (on entry) is the idle one, the largest of each measure its
+    peak. The parts named in `split` keep only their root processes; their descendants are the
+    part `split[name]` (the trainer's Ray). PSS and USS come from `memory_full_info` (smaps)."""
+
+    def __init__(
+        self,
+        parts: Mapping[str, list[psutil.Process]],
+        interval: float = 0.5,
+        split: Mapping[str, str] | None = None,
+    ) -> None:
+        self.parts = dict(parts)
+        self.interval = interval
+        self.split = dict(split or {})
+        names = [*self.parts, *(self.split[name] for name in self.parts if name in self.split)]
+        self.memory = {name: Memory() for name in names}
+        self.samples = 0
+        #: CPU seconds of the split parts' roots alone, at the first and the last sample.
+        self.root_cpu: dict[str, tuple[float, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="footprint", daemon=True)
+
+    def __enter__(self) -> FootprintSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        totals = {name: [0.0, 0.0, 0.0, 0.0] for name in self.memory}
+        for name, roots in self.parts.items():
+            own = {process.pid for process in roots}
+            for pid, process in process_tree(roots).items():
+                part = self.split[name] if name in self.split and pid not in own else name
+                try:
+                    info = process.memory_full_info()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                total = totals[part]
+                total[0] += info.rss / 2**20
+                total[1] += getattr(info, "pss", 0) / 2**20
+                total[2] += info.uss / 2**20
+                total[3] += 1
+            if name in self.split:
+                now = cpu_seconds(roots, descendants=False)
+                self.root_cpu[name] = (self.root_cpu.get(name, (now, now))[0], now)
+        for name, (rss, pss, uss, count) in totals.items():
+            memory = self.memory[name]
+            if self.samples == 0:
+                memory.idle_rss = rss
+            memory.peak_rss = max(memory.peak_rss, rss)
+            memory.peak_pss = max(memory.peak_pss, pss)
+            memory.peak_uss = max(memory.peak_uss, uss)
+            memory.processes = max(memory.processes, int(count))
+        self.samples += 1
+
+    def split_cpu(self, cpu_by_part: dict[str, float]) -> dict[str, float]:
+        """`cpu_by_part` (whole trees) with each split part's CPU divided between its roots and the
+        part of their descendants."""
+        result = dict(cpu_by_part)
+        for name, (first, last) in self.root_cpu.items():
+            if name in result:
+                result[self.split[name]] = result[name] - (last - first)
+                result[name] = last - first
+        return result
+
+
+def footprint_table(memory: Mapping[str, Memory], cpu_by_part: Mapping[str, float], models: int) -> str:
+    """The footprint as a Markdown table: per part its memory (MiB) and CPU seconds per model."""
+    lines = [
+        "| part | processes | idle RSS MiB | peak RSS MiB | peak PSS MiB | peak USS MiB | CPU s/model |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in memory.items():
+        cpu = cpu_by_part.get(name)
+        per_model = f"{cpu / max(models, 1):.3f}" if cpu is not None else "-"
+        lines.append(
+            f"| {name} | {m.processes} | {m.idle_rss:.0f} | {m.peak_rss:.0f} | {m.peak_pss:.0f} "
+            f"| {m.peak_uss:.0f} | {per_model} |"
+        )
+    return "\n".join(lines)
 
 
 async def wait_for_outcomes(
@@ -209,8 +339,10 @@ def apply_and_measure(
 
 
 def run_modelfleet(
-    infra: Infrastructure, work: Path, models: int, data_path: Path, timeout: float
+    infra: Infrastructure, work: Path, models: int, data_path: Path, timeout: float, footprint: bool = False
 ) -> dict[str, Any]:
+    """Onboard `models` models on a fresh fleet; with `footprint`, all seven services run and their
+    memory is sampled (`FootprintSampler`) while they onboard."""
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     key = work / "keys" / "registry.pem"
     ArtifactSigner.load_or_create(key)
@@ -227,11 +359,14 @@ def run_modelfleet(
         "FLEET_CONSUMER_WORKERS": os.environ.get("FLEET_CONSUMER_WORKERS", "4"),
         "FLEET_LOG_LEVEL": "WARNING",
     }
+    if footprint:
+        env["FLEET_SERVING_TOKENS_FILE"] = str(local_serving_token(work / "serving-auth")[0])
     infra.provision(prefix, partitions=int(env["FLEET_KAFKA_PARTITIONS"]))
+    names = (*SERVICES, *REST_OF_FLEET) if footprint else SERVICES
     services: list[subprocess.Popen[bytes]] = []
     try:
         ports = []
-        for name in SERVICES:
+        for name in names:
             log = (work / f"{name}.log").open("wb")
             ports.append(free_port())
             service_env = (
@@ -243,15 +378,22 @@ def run_modelfleet(
             )
             services.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", f"modelfleet_{name}"], env=service_env, stdout=log, stderr=log
+                    [service_python(name), "-m", f"modelfleet_{name}"],
+                    env=service_env,
+                    stdout=log,
+                    stderr=log,
                 )
             )
-        wait_ready(dict(zip(SERVICES, zip(services, ports, strict=True), strict=True)), work)
+        wait_ready(dict(zip(names, zip(services, ports, strict=True), strict=True)), work)
         documents = fleet_documents(models, str(data_path))
         manifest = work / "fleet.yaml"
         manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
-        groups = {name: [psutil.Process(p.pid)] for name, p in zip(SERVICES, services, strict=True)}
-        outcome, wall, cpu_by_part = apply_and_measure(infra, env, manifest, prefix, models, timeout, groups)
+        groups = {name: [psutil.Process(p.pid)] for name, p in zip(names, services, strict=True)}
+        sampler = FootprintSampler(groups | infra.processes(), split={"trainer": RAY_WORKERS})
+        with sampler if footprint else contextlib.nullcontext():
+            outcome, wall, cpu_by_part = apply_and_measure(
+                infra, env, manifest, prefix, models, timeout, groups
+            )
         machine = cpu_by_part.pop(MACHINE)
         cpu = sum(cpu_by_part.values())
     finally:
@@ -274,7 +416,15 @@ def run_modelfleet(
         "cpu_seconds_by_part": cpu_by_part,
         "fit_seconds": fits,
         "control_plane_cpu_per_model": (cpu - fits) / max(len(outcome["registered"]), 1),
-    }
+    } | (
+        {
+            "footprint_mib": {name: vars(m) for name, m in sampler.memory.items()},
+            "footprint_samples": sampler.samples,
+            "cpu_seconds_by_part_split": sampler.split_cpu(cpu_by_part),
+        }
+        if footprint
+        else {}
+    )
 
 
 def run_baseline(infra: Infrastructure, data_path: Path, segments: list[str]) -> list[dict[str, Any]]:
@@ -309,6 +459,11 @@ def main() -> None:
     parser.add_argument(
         "--plaintext", action="store_true", help="Run on an open broker (no TLS, SASL or ACLs) to compare."
     )
+    parser.add_argument(
+        "--footprint",
+        action="store_true",
+        help="Run all seven services and report each one's idle and peak memory and CPU per model.",
+    )
     args = parser.parse_args()
 
     work = args.home / f"onboarding-{uuid.uuid4().hex[:6]}"
@@ -322,7 +477,7 @@ def main() -> None:
     print(f"kafka: {'PLAINTEXT, no ACLs' if args.plaintext else 'SASL_SSL (SCRAM-SHA-512), ACLs'}")
     try:
         print(f"modelfleet: onboarding {args.models} models …", flush=True)
-        fleet = run_modelfleet(infra, work, args.models, data_path, args.timeout)
+        fleet = run_modelfleet(infra, work, args.models, data_path, args.timeout, args.footprint)
         sample = [f"s{i:04d}" for i in range(min(args.baseline_models, args.models))]
         print(f"baseline: {len(sample)} models the documented MLflow way, sequentially …", flush=True)
         baseline = run_baseline(infra, data_path, sample)
@@ -350,6 +505,13 @@ def main() -> None:
         for name, seconds in fleet["cpu_seconds_by_part"].items()
     )
     print(f"CPU per model by part (incl. fits): {parts}")
+    if args.footprint:
+        memory = {name: Memory(**values) for name, values in fleet["footprint_mib"].items()}
+        samples, wall = fleet["footprint_samples"], fleet["wall_seconds"]
+        print(
+            f"\nfootprint (MiB; {samples} samples in {wall:.0f} s, one each 0.5 s or as fast as smaps reads):"
+        )
+        print(footprint_table(memory, fleet["cpu_seconds_by_part_split"], fleet["registered"]))
     if fleet["failed"]:
         print(f"{len(fleet['failed'])} models failed, e.g. {next(iter(fleet['failed'].items()))}")
     (work / "result.json").write_text(

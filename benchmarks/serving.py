@@ -53,6 +53,7 @@ to show it is not the bottleneck. Other work on the machine adds noise: compare 
     python benchmarks/serving.py                      # 1000 models, 200 req/s for 30 s, 3 repeats
     python benchmarks/serving.py --rate 200 50        # also the latency below saturation
     python benchmarks/serving.py --estimator logistic # a cheaper model: more of the servers' overhead
+    python benchmarks/serving.py --quick --models 500 --no-peer   # serving alone: its memory per model
 
 Needs nothing running: it starts its own Kafka and MLflow under `.local/bench/serving` unless
 FLEET_KAFKA_BOOTSTRAP / FLEET_MLFLOW_TRACKING_URI point at running ones.
@@ -255,7 +256,9 @@ def ensure_ray_venv() -> Path:
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     print(f"creating {RAY_VENV} for the Ray Serve baseline …", flush=True)
-    uv = [sys.executable, "-m", "uv"]
+    # uv as a module of this venv, else the one on PATH (the dev venv need not carry it).
+    on_path = shutil.which("uv")
+    uv = [on_path] if on_path else [sys.executable, "-m", "uv"]
     subprocess.run([*uv, "venv", "-p", sys.executable, str(RAY_VENV)], check=True)
     pins = [
         f"ray[serve]=={importlib.metadata.version('ray')}",
@@ -742,7 +745,14 @@ def ratio_text(ours: float, theirs: float) -> str:
 
 
 def print_table(args: argparse.Namespace, summary: dict[str, Any], ceiling: float) -> dict[str, bool]:
-    ours, ray = summary[MODELFLEET], summary[RAY]
+    ours = summary[MODELFLEET]
+    if RAY not in summary:  # --no-peer
+        print(f"\n{args.models} models ({args.estimator}), modelfleet serving alone")
+        for label, key, fmt in table_rows(args):
+            print(f"{label:38}{fmt.format(ours[key]):>12}")
+        print(f"load generator ceiling vs /healthz: {ceiling:.0f} req/s")
+        return {}
+    ray = summary[RAY]
     print()
     print(
         f"{args.models} models ({args.estimator}), Zipf s={args.zipf}, medians of {args.repeats} repeats; "
@@ -816,6 +826,11 @@ def main() -> None:
     parser.add_argument(
         "--home", type=Path, default=REPO / ".local" / "bench" / "serving", help="Where Kafka/MLflow live."
     )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="modelfleet serving alone (no Ray Serve, no comparison): its latency and memory only.",
+    )
     args = parser.parse_args()
     quick = args.quick
     args.models = args.models or (100 if quick else 1000)
@@ -826,7 +841,7 @@ def main() -> None:
     if args.cold_sample * args.repeats > args.models:
         parser.error("--cold-sample x --repeats must not exceed --models (each cold load is a new model)")
 
-    ray_python = ensure_ray_venv()
+    ray_python = None if args.no_peer else ensure_ray_venv()
     work = args.home / f"serving-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
     prefix = f"benchsrv{uuid.uuid4().hex[:8]}."
@@ -851,8 +866,9 @@ def main() -> None:
         print(
             f"  modelfleet serving has {args.models} routing tables (budget {budget_mb:.1f} MB)", flush=True
         )
-        sides.append(start_ray_serve(ray_python, infra, work, fleet, args.capacity, args.ray_replicas))
-        print("  Ray Serve application is up", flush=True)
+        if ray_python is not None:
+            sides.append(start_ray_serve(ray_python, infra, work, fleet, args.capacity, args.ray_replicas))
+            print("  Ray Serve application is up", flush=True)
         measured = measure(args, sides, fleet, loadgen)
         loaded = {MODELFLEET: models_loaded(ours.url), RAY: min(args.capacity, args.models)}
     finally:
