@@ -3,7 +3,8 @@
 As in production (KubeRay): a Ray head of its own, started with `ray start` and serving Ray
 Client; its workers sign in to the session's MLflow server as the trainer's MLflow user from
 their environment (the password stays in its file), read the dataset version from a shared path,
-and the result travels back to the runner in this process.
+and the result travels back to the runner in this process. When the head restarts, the runner
+connects to the new one.
 """
 
 from __future__ import annotations
@@ -93,9 +94,27 @@ class RayHead:
                 )
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.ports["--ray-client-server-port"])) == 0:
+                    self._connect_once()
                     return
             time.sleep(0.3)
         raise AssertionError(f"no Ray Client server after {timeout}s:\n{log.read_text()[-4000:]}")
+
+    def _connect_once(self) -> None:
+        """Connect a throwaway client until one gets through.
+
+        A fresh head's Ray Client proxy often fails to start the server of its first client (the
+        forked process dies of SIGSEGV in gRPC's threads before it runs; later ones start): the
+        client learns it ~40 s later. The trainer retries such an attempt; here it would only
+        make the tests slow and, three times in a row, fail them.
+        """
+        script = f"import ray; ray.init({self.client_address!r}); ray.shutdown()"
+        for _ in range(3):
+            done = subprocess.run(
+                [sys.executable, "-c", script], env=self.env, capture_output=True, timeout=120, check=False
+            )
+            if done.returncode == 0:
+                return
+        raise AssertionError(f"no client got through to {self.client_address}:\n{done.stderr[-4000:]!r}")
 
     def stop(self) -> None:
         """Stop `ray start` and every process it started, by PID (workers have groups of their own)."""
