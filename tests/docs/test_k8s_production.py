@@ -104,11 +104,11 @@ def test_the_trainer_trains_on_the_ray_cluster(production: list[Manifest]) -> No
     client_port = next(port["containerPort"] for port in head["ports"] if port["name"] == "client")
     # KubeRay names the head's Service <cluster>-head-svc.
     assert address == f"ray://{cluster['metadata']['name']}-head-svc:{client_port}"
-    image = trainer["spec"]["template"]["spec"]["containers"][0]["image"]
+    # The trainer's image plus Ray's dashboard agent, at the same tag: the same Ray and templates.
+    repository, tag = trainer["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)
     workers = cluster["spec"]["workerGroupSpecs"]
-    assert {head["image"]} | {group["template"]["spec"]["containers"][0]["image"] for group in workers} == {
-        image
-    }
+    images = {head["image"]} | {group["template"]["spec"]["containers"][0]["image"] for group in workers}
+    assert images == {f"{repository}-ray:{tag}"}
 
 
 def test_kafka_keeps_acknowledged_writes_through_the_loss_of_a_broker(production: list[Manifest]) -> None:
