@@ -216,7 +216,7 @@ def install_tools(home: Path) -> None:
         say(f"installing {' '.join(missing)} with apt-get")
         run(["apt-get", "update", "-q"], quiet=True, timeout=900)
         run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, "uidmap", "slirp4netns"],
+            ["apt-get", "install", "-y", "-q", *missing],
             env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
             quiet=True,
             timeout=1800,
