@@ -99,7 +99,11 @@ def say(message: str) -> None:
 def step(report: Report, name: str) -> Iterator[None]:
     say(f"== {name}")
     began = time.monotonic()
-    yield
+    try:
+        yield
+    except BaseException:
+        report.steps.append((f"{name}: FAILED", time.monotonic() - began))
+        raise
     seconds = time.monotonic() - began
     report.steps.append((name, seconds))
     say(f"   {name}: done in {seconds:.0f} s")
@@ -457,7 +461,7 @@ def wait_for(what: str, probe: Any, timeout: float, podman: Podman, service: str
         time.sleep(2)
     logs = podman.logs(podman.container(service)) if service else ""
     raise Failed(
-        f"{what} not within {timeout:.0f} s" + (f"; last log lines of {service}:\n{logs}" if logs else "")
+        f"{what} within {timeout:.0f} s" + (f"; last log lines of {service}:\n{logs}" if logs else "")
     )
 
 
