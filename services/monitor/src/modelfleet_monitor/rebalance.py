@@ -8,17 +8,20 @@ nothing until the assignment); on assignment it drops the models of the partitio
 reads the others' from the engine when it first sees them.
 
 `check_copartitioned` stops the service when those topics have different partition counts: the
-join of a model's events rests on one key falling in the same partition number of each.
+join of a model's events rests on one key falling in the same partition number of each. A topic
+that does not exist yet is waited for (a fleet's services create the topics they use as they
+start, in any order), up to a bound.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from modelfleet_common.kafka import connection_options
 from modelfleet_common.settings import KafkaSettings
@@ -30,6 +33,13 @@ logger = logging.getLogger("modelfleet.monitor")
 
 class TopicsNotCopartitioned(RuntimeError):
     """The topics of one model's events differ in partition count: they cannot meet in one replica."""
+
+
+class TopicsMissing(RuntimeError):
+    """Topics of one model's events do not exist (yet)."""
+
+
+PartitionCounts = Callable[[list[str]], Awaitable[dict[str, int]]]
 
 
 class Handover(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -69,16 +79,52 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
 
-async def check_copartitioned(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
-    """The partition count of each topic; raises `TopicsNotCopartitioned` when they differ."""
-    names = list(topics)
+async def describe_partition_counts(settings: KafkaSettings, names: list[str]) -> dict[str, int]:
+    """The partition count of each topic as the brokers describe it (0: no such topic)."""
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         described = await admin.describe_topics(names)
     finally:
         await admin.close()
-    counts = {str(topic["topic"]): len(topic["partitions"]) for topic in described}
+    return {str(topic["topic"]): len(topic["partitions"]) for topic in described}
+
+
+async def check_copartitioned(
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    *,
+    wait_seconds: float = 120.0,
+    partition_counts: PartitionCounts | None = None,
+) -> dict[str, int]:
+    """The partition count of each topic; raises `TopicsNotCopartitioned` when they differ.
+
+    Topics not created yet are waited for up to `wait_seconds` (with backoff, logged), then
+    `TopicsMissing` names them.
+    """
+    names = list(topics)
+    describe = partition_counts or (lambda names: describe_partition_counts(settings, names))
+    counts: dict[str, int] = {}
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TopicsMissing),
+        wait=wait_exponential(multiplier=0.5, max=5.0),
+        stop=stop_after_delay(wait_seconds),
+        before_sleep=lambda state: logger.warning(
+            "waiting for topics to be created before joining the monitor's group",
+            extra={"error": str(state.outcome.exception()) if state.outcome else None},
+        ),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            counts = await describe(names)
+            missing = sorted(name for name in names if counts.get(name, 0) == 0)
+            if missing:
+                raise TopicsMissing(
+                    f"topics {', '.join(missing)} do not exist (waited up to {wait_seconds:.0f} s): "
+                    "provision the fleet's topics (`modelfleet provision`, or the KafkaTopic "
+                    "resources of `modelfleet topics --strimzi`)"
+                )
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
         raise TopicsNotCopartitioned(
