@@ -76,9 +76,3 @@ def plan(manifest: Manifest, state: DesiredState, producer: str) -> list[Planned
             )
         changes.append(PlannedChange("ModelSpec", name, change, model.revision, model.origin, tuple(events)))
     return changes
-
-
-def _change(current: str | None, declared: str) -> Change:
-    if current is None:
-        return "created"
-    return "unchanged" if current == declared else "configured"

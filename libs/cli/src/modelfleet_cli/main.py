@@ -54,8 +54,6 @@ app = typer.Typer(help="modelfleet: run thousands of ML models without adding pe
 app.add_typer(tokens_app, name="tokens")
 console = Console()
 
-ModelArg = Annotated[str, typer.Argument(help="Model name, as in its spec's metadata.name.")]
-
 
 def _producer() -> str:
     return f"cli:{getpass.getuser()}"

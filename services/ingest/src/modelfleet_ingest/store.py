@@ -198,10 +198,6 @@ class DatasetStore:
         raw: bytes = self.fs.cat_file(self._version_path(dataset, version))
         return pq.read_table(pa.BufferReader(raw))
 
-    def version_uri(self, dataset: str, version: str) -> str:
-        """Where a version is (whether or not it is stored)."""
-        return self._uri(self._version_path(dataset, version))
-
     def put_profile(self, dataset: str, version: str, profile: dict[str, Any]) -> str:
         """Store a version's reference profile next to it, once; returns its URI."""
         path = f"{self.root}/datasets/{dataset}/{version}.profile.json"

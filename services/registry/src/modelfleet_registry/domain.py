@@ -18,10 +18,6 @@ STATEMENT_TAG = "modelfleet.signed_statement"
 SIGNED_PREFIX_TAG = "modelfleet.signed_topic_prefix"
 VERDICT_TAG = "modelfleet.verdict"
 REPORT_TAG = "modelfleet.report_uri"
-#: Tags the registry writes itself; every other `modelfleet.*` tag on a version is lineage.
-REGISTRY_TAGS = frozenset(
-    {DIGEST_TAG, SIGNATURE_TAG, KEY_ID_TAG, STATEMENT_TAG, SIGNED_PREFIX_TAG, VERDICT_TAG, REPORT_TAG}
-)
 CHALLENGER = "challenger"
 #: MLflow's own run id format; anything else must not reach a registry search filter.
 RUN_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
