@@ -48,21 +48,22 @@ class Scaling:
 
     minimum: int
     lag: int
+    #: Why this lag threshold: written to the ScaledObject as an annotation for its operators.
     why: str
     maximum: int = STRIMZI_PARTITIONS  # a replica more than partitions would sit idle
 
 
 #: Per consumer service. `lag` is the backlog one replica should carry: about a minute of its
-#: work at the measured cost per event (benchmarks/README.md), so a burst of onboarding adds
-#: replicas while a steady trickle does not.
+#: work at the measured cost per event (`fleet_onboarding.py --footprint`, benchmarks/README.md),
+#: so a burst of onboarding adds replicas while a steady trickle does not.
 SCALING: dict[str, Scaling] = {
-    "ingest": Scaling(2, 50, "a batch is validated and written in well under a second"),
+    "ingest": Scaling(2, 50, "0.04-0.07 CPU-s per model measured; batches vary in size"),
     "trainer": Scaling(
         1, 10, "each event is a fit on the Ray cluster; the cluster, not the pod, does the work"
     ),
-    "evaluator": Scaling(2, 100, "0.29 CPU-s per candidate measured: ~100 a minute per replica"),
-    "registry": Scaling(2, 300, "0.05 CPU-s per registration measured"),
-    "deployer": Scaling(2, 300, "routing decisions are small state updates"),
+    "evaluator": Scaling(2, 100, "0.49-0.63 CPU-s per candidate measured: ~100 a minute per replica"),
+    "registry": Scaling(2, 300, "0.18-0.24 CPU-s per registration measured"),
+    "deployer": Scaling(2, 300, "0.06-0.11 CPU-s per model measured: small state updates"),
     "monitor": Scaling(2, 1000, "prediction logs arrive in batches of records; windows are cheap to count"),
 }
 #: Serving: replicas on CPU (KEDA's cpu trigger, % of the request), two at least for availability.
@@ -130,7 +131,12 @@ def scaling_documents() -> list[dict[str, Any]]:
             {
                 "apiVersion": "keda.sh/v1alpha1",
                 "kind": "ScaledObject",
-                "metadata": _metadata(service, service),
+                "metadata": _metadata(service, service)
+                | {
+                    "annotations": {
+                        "modelfleet/lag-threshold": f"{scaling.lag} events per replica: {scaling.why}"
+                    }
+                },
                 "spec": {
                     "scaleTargetRef": {"name": service},
                     "minReplicaCount": scaling.minimum,
