@@ -114,6 +114,11 @@ demo: install kafka mlflow ## Start Kafka, MLflow and the fleet; watch 24 models
 	$(DEMO_ENV) $(PY) -m modelfleet_cli.local up
 	$(VENV)/bin/modelfleet demo $(DEMO_ARGS)
 
+.PHONY: bench
+bench: install ## Install what benchmarks/ needs (benchmarks/requirements.txt) and its peers' venvs (Evidently, Ray Serve)
+	$(UV) pip install -q -p $(PY) -r benchmarks/requirements.txt
+	$(PY) benchmarks/prepare.py
+
 .PHONY: compose-test
 # No Docker needed: podman (apt) builds the images on a debootstrapped Debian base and runs
 # docker-compose.yml with deploy/compose/podman.override.yml (deploy/compose/compose_test.py).

@@ -12,7 +12,8 @@ In one run, on the same machine, Kafka broker and MLflow server:
    example and requirement inference, `registered_model_name`), one after the other. It runs on a
    sample of the models (`--baseline-models`); its per-model median is scaled to N.
 
-    python benchmarks/fleet_onboarding.py                 # quick: N=100
+    python benchmarks/fleet_onboarding.py --quick         # smoke run: N=20, 3 baseline models
+    python benchmarks/fleet_onboarding.py                 # N=100
     python benchmarks/fleet_onboarding.py --models 1000   # full
 
 Needs nothing running: it starts its own Kafka and MLflow under `.local/bench` unless
@@ -445,8 +446,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", type=int, default=100, help="Models in the fleet (100 quick, 1000 full).")
-    parser.add_argument("--baseline-models", type=int, default=10, help="Models the baseline fits and logs.")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 20 models, 3 for the baseline.")
+    parser.add_argument("--models", type=int, help="Models in the fleet (default 100; quick 20; full 1000).")
+    parser.add_argument(
+        "--baseline-models", type=int, help="Models the baseline fits and logs (default 10; quick 3)."
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait for the fleet.")
     parser.add_argument(
         "--home", type=Path, default=REPO / ".local" / "bench", help="Where Kafka/MLflow live."
@@ -465,6 +469,8 @@ def main() -> None:
         help="Run all seven services and report each one's idle and peak memory and CPU per model.",
     )
     args = parser.parse_args()
+    args.models = args.models or (20 if args.quick else 100)
+    args.baseline_models = args.baseline_models or (3 if args.quick else 10)
 
     work = args.home / f"onboarding-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
