@@ -1,4 +1,5 @@
-"""Structured JSON logs that carry the correlation id of the event being handled."""
+"""Structured JSON logs that carry the correlation id of the event being handled, and the ids of
+the current trace and span (`trace_id`, `span_id`, as hex) whenever a span is current."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 #: Correlation id of the lifecycle the current handler works for ("" outside a handler).
@@ -16,7 +18,8 @@ event_id: ContextVar[str] = ContextVar("event_id", default="")
 
 
 class _EventContext(logging.Filter):
-    """Stamps every record with the service name and the ids of the event in hand."""
+    """Stamps every record with the service name, the ids of the event in hand and, when a span is
+    current, its trace and span ids (the form trace back ends search by)."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -26,6 +29,10 @@ class _EventContext(logging.Filter):
         record.service = self.service
         record.correlation_id = correlation_id.get()
         record.event_id = event_id.get()
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = trace.format_trace_id(span.trace_id)
+            record.span_id = trace.format_span_id(span.span_id)
         return True
 
 
