@@ -34,6 +34,7 @@ from modelfleet_contracts.topics import ALL_TOPICS, Topic
 
 from .consumer import ConsumerPolicy
 from .kafka import EventPublisher, ensure_topics, fleet_topics, make_broker
+from .lag import ConsumerLag, Ownership, ownership, running_consumers
 from .logs import configure_logging
 from .metrics import ServiceMetrics
 from .naming import TopicNamer
@@ -51,6 +52,9 @@ Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 #: Version of the AsyncAPI documents (bumped with the contracts package).
 SPEC_VERSION = "0.1.0"
+
+#: The one prefix of every metric the fleet exports, faststream's own included.
+METRICS_PREFIX = "fleet"
 
 
 class FleetService:
@@ -75,17 +79,33 @@ class FleetService:
             client_id=f"modelfleet-{name}",
             middlewares=(
                 KafkaTelemetryMiddleware(tracer_provider=self.tracer_provider),
-                KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=f"modelfleet-{name}"),
+                # faststream's own metrics under the fleet's prefix: fleet_received_messages_total, ...
+                KafkaPrometheusMiddleware(
+                    registry=self.metrics.registry,
+                    app_name=f"modelfleet-{name}",
+                    metrics_prefix=METRICS_PREFIX,
+                ),
                 self.policy,
             ),
             description=f"modelfleet {name} service",
         )
         self.policy.broker = self.broker
+        self.lag = ConsumerLag(self.metrics.registry)
         self._topics: set[Topic] = set()
         self._ready = False
         #: (seconds, task, name): `task` every `seconds`, or run once for the service's life (None).
         self._periodic: list[tuple[float | None, Callable[[], Awaitable[None]], str]] = []
         self._running: list[asyncio.Task[None]] = []
+        self.every(settings.lag_refresh_seconds, self.refresh_lag, name="consumer-lag")
+
+    async def refresh_lag(self) -> None:
+        """Export the lag of every running consumer of this replica (`modelfleet_common.lag`)."""
+        await self.lag.refresh(running_consumers(self.broker.subscribers))
+
+    def ownership(self, topic: Topic) -> Ownership | None:
+        """The partitions of `topic` this replica's consumer group gave it now, and the topic's
+        partition count; None while its subscriber is not running (see `lag.ownership`)."""
+        return ownership(running_consumers(self.broker.subscribers), self.namer.topic(topic))
 
     def subscriber(
         self, topic: Topic, *also: Topic, shared_group: bool = True, group: str | None = None, **options: Any

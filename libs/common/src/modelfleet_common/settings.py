@@ -209,5 +209,10 @@ class ServiceSettings(BaseSettings):
             "the process after a handler succeeds, before its offset is committed."
         ),
     )
+    lag_refresh_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often `fleet_consumer_lag` is measured (a ListOffsets per consumer).",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection.")
     state: StateSettings = Field(default_factory=StateSettings, description="Durable state engine.")
