@@ -11,6 +11,8 @@ from .envelope import Contract, Event
 from .specs import MODEL_NAME_PATTERN
 
 Route = Literal["champion", "challenger", "shadow"]
+#: A W3C trace context `traceparent` (version 00): trace id, span id, flags, in lowercase hex.
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 class PredictionRecord(Contract):
@@ -25,6 +27,14 @@ class PredictionRecord(Contract):
     error: str | None = Field(default=None, description="Error message when the prediction failed.")
     dataset_version: str | None = Field(default=None, description="Data version the model was trained on.")
     predicted_at: AwareDatetime = Field(description="When it was predicted.")
+    traceparent: str | None = Field(
+        default=None,
+        pattern=TRACEPARENT_PATTERN,
+        description=(
+            "W3C traceparent of the request's span (its trace and span id) when the request was "
+            "traced: what the flush of the log, drift and health reports link to."
+        ),
+    )
 
 
 class PredictionLogged(Event):

@@ -40,6 +40,7 @@ from typing import Any
 from cachetools import TTLCache
 from pydantic import ValidationError
 
+from modelfleet_common.telemetry import current_traceparent
 from modelfleet_contracts import GroundTruthObserved, ModelArtifactRefused
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.serving import PredictionRecord, Route
@@ -329,6 +330,8 @@ class DataPlane:
     ) -> None:
         latency_ms = (time.perf_counter() - started) * 1000 / len(rows)
         now = datetime.now(UTC)
+        # The request's span (a shadow's task runs in a copy of the request's context).
+        traceparent = current_traceparent()
         for index, row in enumerate(rows):
             self.log.append(
                 model,
@@ -342,6 +345,7 @@ class DataPlane:
                     error=error,
                     dataset_version=target.dataset_version,
                     predicted_at=now,
+                    traceparent=traceparent,
                 ),
             )
 

@@ -18,6 +18,7 @@ from .bootstrap import bootstrap
 from .config import ServingSettings
 from .prediction_log import PredictionLog
 from .routing_table import RoutingTable
+from .tracing import traced
 
 settings = ServingSettings()
 service = FleetService("serving", settings)
@@ -86,7 +87,10 @@ async def stop_data_plane() -> None:
 service.background(lambda: prediction_log.run(settings.serving_log_flush_seconds), name="prediction-log")
 service.every(settings.serving_unload_check_seconds, unload_idle_models, name="unload-idle-models")
 app = service.app()
-app.mount("/predict", json_endpoint(plane.predict, plane, scope="predict"))
-app.mount("/feedback", json_endpoint(plane.feedback, plane, scope="feedback", success_status=202))
+app.mount("/predict", traced(json_endpoint(plane.predict, plane, scope="predict"), "/predict"))
+app.mount(
+    "/feedback",
+    traced(json_endpoint(plane.feedback, plane, scope="feedback", success_status=202), "/feedback"),
+)
 app.on_startup(start_data_plane)
 app.on_shutdown(stop_data_plane)

@@ -18,6 +18,11 @@ models (after `MAX_FAILED_PUBLISHES` failures in one flush the broker is taken a
 waits too). The buffer is bounded by `FLEET_SERVING_LOG_BUFFER_LIMIT` records and
 `FLEET_SERVING_LOG_BUFFER_BYTES`, beyond which the oldest records are dropped and counted in
 `fleet_serving_prediction_logs_dropped_total`, so a Kafka outage cannot exhaust memory.
+
+Tracing: each published event is sent inside a `prediction-log flush` span that starts a trace of
+its own and links to the request spans of its records (`PredictionRecord.traceparent`; at most
+`modelfleet_common.telemetry.MAX_LINKS`, the newest), so the monitor's and ingest's spans that
+consume the batch are in the flush's trace, and the flush leads back to each request.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
 
+from modelfleet_common.telemetry import root_span
 from modelfleet_contracts import PredictionLogged
 from modelfleet_contracts.serving import PredictionRecord
 
@@ -165,9 +171,15 @@ class PredictionLog:
             if chunk and full:
                 records = [record for record, _ in chunk]
                 try:
-                    await self.publish(
-                        PredictionLogged(producer=self.producer, model=model, predictions=records)
-                    )
+                    # A batch has no one parent: its span starts a trace linked to its requests'.
+                    with root_span(
+                        "prediction-log flush",
+                        evidence=(record.traceparent for record in records),
+                        attributes={"modelfleet.model": model, "modelfleet.records": len(records)},
+                    ):
+                        await self.publish(
+                            PredictionLogged(producer=self.producer, model=model, predictions=records)
+                        )
                 except Exception:
                     logger.exception(
                         "prediction log publish failed: records kept for the next flush",
