@@ -16,6 +16,14 @@ loses nothing of the others.
 
 What the monitor knows of each model lives in `deps.book` (`book.ModelBook`): the models of the
 partitions this replica owns, in memory, written to the state engine.
+
+Tracing: every verdict the monitor publishes summarises many requests, so it starts a trace of its
+own (`modelfleet_common.telemetry.root_span`) that links to the request spans of its evidence, at
+most `MAX_LINKS`, the newest: a `DriftDetected` to its window's rows, a `ModelHealthReported` (and
+the `SloBreached` it causes, in its trace) to its window's requests, a `ModelReviewed` to the
+period's health, drift and decay spans. The consumed event that closed a window, if any, is linked
+too. The retrain, training, evaluation, registration and rollout it causes continue its trace
+through the Kafka headers.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from datetime import datetime, timedelta
 from modelfleet_common.logs import log_event
 from modelfleet_common.policies import Overrides, resolve_policy
 from modelfleet_common.state import InMemoryKeyValueStore
+from modelfleet_common.telemetry import Evidence, current_traceparent, root_span
 from modelfleet_contracts import (
     DatasetVersionCreated,
     DeploymentChanged,
@@ -58,6 +67,7 @@ from modelfleet_contracts.specs import MonitoringPolicy, RiskClass
 from .book import Deployment, ModelBook, ModelProfile
 from .drift import FeatureResult, ProfileError
 from .health import (
+    Drained,
     HealthSummary,
     HealthTracker,
     LabelScore,
@@ -103,6 +113,9 @@ class MonitorDeps:
     book: ModelBook | None = None
     #: Breaches decided with a published report whose own publish failed: sent again next cycle.
     unsent: list[Event] = field(default_factory=list)
+    #: Spans of the health reports, drift and decay published in each model's open review period
+    #: (what its `ModelReviewed` links to; in memory only).
+    review_evidence: dict[str, Evidence] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.book is None:
@@ -189,7 +202,13 @@ async def record_predictions(
         watch = _watch(model, version, records[0].dataset_version, deps)
         with deps.metrics.drift_check_seconds.time():
             owed = watch.drift_due(policy)
-            watch.add([r.features for r in records], [r.prediction for r in records], policy, now)
+            watch.add(
+                [r.features for r in records],
+                [r.prediction for r in records],
+                policy,
+                now,
+                traceparents=[r.traceparent for r in records],
+            )
             # A window already due before this batch waits for the report cycle to publish it.
             finding = watch.drift_finding(policy, now) if not owed else None
         if finding is not None:
@@ -337,55 +356,82 @@ async def report_health(now: datetime, deps: MonitorDeps) -> list[Event]:
         summary = drained.summary
         model = summary.key.model
         report = _health_report(summary, now, deps.profile(model))
-        try:
-            await deps.publish(report)
-        except Exception:
-            deps.tracker.restore(drained)
-            logger.warning(
-                "health report not published: its window is reported next time",
-                exc_info=True,
-                extra={"model": model, "version": summary.key.version, "route": summary.key.route},
-            )
-            continue
-        published.append(report)
-        deps.review(model).add_health(
-            summary.requests,
-            summary.errors,
-            summary.labelled,
-            summary.live_score_sum,
-            summary.latency_sum_ms,
-            report.business_value,
-        )
-        deps.models.changed(model)
-        for violation in slo_violations(summary, deps.slos(model), min_requests=deps.slo_min_requests):
-            breach = SloBreached(
-                producer=PRODUCER,
-                occurred_at=now,
-                **report.caused(),
-                model=model,
-                version=summary.key.version,
-                window_start=summary.window_start,
-                window_end=summary.window_end,
-                slo=violation.slo,
-                objective=violation.objective,
-                observed=violation.observed,
-            )
-            deps.metrics.slo_breaches.labels(deps.profile(model).risk_class, violation.slo).inc()
-            numbers = f"{violation.observed:g} > {violation.objective:g}"
-            deps.review(model).add_incident(
-                f"SLO {violation.slo} breached by v{summary.key.version}: {numbers}"
-            )
-            log_event(
-                logger,
-                f"SLO {violation.slo} breached: {violation.observed:g} > {violation.objective:g}",
-                breach,
-            )
-            if await _publish_or_keep(breach, deps):
-                published.append(breach)
+        with root_span(
+            "model health reported",
+            evidence=drained.window.evidence,
+            attributes=_span_attributes(report, requests=summary.requests, route=summary.key.route),
+        ):
+            if await _publish_health(report, drained, deps):
+                published.append(report)
+                published += await _publish_breaches(report, summary, now, deps)
     published += await review_models(now, deps)
     published += await settle_owed_verdicts(now, deps)
     deps.metrics.models_watched.set(len(deps.models.with_specs()))
     return published
+
+
+async def _publish_health(report: ModelHealthReported, drained: Drained, deps: MonitorDeps) -> bool:
+    """Publish a window's report and count it in the review; put the window back if that fails."""
+    summary = drained.summary
+    model = summary.key.model
+    try:
+        await deps.publish(report)
+    except Exception:
+        deps.tracker.restore(drained)
+        logger.warning(
+            "health report not published: its window is reported next time",
+            exc_info=True,
+            extra={"model": model, "version": summary.key.version, "route": summary.key.route},
+        )
+        return False
+    deps.review(model).add_health(
+        summary.requests,
+        summary.errors,
+        summary.labelled,
+        summary.live_score_sum,
+        summary.latency_sum_ms,
+        report.business_value,
+    )
+    _note_for_review(model, deps)
+    deps.models.changed(model)
+    return True
+
+
+async def _publish_breaches(
+    report: ModelHealthReported, summary: HealthSummary, now: datetime, deps: MonitorDeps
+) -> list[Event]:
+    """Publish a `SloBreached` (caused by the report) per SLO its window broke."""
+    model = summary.key.model
+    published: list[Event] = []
+    for violation in slo_violations(summary, deps.slos(model), min_requests=deps.slo_min_requests):
+        breach = SloBreached(
+            producer=PRODUCER,
+            occurred_at=now,
+            **report.caused(),
+            model=model,
+            version=summary.key.version,
+            window_start=summary.window_start,
+            window_end=summary.window_end,
+            slo=violation.slo,
+            objective=violation.objective,
+            observed=violation.observed,
+        )
+        deps.metrics.slo_breaches.labels(deps.profile(model).risk_class, violation.slo).inc()
+        numbers = f"{violation.observed:g} > {violation.objective:g}"
+        deps.review(model).add_incident(f"SLO {violation.slo} breached by v{summary.key.version}: {numbers}")
+        log_event(logger, f"SLO {violation.slo} breached: {numbers}", breach)
+        if await _publish_or_keep(breach, deps):
+            published.append(breach)
+    return published
+
+
+def _note_for_review(model: str, deps: MonitorDeps) -> None:
+    """The current span (a published verdict's) is evidence of the model's next review."""
+    deps.review_evidence.setdefault(model, Evidence()).add(current_traceparent())
+
+
+def _span_attributes(event: Event, **more: str | int | float) -> dict[str, str | int | float]:
+    return {"modelfleet.model": event.key, "modelfleet.event_type": event.event_type, **more}
 
 
 async def _publish_or_keep(event: Event, deps: MonitorDeps) -> bool:
@@ -449,7 +495,12 @@ async def review_models(now: datetime, deps: MonitorDeps) -> list[Event]:
             reason=reason,
         )
         try:
-            await deps.publish(review)
+            with root_span(
+                "model reviewed",
+                evidence=deps.review_evidence.get(model, ()),
+                attributes=_span_attributes(review, decision=decision),
+            ):
+                await deps.publish(review)
         except Exception:
             logger.warning(
                 "review not published: the period stays open and is reviewed next cycle",
@@ -461,6 +512,7 @@ async def review_models(now: datetime, deps: MonitorDeps) -> list[Event]:
         deps.metrics.reviews.labels(profile.risk_class, decision).inc()
         log_event(logger, f"model reviewed: {decision} ({reason})", review)
         deps.models.get(model).review = ReviewPeriod(start=now, needs_retrain=period.needs_retrain)
+        deps.review_evidence.pop(model, None)
         await deps.models.save(model)
     return published
 
@@ -526,7 +578,14 @@ async def _settle_drift(
     if finding.drifted:
         event = _drift_event(finding, cause)
         try:
-            await deps.publish(event)
+            # The incident starts its own trace, linked to the requests of its window.
+            with root_span(
+                "drift detected",
+                evidence=watch.evidence,
+                attributes=_span_attributes(event, version=finding.version, rows=finding.rows),
+            ):
+                await deps.publish(event)
+                _note_for_review(model, deps)
         except Exception:
             logger.warning(
                 "drift not published: the window stays due and is published next cycle",
@@ -568,7 +627,12 @@ async def _settle_decay(watch: VersionWatch, cause: Event | None, deps: MonitorD
             causation_id=cause.event_id if cause is not None else None,
         )
         try:
-            await deps.publish(event)
+            with root_span(
+                "performance degraded",
+                attributes=_span_attributes(event, version=version, labelled=finding.labelled),
+            ):
+                await deps.publish(event)
+                _note_for_review(model, deps)
         except Exception:
             logger.warning(
                 "decay not published: the label window stays due and is published next cycle",

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import JsonValue
 
+from modelfleet_common.telemetry import Evidence
 from modelfleet_contracts.serving import LabeledPrediction, PredictionRecord, Route
 from modelfleet_contracts.specs import MonitoringPolicy
 
@@ -104,6 +105,9 @@ class _Window:
     # Sum of per-label scores: 1/0 for a correct/wrong class, -|error| for a number; and of squares.
     live_score_sum: float = 0.0
     live_score_squares: float = 0.0
+    #: The request spans (`traceparent`s) of the window's predictions, the newest kept: what its
+    #: `ModelHealthReported` links to.
+    evidence: Evidence = field(default_factory=Evidence)
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,9 @@ class HealthTracker:
                 (record.request_id, record.version)
             ):
                 continue
-            self._window(key).request_ids.add(record.request_id)
+            window = self._window(key)
+            window.request_ids.add(record.request_id)
+            window.evidence.add(record.traceparent)
             fresh.append(record)
         if fresh:
             self._count(model, fresh)
@@ -241,6 +247,7 @@ class HealthTracker:
         old.live_task = new.live_task or old.live_task
         old.live_score_sum += new.live_score_sum
         old.live_score_squares += new.live_score_squares
+        old.evidence.merge(new.evidence)
         self._windows[key] = old
 
     def models(self) -> set[str]:

@@ -157,6 +157,7 @@ def watch_state(watch: VersionWatch) -> dict[str, Any]:
         "score_sum": watch.score_sum,
         "score_squares": watch.score_squares,
         "labels_since": _time(watch.labels_since),
+        "evidence": list(watch.evidence),
     }
 
 
@@ -179,6 +180,7 @@ def watch_from_state(model: str, version: str, state: dict[str, Any]) -> Version
         counts = _window_counts(state["prediction_window"])
         predictions.restore(counts["rows"], counts["counts"])
         watch.prediction_window = predictions
+    watch.evidence.extend(state.get("evidence", []))
     return watch
 
 

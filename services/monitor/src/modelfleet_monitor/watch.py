@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet_common.profiles import drift_bins
+from modelfleet_common.telemetry import Evidence
 from modelfleet_contracts.specs import MonitoringPolicy
 
 from .drift import (
@@ -141,6 +142,9 @@ class VersionWatch:
     #: Counts of the input window as checkpointed (`snapshots`), waiting for the reference to be
     #: known again after a restart or a move: `use_reference` takes them back if they fit it.
     restored_window: Mapping[str, Any] | None = None
+    #: The request spans (`traceparent`s) of the open input window's rows, the newest kept: what
+    #: its `DriftDetected` links to.
+    evidence: Evidence = field(default_factory=Evidence)
 
     def use_reference(self, reference: Reference) -> None:
         """Compare inputs with `reference` from now on (a fresh window, or the restored one)."""
@@ -165,11 +169,13 @@ class VersionWatch:
         predictions: Sequence[Any],
         policy: MonitoringPolicy,
         now: datetime,
+        traceparents: Sequence[str | None] = (),
     ) -> None:
-        """Count a batch of inputs and their predictions."""
+        """Count a batch of inputs and their predictions (and remember the requests' spans)."""
         _method, _threshold, size, _share = drift_settings(policy)
         if self.window_start is None:
             self.window_start = now
+        self.evidence.extend(traceparents)
         if self.window is not None:
             self.window.add_rows(rows)
         self._add_predictions(predictions, size)
@@ -205,6 +211,7 @@ class VersionWatch:
         if self.prediction_window is not None:
             self.prediction_window = DriftWindow(self.prediction_window.reference)
         self.window_start = now
+        self.evidence = Evidence()
 
     def add_scores(self, scores: Sequence[float], now: datetime) -> None:
         """Count label scores (1/0 or -|error|)."""
