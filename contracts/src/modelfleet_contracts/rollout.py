@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from .envelope import Contract, Event
-from .specs import MODEL_NAME_PATTERN
+from .specs import MODEL_NAME_PATTERN, RiskClass
 
 Stage = Literal["candidate", "shadow", "awaiting_approval", "canary", "promoted", "rolled_back", "retired"]
 
@@ -95,6 +95,20 @@ class DeploymentChanged(Event):
         description=(
             "Every version of the model that passed evaluation, oldest first: the versions a "
             "person may roll back to by name."
+        ),
+    )
+    risk_class: RiskClass | None = Field(
+        default=None,
+        description=(
+            "Risk class of the model as the deployer's policy for it says, so consumers (serving's "
+            "request metrics) need not know the spec. Empty in events from deployers that predate it."
+        ),
+    )
+    stage_since: datetime | None = Field(
+        default=None,
+        description=(
+            "When the model entered `stage` with its current `candidate` (the age of a shadow or "
+            "canary). Empty in events from deployers that predate it."
         ),
     )
 

@@ -6,6 +6,7 @@ import asyncio
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka import TestKafkaBroker
 from prometheus_client import CollectorRegistry
 
@@ -140,6 +141,11 @@ def test_ownership_is_the_assigned_partitions_of_the_topic_out_of_its_count() ->
     owned = ownership([Consumers("g", (SPECS,), (consumer,))], SPECS)
     assert owned is not None
     assert (owned.owned, owned.partitions) == (frozenset({0, 2}), 4)
+    # Kafka's default partitioner (murmur2), as aiokafka's producer places a key.
+    placed = {
+        key: DefaultPartitioner()(key.encode(), [0, 1, 2, 3], [0, 1, 2, 3]) for key in ("a", "churn-se", "m7")
+    }
+    assert {key: owned.owns(key) for key in placed} == {key: placed[key] in {0, 2} for key in placed}
     assert ownership([Consumers(None, (SPECS,), (consumer,))], SPECS) is None
     assert ownership([Consumers("g", (SPECS,), ())], SPECS) is None
 

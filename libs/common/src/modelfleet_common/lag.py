@@ -25,6 +25,7 @@ from typing import Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, Gauge
 
 logger = logging.getLogger("modelfleet.lag")
@@ -170,6 +171,11 @@ class Ownership:
 
     owned: frozenset[int]
     partitions: int
+
+    def owns(self, key: str) -> bool:
+        """Whether records keyed `key` land in a partition this replica owns (Kafka's default
+        partitioner: murmur2 of the key, the producers' and therefore every topic's of one count)."""
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions in self.owned
 
 
 def ownership(subscribers: Iterable[Consumers], topic: str) -> Ownership | None:

@@ -32,10 +32,12 @@ from modelfleet_contracts.topics import (
 from . import handlers, rebuild
 from .bootstrap import bootstrap
 from .config import DeployerSettings
+from .metrics import DeployerMetrics
 
 settings = DeployerSettings()
 service = FleetService("deployer", settings)
 rebuild_metrics = rebuild.RebuildMetrics(service.metrics.registry)
+metrics = DeployerMetrics(service.metrics.registry)
 publish = service.publisher(
     DEPLOYMENTS, MODEL_PROMOTIONS, MODEL_ROLLBACKS, APPROVAL_REQUESTS, APPROVALS_REJECTED
 )
@@ -44,7 +46,7 @@ publish = service.publisher(
 @cache
 def dependencies() -> handlers.DeployerDeps:
     """Built once, by the startup hook (or by the first event in tests)."""
-    return bootstrap(settings, publish=publish)
+    return bootstrap(settings, publish=publish, metrics=metrics)
 
 
 @service.subscriber(MODEL_SPECS)
@@ -82,8 +84,16 @@ async def on_rollback_requested(event: RollbackRequested) -> None:
     await handlers.roll_back_on_request(event, dependencies())
 
 
+async def refresh_metrics() -> None:
+    """Count the models this replica owns (those keyed to its partitions of model-specs)."""
+    owned = service.ownership(MODEL_SPECS)
+    if owned is not None:  # not assigned yet: whose models are whose is not known
+        handlers.refresh_fleet_metrics(dependencies(), owned.owns)
+
+
 # The deployer reads its own routing tables back when it rebuilds its state.
 service.uses(DEPLOYMENTS)
+service.every(settings.deployer_metrics_seconds, refresh_metrics, name="fleet-metrics")
 app = service.app()
 
 

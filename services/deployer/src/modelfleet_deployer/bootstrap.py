@@ -1,6 +1,6 @@
 """deployer's wiring: builds its ports (state, approver keys, Kafka publisher, clock) once.
 
-    deps = bootstrap(settings, publish=publish)                       # the service
+    deps = bootstrap(settings, publish=publish, metrics=metrics)      # the service
     deps = bootstrap(settings, publish=fake, state=InMemoryKeyValueStore(), clock=lambda: NOW)
 
 Nothing here runs at import: the app calls it from its startup hook, so a bad policy or approver
@@ -21,6 +21,7 @@ from modelfleet_contracts.envelope import Event
 from .approvals import APPROVER_KEYS_ENV, ApproverKeys
 from .config import DeployerSettings
 from .handlers import DeployerDeps, utc_now
+from .metrics import DeployerMetrics
 
 logger = logging.getLogger("modelfleet.deployer")
 
@@ -44,6 +45,7 @@ def bootstrap(
     state: KeyValueStore | None = None,
     handled: IdempotencyStore | None = None,
     clock: Callable[[], datetime] = utc_now,
+    metrics: DeployerMetrics | None = None,
 ) -> DeployerDeps:
     """The handlers' dependencies; any port given replaces the real one.
 
@@ -75,4 +77,5 @@ def bootstrap(
         topic_prefix=settings.topic_prefix,
         clock=clock,
         locks=locks,
+        metrics=metrics,
     )

@@ -36,3 +36,8 @@ class DeployerSettings(ServiceSettings):
         gt=0,
         description="How long reading each compacted topic at startup may take before startup fails.",
     )
+    deployer_metrics_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often models by stage and the oldest canary are counted (one scan of small rows).",
+    )

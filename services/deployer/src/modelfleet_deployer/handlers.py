@@ -41,6 +41,7 @@ from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.specs import MonitoringPolicy, RiskClass, RolloutPolicy
 
 from .approvals import ApproverKeys
+from .metrics import STAGES, DeployerMetrics, decisions, fleet_view, stage_record
 from .rollout import (
     ModelRollout,
     RolloutRules,
@@ -87,6 +88,8 @@ class DeployerDeps:
     #: (each its own consumer group, so possibly at two replicas at once) and must not interleave
     #: their read-transition-write, or one would overwrite the other's state.
     locks: KeyLocks = field(default_factory=KeyLocks)
+    #: Models by stage, decisions, the oldest canary (`metrics`); none in tests that do not look.
+    metrics: DeployerMetrics | None = None
 
     def lock(self, model: str) -> AbstractAsyncContextManager[None]:
         return self.locks.hold(model)
@@ -205,6 +208,10 @@ async def _apply(
         after = transition.state
         if after != before:
             deps.state.put(ROLLOUTS, model, after.to_json())
+            if stage_record(after) != stage_record(before):
+                deps.state.put(STAGES, model, stage_record(after))
+        if deps.metrics is not None:
+            deps.metrics.count(after.risk_class, decisions(before, after, transition.events))
         for decision in (d for d in after.history if d.cause == event.event_id):
             logger.info(
                 decision.reason,
@@ -214,6 +221,13 @@ async def _apply(
     async with deps.lock(model):
         if not await once(deps.handled, f"applied:{event.event_id}", transition_and_publish):
             log_event(logger, "event already applied; nothing to do", event)
+
+
+def refresh_fleet_metrics(deps: DeployerDeps, owns: Callable[[str], bool]) -> None:
+    """Export the models `owns` says are this replica's by stage and risk class, and the oldest
+    shadow or canary (see `metrics`)."""
+    if deps.metrics is not None:
+        deps.metrics.show(fleet_view(deps.state.items(STAGES), owns, deps.clock()))
 
 
 # --- handlers -----------------------------------------------------------------------------------

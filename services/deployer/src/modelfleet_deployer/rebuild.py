@@ -35,7 +35,8 @@ from modelfleet_contracts import DeploymentChanged, ModelSpecRetired, ModelSpecS
 from modelfleet_contracts.topics import DEPLOYMENTS, MODEL_SPECS, Topic
 
 from .handlers import ROLLOUTS, SPECS, DeployerDeps, policy_of, submitted_spec_record
-from .rollout import rollout_from_table
+from .metrics import STAGES, stage_record
+from .rollout import ModelRollout, rollout_from_table
 
 logger = logging.getLogger("modelfleet.deployer")
 
@@ -160,14 +161,25 @@ async def rebuild_state(
         metrics.ignored.labels("stale").inc(latest.stale)
         metrics.ignored.labels("jump").inc(len(latest.jumped))
     specs, bad_specs = latest_specs(await read_snapshot(MODEL_SPECS))
-    stored_rollouts = {model for model, _ in deps.state.items(ROLLOUTS)}
+    staged = {model for model, _ in deps.state.items(STAGES)}
+    stored_rollouts: set[str] = set()
+    unstaged: list[tuple[str, dict[str, object]]] = []
+    for model, value in deps.state.items(ROLLOUTS):
+        stored_rollouts.add(model)
+        if model not in staged:
+            # Stored before the stage records existed: the metrics read those.
+            unstaged.append((model, stage_record(ModelRollout.from_json(value))))
+    if unstaged:
+        deps.state.put_many(STAGES, unstaged)
     stored_specs = {model for model, _ in deps.state.items(SPECS)}
 
     rebuilt_rollouts: list[str] = []
     for model, table in sorted(tables.items()):
         if mode == "missing" and model in stored_rollouts:
             continue
-        deps.state.put(ROLLOUTS, model, rollout_from_table(table).to_json())
+        rollout = rollout_from_table(table)
+        deps.state.put(ROLLOUTS, model, rollout.to_json())
+        deps.state.put(STAGES, model, stage_record(rollout))
         rebuilt_rollouts.append(model)
 
     rebuilt_specs: list[str] = []

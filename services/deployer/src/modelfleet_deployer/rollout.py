@@ -39,6 +39,7 @@ from uuid import UUID, uuid5
 from pydantic import TypeAdapter
 
 from modelfleet_common.consumer import PermanentError
+from modelfleet_common.humanize import milliseconds, percent
 from modelfleet_common.policies import DEFAULT_KEPT_VERSIONS, EffectivePolicy
 from modelfleet_contracts import (
     ApprovalGranted,
@@ -210,6 +211,10 @@ class ModelRollout:
     history: tuple[Decision, ...] = ()
     #: Ids of recently applied inputs (bounded), to recognise redeliveries.
     recent_inputs: tuple[UUID, ...] = field(default=(), repr=False)
+    #: Risk class of the policy of its last transition (published with the table, for metrics).
+    risk_class: RiskClass | None = None
+    #: When it entered `stage` with its current challenger: the age of a shadow or canary.
+    stage_since: datetime | None = None
 
     def version(self, version: str) -> RouteTarget | None:
         """The route target of a known passing version, or None."""
@@ -315,7 +320,12 @@ class _Step:
 
     def done(self, reason: str) -> Transition:
         """Publish the table if the durable state changed, remember the input, return the transition."""
-        self.set(versions=kept_versions(self.state, self.policy.kept_versions))
+        self.set(
+            versions=kept_versions(self.state, self.policy.kept_versions), risk_class=self.policy.risk_class
+        )
+        entered = (self.state.stage, self.state.challenger) != (self.before.stage, self.before.challenger)
+        if entered or self.state.stage_since is None:
+            self.set(stage_since=self.now)
         if self.state.durable != self.before.durable:
             self.set(revision=self.state.revision + 1)
             table = self._event(
@@ -376,6 +386,8 @@ def table_fields(state: ModelRollout) -> dict[str, Any]:
         "pending_approval": state.pending_approval,
         "last_known_good": state.last_known_good,
         "passing_versions": list(state.versions),
+        "risk_class": state.risk_class,
+        "stage_since": state.stage_since,
     }
 
 
@@ -409,6 +421,9 @@ def rollout_from_table(table: DeploymentChanged) -> ModelRollout:
         pending_approval=pending,
         versions=tuple(versions),
         recent_inputs=() if table.causation_id is None else (table.causation_id,),
+        risk_class=table.risk_class,
+        # A table from before `stage_since`: its own time is the latest the stage can have begun.
+        stage_since=table.stage_since or table.occurred_at,
     )
 
 
@@ -632,12 +647,12 @@ def _health_problem(
         rate = report.errors / report.requests
         if rate > policy.max_error_rate:
             return (
-                f"error rate {rate:.4f} ({report.errors}/{report.requests}) exceeds the SLO "
-                f"{policy.max_error_rate:.4f}"
+                f"error rate {percent(rate)} ({report.errors}/{report.requests}) exceeds the SLO "
+                f"{percent(policy.max_error_rate)}"
             )
     p99 = report.latency_p99_ms
     if policy.max_latency_p99_ms is not None and p99 is not None and p99 > policy.max_latency_p99_ms:
-        return f"p99 latency {p99:g} ms exceeds the SLO {policy.max_latency_p99_ms:g} ms"
+        return f"p99 latency {milliseconds(p99)} exceeds the SLO {milliseconds(policy.max_latency_p99_ms)}"
     return _live_problem(champion_live, challenger_live, policy)
 
 
@@ -702,7 +717,7 @@ def on_health_reported(
     challenger_live = LiveTally.add(state.challenger_live, event)
     step.set(last_window_end=event.window_end, challenger_live=challenger_live)
     problem = _health_problem(event, policy, state.champion_live, challenger_live)
-    where = "shadow" if state.stage == "shadow" else f"canary at {state.weight * 100:g}%"
+    where = "shadow" if state.stage == "shadow" else f"canary at {percent(state.weight)}"
     if problem is not None:
         return _withdraw_challenger(step, f"{problem} ({where})", decided_by=PRODUCER)
     requests = state.step_requests + event.requests
@@ -711,7 +726,7 @@ def on_health_reported(
         return step.done("")
     passed = (
         f"{where} passed: {requests} requests (minimum {policy.min_requests_per_step}), "
-        f"last window {event.errors} errors, p99 {event.latency_p99_ms} ms"
+        f"last window {event.errors} errors, p99 {milliseconds(event.latency_p99_ms)}"
         + (
             f", live {challenger_live.metric} {challenger_live.value:.4f} on {challenger_live.labels} labels"
             if challenger_live is not None
