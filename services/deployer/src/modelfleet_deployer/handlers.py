@@ -10,13 +10,20 @@ Crash safety: events are published before the state is stored and the input is m
 A crash in between redelivers the input to the old state, and the transition republishes the
 very same events (their ids derive from the input's id), which consumers deduplicate; once the
 mark is written (`once`, keyed on the input's event id) a redelivery publishes nothing.
+
+Tracing: a version's rollout is one loop. The trace its `ModelRegistered` arrived in (the
+retrain's, the drift incident's) is remembered per model (`ROLLOUT_TRACES`), and every later
+decision about that rollout — a canary step or the promotion on a health report, a rollback on a
+breach, a release on an approval — is published in a span of that trace
+(`modelfleet_common.telemetry.continued_span`) linked to the event that triggered it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +33,7 @@ from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_common.policies import RISK_CLASSES, EffectivePolicy, InvalidPolicy, Overrides, resolve_policy
 from modelfleet_common.state import KeyLocks, KeyValueStore
+from modelfleet_common.telemetry import continued_span, current_traceparent
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -63,6 +71,8 @@ logger = logging.getLogger("modelfleet.deployer")
 ROLLOUTS = "rollouts"
 SPECS = "specs"
 APPROVAL_NONCES = "approval-nonces"
+#: The trace each model's current rollout started in (`traceparent`, version), by model name.
+ROLLOUT_TRACES = "rollout-traces"
 
 #: Risk class assumed for a model whose spec and lineage do not say: the strictest that still
 #: lets an approver release it, so nothing takes live traffic without a person's signature.
@@ -203,9 +213,11 @@ async def _apply(
         policy = policy_of(deps, model, _remembered_spec(deps, model, event))
         transition = transition_of(before, policy, deps.clock())
         # Publish first: a crash before the store is written replays the same events (see above).
-        for published in transition.events:
-            await deps.publish(published)
+        with _rollout_span(event, model, deps) if transition.events else contextlib.nullcontext():
+            for published in transition.events:
+                await deps.publish(published)
         after = transition.state
+        _remember_rollout_trace(event, model, before, after, deps)
         if after != before:
             deps.state.put(ROLLOUTS, model, after.to_json())
             if stage_record(after) != stage_record(before):
@@ -221,6 +233,32 @@ async def _apply(
     async with deps.lock(model):
         if not await once(deps.handled, f"applied:{event.event_id}", transition_and_publish):
             log_event(logger, "event already applied; nothing to do", event)
+
+
+def _rollout_span(event: Event, model: str, deps: DeployerDeps) -> AbstractContextManager[object]:
+    """The span a decision is published in: in the trace of the model's rollout when one is
+    remembered (a registration itself stays in the trace it arrived in)."""
+    remembered = deps.state.get(ROLLOUT_TRACES, model)
+    if remembered is None or isinstance(event, ModelRegistered):
+        return contextlib.nullcontext()
+    return continued_span(
+        f"rollout {event.event_type}",
+        remembered.get("traceparent"),
+        attributes={"modelfleet.model": model, "modelfleet.version": str(remembered.get("version", ""))},
+    )
+
+
+def _remember_rollout_trace(
+    event: Event, model: str, before: ModelRollout, after: ModelRollout, deps: DeployerDeps
+) -> None:
+    """A registration that started a rollout names the trace of its later decisions; a retired
+    model's is forgotten."""
+    if isinstance(event, ModelSpecRetired):
+        deps.state.delete(ROLLOUT_TRACES, model)
+        return
+    traceparent = current_traceparent()
+    if isinstance(event, ModelRegistered) and event.passed_evaluation and after != before and traceparent:
+        deps.state.put(ROLLOUT_TRACES, model, {"traceparent": traceparent, "version": event.version})
 
 
 def refresh_fleet_metrics(deps: DeployerDeps, owns: Callable[[str], bool]) -> None:
