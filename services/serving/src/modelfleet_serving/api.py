@@ -50,6 +50,7 @@ from .auth import Scope as AuthScope
 from .model_store import ArtifactRefused, LoadedModel, ModelStore, ModelUnavailable
 from .prediction import Outputs, Scalar, TooLarge, features_frame, predict, validate_rows
 from .prediction_log import PredictionLog
+from .request_metrics import RequestMetrics, risk_class_of
 from .routing import NoServableVersion, choose_route
 from .routing_table import RoutingTable
 from .schema import InvalidInputs
@@ -143,6 +144,8 @@ class DataPlane:
     answered: AnsweredRequests = field(
         default_factory=lambda: AnsweredRequests(ttl_seconds=24 * 3600.0, max_per_model=20_000)
     )
+    #: Requests by route, risk class and status, and their latency; None counts nothing (tests).
+    metrics: RequestMetrics | None = None
     _mirrors: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def predict(self, body: Any, grant: Grant) -> dict[str, Any]:
@@ -359,19 +362,22 @@ JsonHandler = Callable[[Any, Grant], Awaitable[dict[str, Any]]]
 
 
 def json_endpoint(
-    handler: JsonHandler, plane: DataPlane, *, scope: AuthScope, success_status: int = 200
+    handler: JsonHandler, plane: DataPlane, *, scope: AuthScope, route: str, success_status: int = 200
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """An ASGI app answering POST with `handler(parsed JSON body, grant)` behind the doors of the
-    module docstring (token and scope, body cap); `HttpError`s become their status."""
+    module docstring (token and scope, body cap); `HttpError`s become their status. Every answer
+    is counted under the route template `route` (`request_metrics`)."""
 
     async def endpoint(asgi_scope: Scope, receive: Receive, send: Send) -> None:
-        if asgi_scope.get("method") != "POST":
-            await _respond(send, 405, {"error": "use POST"}, extra_headers=[(b"allow", b"POST")])
-            return
+        started = time.perf_counter()
+        model: str | None = None
         status, payload, headers = success_status, None, []
         try:
+            if asgi_scope.get("method") != "POST":
+                raise HttpError(405, "use POST", [(b"allow", b"POST")])
             grant = _authorize(plane, asgi_scope, scope)
             body = await _read_json(asgi_scope, receive, plane.limits.max_body_bytes)
+            model = _model_named(body)
             payload = await handler(body, grant)
         except HttpError as error:
             status, payload, headers = error.status, {"error": error.message}, error.headers
@@ -379,8 +385,17 @@ def json_endpoint(
             logger.exception("request failed", extra={"path": asgi_scope.get("path")})
             status, payload = 500, {"error": "internal error; see the serving logs"}
         await _respond(send, status, payload, extra_headers=headers)
+        if plane.metrics is not None:
+            risk_class = risk_class_of(plane.table, model)
+            plane.metrics.observe(route, risk_class, status, time.perf_counter() - started)
 
     return endpoint
+
+
+def _model_named(body: Any) -> str | None:
+    """The model a request body names, if it names one."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
 
 
 def _authorize(plane: DataPlane, asgi_scope: Scope, scope: AuthScope) -> Grant:

@@ -17,6 +17,7 @@ from .api import AnsweredRequests, DataPlane, Limits, json_endpoint
 from .bootstrap import bootstrap
 from .config import ServingSettings
 from .prediction_log import PredictionLog
+from .request_metrics import RequestMetrics
 from .routing_table import RoutingTable
 from .tracing import traced
 
@@ -56,6 +57,7 @@ plane = DataPlane(
         ttl_seconds=settings.serving_feedback_ttl_seconds,
         max_per_model=settings.serving_feedback_max_requests,
     ),
+    metrics=RequestMetrics(service.metrics.registry),
 )
 
 
@@ -87,10 +89,14 @@ async def stop_data_plane() -> None:
 service.background(lambda: prediction_log.run(settings.serving_log_flush_seconds), name="prediction-log")
 service.every(settings.serving_unload_check_seconds, unload_idle_models, name="unload-idle-models")
 app = service.app()
-app.mount("/predict", traced(json_endpoint(plane.predict, plane, scope="predict"), "/predict"))
+# The route templates: the paths mounted, the spans' names and the `route` label of the metrics.
+PREDICT, FEEDBACK = "/predict", "/feedback"
+app.mount(PREDICT, traced(json_endpoint(plane.predict, plane, scope="predict", route=PREDICT), PREDICT))
 app.mount(
-    "/feedback",
-    traced(json_endpoint(plane.feedback, plane, scope="feedback", success_status=202), "/feedback"),
+    FEEDBACK,
+    traced(
+        json_endpoint(plane.feedback, plane, scope="feedback", route=FEEDBACK, success_status=202), FEEDBACK
+    ),
 )
 app.on_startup(start_data_plane)
 app.on_shutdown(stop_data_plane)
