@@ -12,13 +12,15 @@ export FLEET_LOCAL_HOME := $(LOCAL_HOME)
 
 CONTROL_PLANE := ingest trainer evaluator registry deployer monitor
 SERVICES := $(CONTROL_PLANE) serving
-EDITABLE := -e contracts -e libs/common -e libs/cli $(addprefix -e services/,$(CONTROL_PLANE))
+# libs/devkit (modelfleet-devkit: local launchers, the local fleet, the demo) is for development only:
+# .venv has it, no service image does (deploy/docker/service.Dockerfile).
+EDITABLE := -e contracts -e libs/common -e libs/cli -e libs/devkit $(addprefix -e services/,$(CONTROL_PLANE))
 
 .PHONY: help
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml libs/cli/pyproject.toml $(foreach s,$(CONTROL_PLANE),services/$(s)/pyproject.toml) requirements-dev.txt
+$(VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml libs/cli/pyproject.toml libs/devkit/pyproject.toml $(foreach s,$(CONTROL_PLANE),services/$(s)/pyproject.toml) requirements-dev.txt
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	@test -x $(PY) || $(UV) venv -q -p $(PYTHON) $(VENV)
 	$(UV) pip install -q -p $(PY) $(EDITABLE) -r requirements-dev.txt
@@ -40,14 +42,14 @@ test: unit ## Run unit tests, then integration tests on a real Kafka broker and 
 
 .PHONY: unit
 unit: install ## Run the fast unit tests only (serving's in its own environment)
-	$(PY) -m pytest contracts/tests libs/common/tests libs/cli/tests tests/docs examples/fleet/tests $(foreach s,$(CONTROL_PLANE),services/$(s)/tests)
+	$(PY) -m pytest contracts/tests libs/common/tests libs/cli/tests libs/devkit/tests tests/docs examples/fleet/tests $(foreach s,$(CONTROL_PLANE),services/$(s)/tests)
 	$(SERVING_VENV)/bin/python -m pytest services/serving/tests
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
+	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src libs/devkit/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
 	$(VENV)/bin/mypy --python-executable $(SERVING_VENV)/bin/python services/serving/src
 
 .PHONY: schemas
@@ -75,7 +77,7 @@ k8s-validate: install ## Render deploy/k8s (base, local, production) and validat
 
 .PHONY: kafka
 kafka: install ## Start a local Kafka 4 (KRaft) on 127.0.0.1:9092, secured: SASL/SCRAM over TLS, ACLs
-	$(PY) -m modelfleet_common.local.kafka start
+	$(PY) -m modelfleet_devkit.kafka start
 
 .PHONY: provision
 provision: install ## Create the fleet's topics and Kafka ACLs on the local broker, as its admin
@@ -83,27 +85,27 @@ provision: install ## Create the fleet's topics and Kafka ACLs on the local brok
 
 .PHONY: kafka-stop
 kafka-stop: ## Stop the local Kafka broker
-	$(PY) -m modelfleet_common.local.kafka stop
+	$(PY) -m modelfleet_devkit.kafka stop
 
 .PHONY: postgres
 # Not 5432, where the cluster of Debian's own `postgresql` package listens.
 POSTGRES_PORT ?= 5433
 postgres: install ## Start a local PostgreSQL (Debian's) on 127.0.0.1:5433 (POSTGRES_PORT): a role + schema per service, MLflow's db
-	$(PY) -m modelfleet_common.local.postgres start --port $(POSTGRES_PORT)
+	$(PY) -m modelfleet_devkit.postgres start --port $(POSTGRES_PORT)
 
 .PHONY: postgres-stop
 postgres-stop: ## Stop the local PostgreSQL
-	$(PY) -m modelfleet_common.local.postgres stop
+	$(PY) -m modelfleet_devkit.postgres stop
 
 .PHONY: mlflow
 # sqlite (zero setup, the default) or postgres: the database mlflow of `make postgres`.
 MLFLOW_BACKEND ?= sqlite
 mlflow: install $(if $(filter postgres,$(MLFLOW_BACKEND)),postgres) ## Start a local MLflow server (behind basic-auth) on 127.0.0.1:5000; MLFLOW_BACKEND=postgres for its store on PostgreSQL
-	$(PY) -m modelfleet_common.local.mlflow start --backend $(MLFLOW_BACKEND)
+	$(PY) -m modelfleet_devkit.mlflow start --backend $(MLFLOW_BACKEND)
 
 .PHONY: mlflow-stop
 mlflow-stop: ## Stop the local MLflow server
-	$(PY) -m modelfleet_common.local.mlflow stop
+	$(PY) -m modelfleet_devkit.mlflow stop
 
 .PHONY: demo
 # The policies at demo speed and short intervals: the loop turns in minutes (examples/demo/).
@@ -111,8 +113,8 @@ DEMO_ENV := FLEET_POLICY_DIR=$(CURDIR)/examples/demo/policies FLEET_MONITOR_REPO
 	FLEET_INGEST_FEEDBACK_SECONDS=5 FLEET_RETRAIN_DATA_WAIT_SECONDS=60 FLEET_DEMO_APPROVER=risk-officer
 DEMO_ARGS ?=
 demo: install kafka mlflow ## Start Kafka, MLflow and the fleet; watch 24 models train, drift, retrain and get promoted (5-25 min)
-	$(DEMO_ENV) $(PY) -m modelfleet_cli.local up
-	$(VENV)/bin/modelfleet demo $(DEMO_ARGS)
+	$(DEMO_ENV) $(VENV)/bin/modelfleet-dev up
+	$(VENV)/bin/modelfleet-dev demo $(DEMO_ARGS)
 
 .PHONY: bench
 bench: install ## Install what benchmarks/ needs (benchmarks/requirements.txt) and its peers' venvs (Evidently, Ray Serve)
@@ -128,10 +130,10 @@ compose-test: install ## Prove docker-compose.yml with podman: build the images,
 
 .PHONY: down
 down: ## Stop every service of the local fleet, MLflow, PostgreSQL and Kafka
-	-$(PY) -m modelfleet_cli.local down
-	-$(PY) -m modelfleet_common.local.mlflow stop
-	-$(PY) -m modelfleet_common.local.postgres stop
-	-$(PY) -m modelfleet_common.local.kafka stop
+	-$(VENV)/bin/modelfleet-dev down
+	-$(PY) -m modelfleet_devkit.mlflow stop
+	-$(PY) -m modelfleet_devkit.postgres stop
+	-$(PY) -m modelfleet_devkit.kafka stop
 
 .PHONY: clean
 clean: down ## Stop everything and delete the environments and local data

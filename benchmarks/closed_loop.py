@@ -40,15 +40,6 @@ from fleet_onboarding import make_data
 from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
 from modelfleet_cli.fleet_state import read_events
-from modelfleet_cli.local import service_python
-from modelfleet_cli.loop_driver import (
-    LoopTimeline,
-    TrafficDriver,
-    drifted_rows,
-    loop_timelines,
-    model_slice,
-    traffic_for,
-)
 from modelfleet_cli.manifests import load_path
 from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.policies import load_policies
@@ -64,6 +55,15 @@ from modelfleet_contracts.topics import (
     PERFORMANCE_DEGRADATIONS,
     RETRAIN_REQUESTS,
     TRAINING_FAILED,
+)
+from modelfleet_devkit.fleet import service_python
+from modelfleet_devkit.loop_driver import (
+    LoopTimeline,
+    TrafficDriver,
+    drifted_rows,
+    loop_timelines,
+    model_slice,
+    traffic_for,
 )
 
 REPO = Path(__file__).resolve().parents[1]

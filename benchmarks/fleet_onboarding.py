@@ -62,11 +62,11 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure, wait_ready
 
-from modelfleet_cli.local import service_python
 from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import CLI, MODEL_REGISTRATIONS, TRAINING_FAILED, TRAINING_FINISHED
+from modelfleet_devkit.fleet import service_python
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baselines" / "mlflow_sequential.py"

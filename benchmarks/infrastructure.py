@@ -19,15 +19,15 @@ from typing import Any
 import httpx
 import psutil
 
+from modelfleet_cli.local_home.kafka import ADMIN
+from modelfleet_cli.local_home.mlflow import USERS as MLFLOW_USERS
 from modelfleet_cli.provisioning import provision
 from modelfleet_common.kafka import connection_options
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local import postgres as local_postgres
-from modelfleet_common.local.kafka_security import ADMIN
-from modelfleet_common.local.mlflow_security import USERS as MLFLOW_USERS
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import KafkaSettings
+from modelfleet_devkit import kafka as local_kafka
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit import postgres as local_postgres
 
 #: `FLEET_KAFKA_*` of a fleet on the plaintext local broker (`--plaintext` runs, for comparison).
 PLAINTEXT_ENV = {"FLEET_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "FLEET_KAFKA_ALLOW_PLAINTEXT": "true"}

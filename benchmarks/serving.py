@@ -86,7 +86,6 @@ import numpy as np
 import psutil
 from infrastructure import Infrastructure, free_port, start_infrastructure, stop_infrastructure
 
-from modelfleet_cli.local import service_python
 from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.mlflow_auth import CREDENTIAL_VARIABLES
 from modelfleet_common.naming import TopicNamer
@@ -95,6 +94,7 @@ from modelfleet_common.signing import ArtifactSigner, VersionBinding, directory_
 from modelfleet_contracts import DeploymentChanged
 from modelfleet_contracts.rollout import RouteTarget
 from modelfleet_contracts.topics import DEPLOYMENTS
+from modelfleet_devkit.fleet import service_python
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baselines" / "ray_serve_multiplexed.py"

@@ -374,7 +374,7 @@ class Image:
 
 def kafka_context(home: Path) -> Path:
     """kafka.Dockerfile's build context: its entry point and the jars `make kafka` resolves."""
-    from modelfleet_common.local.kafka import resolve_jars
+    from modelfleet_devkit.kafka import resolve_jars
 
     jars = resolve_jars(home.parent)
     context = home / "kafka-image"

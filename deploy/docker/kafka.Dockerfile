@@ -1,5 +1,5 @@
 # A single-node Kafka (KRaft) on Debian's JRE, with the jars `make kafka` resolves from Maven
-# Central (modelfleet_common/local/kafka_pom.xml, Kafka 4.3.1). docker-compose.yml runs the
+# Central (libs/devkit/src/modelfleet_devkit/kafka_pom.xml, Kafka 4.3.1). docker-compose.yml runs the
 # official apache/kafka image; this one is for machines that cannot pull it: `make compose-test`
 # builds it on its Debian base (deploy/compose/compose_test.py assembles the build context:
 # this file's kafka-entrypoint.sh and the resolved jars in libs/).

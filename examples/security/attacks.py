@@ -1,6 +1,6 @@
 """Try the attacks of docs/security.md against the running local fleet, and print each answer.
 
-    make demo                                  # or: make kafka mlflow && python -m modelfleet_cli.local up
+    make demo                                  # or: make kafka mlflow && modelfleet-dev up
     .venv/bin/python examples/security/attacks.py
 
 Every attempt is one a real attacker could make with what they hold (the `cli` Kafka user, a
@@ -30,16 +30,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from modelfleet_cli.fleet_state import read_desired_state, read_events
-from modelfleet_cli.local import PORTS, REPO
+from modelfleet_cli.local_home import REPO, default_home
 from modelfleet_cli.tokens import local_serving_token, local_tokens_file, new_token, token_entry
 from modelfleet_common.kafka import connection_options
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local._process import default_home
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts import DataBatchSubmitted, DatasetVersionRejected, ModelSpecSubmitted
 from modelfleet_contracts.topics import DATA_BATCHES, DATASET_REJECTIONS, DEPLOYMENTS, MODEL_EVALUATIONS
+from modelfleet_devkit import kafka as local_kafka
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit.fleet import PORTS
 
 SERVING = f"http://127.0.0.1:{PORTS['serving']}"
 results: list[tuple[str, str, bool]] = []

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_cli.local import REPO, SERVICES, service_python
+from modelfleet_cli.local_home import REPO
+from modelfleet_devkit.fleet import SERVICES, service_python
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelfleet_cli.local import REPO
+from modelfleet_cli.local_home import REPO
 
 CRDS = REPO / "deploy" / "k8s" / "crds"
 

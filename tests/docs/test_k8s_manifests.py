@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 import pytest
 import yaml
 
-from modelfleet_cli.local import REPO
+from modelfleet_cli.local_home import REPO
 from modelfleet_contracts.topics import SERVICES
 
 K8S = REPO / "deploy" / "k8s"

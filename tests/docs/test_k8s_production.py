@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelfleet_cli.local import REPO
+from modelfleet_cli.local_home import REPO
 from modelfleet_contracts.topics import SERVICES
 
 from .test_k8s_manifests import K8S, _environment, _of_kind, _render_command, _services

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from modelfleet_cli.kafka_access import render_strimzi, render_strimzi_topics
-from modelfleet_cli.local import REPO
+from modelfleet_cli.local_home import REPO
 from modelfleet_common.acls import fleet_acls
 from modelfleet_common.naming import TopicNamer
 from modelfleet_contracts.topics import PRINCIPALS

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_cli.local import REPO
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local import postgres as local_postgres
+from modelfleet_cli.local_home import REPO
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.topics import CLI
+from modelfleet_devkit import kafka as local_kafka
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit import postgres as local_postgres
 
 from .fleet import Kafka, SecuredBroker, ServiceProcess, free_port, mlflow_env, mlflow_home
 

@@ -23,17 +23,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelfleet_cli.local import REPO, service_python
+from modelfleet_cli.local_home import REPO
+from modelfleet_cli.local_home.kafka import ADMIN
 from modelfleet_cli.provisioning import provision
 from modelfleet_common.kafka import connection_options
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local.kafka_security import ADMIN
 from modelfleet_common.mlflow_auth import CREDENTIAL_VARIABLES
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.topics import CLI, Topic
+from modelfleet_devkit import kafka as local_kafka
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit.fleet import service_python
 
 #: The bearer token of every serving the tests start; its hash is in each one's tokens file.
 SERVING_TOKEN = "mfs_test_" + secrets.token_urlsafe(32)

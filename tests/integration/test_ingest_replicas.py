@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 from modelfleet_common.kafka import event_headers
-from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.postgres_roles import SUPERUSER, state_url
 from modelfleet_contracts import (
@@ -41,6 +40,7 @@ from modelfleet_contracts.topics import (
     PREDICTION_LOGS,
     Topic,
 )
+from modelfleet_devkit import postgres as local_postgres
 
 from .fleet import Kafka, SecuredBroker, ServiceProcess
 

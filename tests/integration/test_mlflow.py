@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from modelfleet_common.local import mlflow as local_mlflow
+from modelfleet_devkit import mlflow as local_mlflow
 
 from .fleet import mlflow_env, mlflow_home
 

@@ -22,9 +22,8 @@ import pyarrow as pa
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from modelfleet_cli.local import REPO
+from modelfleet_cli.local_home import REPO
 from modelfleet_common.kafka import event_headers
-from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.profiles import reference_profile
 from modelfleet_contracts import (
@@ -39,6 +38,7 @@ from modelfleet_contracts import (
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.serving import PredictionRecord
 from modelfleet_contracts.topics import DRIFT, PREDICTION_LOGS, topic_of
+from modelfleet_devkit import postgres as local_postgres
 
 from .fleet import Kafka, SecuredBroker, ServiceProcess
 

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local import postgres as local_postgres
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit import postgres as local_postgres
 
 from .fleet import free_port
 

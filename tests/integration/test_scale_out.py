@@ -39,8 +39,6 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import (
@@ -59,6 +57,8 @@ from modelfleet_contracts.topics import (
     TRAINING_STARTED,
     Topic,
 )
+from modelfleet_devkit import kafka as local_kafka
+from modelfleet_devkit import postgres as local_postgres
 
 from . import fleet as fleet_helpers
 from .assembly_data import OWNER, drifted, model_spec, sensors

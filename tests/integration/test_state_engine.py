@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from modelfleet_common.idempotency import SqlIdempotencyStore
-from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.settings import StateSettings
 from modelfleet_common.state import StateEngine, StateUnavailable
+from modelfleet_devkit import postgres as local_postgres
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from modelfleet_cli.audit import AUDIT_TOPICS
-from modelfleet_cli.demo import DEMO_TOPICS
 from modelfleet_cli.fleet_state import LIFECYCLE_TOPICS
 from modelfleet_contracts import (
     ApprovalGranted,
@@ -19,7 +18,7 @@ from modelfleet_contracts.topics import CLI, HUMAN_REQUESTS, topic_of, topics_co
 
 def test_every_topic_a_cli_command_reads_is_one_the_cli_principal_may_read() -> None:
     readable = set(topics_consumed_by(CLI))
-    for topics in (AUDIT_TOPICS, LIFECYCLE_TOPICS, DEMO_TOPICS):
+    for topics in (AUDIT_TOPICS, LIFECYCLE_TOPICS):
         assert set(topics) <= readable, sorted(t.name for t in set(topics) - readable)
 
 

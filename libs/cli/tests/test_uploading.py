@@ -75,7 +75,8 @@ def test_the_store_is_fleet_data_dir_else_the_local_fleet_s(
 ) -> None:
     monkeypatch.delenv("FLEET_DATA_DIR", raising=False)
     monkeypatch.setenv("FLEET_LOCAL_HOME", str(tmp_path / "home"))
-    assert UploadSettings().data_dir == str(tmp_path / "home" / "data")  # as `modelfleet_cli.local` sets it
+    # As the local fleet (`modelfleet_devkit.fleet`) sets it.
+    assert UploadSettings().data_dir == str(tmp_path / "home" / "data")
     monkeypatch.setenv("FLEET_DATA_DIR", "s3://bucket/fleet")
     monkeypatch.setenv("FLEET_INGEST_MAX_BYTES", "100")
     assert (UploadSettings().data_dir, UploadSettings().ingest_max_bytes) == ("s3://bucket/fleet", 100)

@@ -19,13 +19,13 @@ import pytest
 import sqlalchemy as sa
 
 from modelfleet_common.idempotency import SqlIdempotencyStore
-from modelfleet_common.local import postgres as local_postgres
 from modelfleet_common.postgres_roles import SUPERUSER, state_url
 from modelfleet_common.settings import StateSettings
 from modelfleet_common.state import StateEngine
 from modelfleet_contracts import ColumnSpec, DatasetSpec, DatasetSpecSubmitted
 from modelfleet_contracts.data import DatasetMetadata, DatasetSchema
 from modelfleet_contracts.envelope import Event
+from modelfleet_devkit import postgres as local_postgres
 from modelfleet_ingest.feedback_state import SqlFeedbackState
 from modelfleet_ingest.handlers import IngestDeps, SpecWait, record_dataset_spec
 from modelfleet_ingest.state import SqlIngestState

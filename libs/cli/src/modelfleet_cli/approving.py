@@ -1,4 +1,4 @@
-"""Signed approvals: what `modelfleet approve` publishes (and `modelfleet demo` as its approver).
+"""Signed approvals: what `modelfleet approve` publishes (and `modelfleet-dev demo` as its approver).
 
 An approval signs `approval_message`: the model, the version, the digest of the artifact waiting
 for approval, the fleet's topic prefix, an expiry and a random nonce, so it releases exactly that

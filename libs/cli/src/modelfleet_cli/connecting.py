@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelfleet_common.local import kafka as local_kafka
-from modelfleet_common.local._process import default_home
-from modelfleet_common.local.kafka_security import ADMIN
 from modelfleet_common.settings import KafkaSettings, ServiceSettings
 from modelfleet_contracts.topics import CLI
+
+from .local_home import default_home
+from .local_home import kafka as local_kafka
+from .local_home.kafka import ADMIN
 
 _EXPLICIT = ("FLEET_KAFKA_SECURITY_PROTOCOL", "FLEET_KAFKA_SASL_USERNAME")
 

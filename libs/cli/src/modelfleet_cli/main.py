@@ -39,7 +39,7 @@ from .audit import audit_trail, concerns_model, read_audit_events
 from .connecting import fleet_settings
 from .fleet_state import read_desired_state, read_events, read_status
 from .lineage import model_lineage
-from .local import REPO
+from .local_home import REPO, default_home
 from .manifests import Manifest, check_columns, check_policies, load_path
 from .mlflow_access import sign_in
 from .publishing import publish_events
@@ -458,7 +458,6 @@ def verify(
     import mlflow.artifacts
     from mlflow import MlflowClient
 
-    from modelfleet_common.local._process import default_home
     from modelfleet_common.signing import IntegrityError, TrustedKeys, VersionBinding, verify_artifact
 
     settings = fleet_settings()
@@ -573,29 +572,6 @@ async def _verdict_of(settings: ServiceSettings, event: Event, wait_seconds: flo
                 return outcome
         await asyncio.sleep(1.0)
     return None
-
-
-@app.command()
-def demo(
-    drift: Annotated[
-        int, typer.Option(min=1, help="Models to drift, spread over at least 3 use cases (never clinical).")
-    ] = 5,
-    timeout: Annotated[float, typer.Option(min=60, help="Seconds before the demo gives up.")] = 1500.0,
-    rate: Annotated[
-        float, typer.Option(min=1, help="Target requests per second to serving, all models.")
-    ] = 20.0,
-    fleet: Annotated[Path, typer.Option(help="The fleet to apply.")] = Path("examples/fleet"),
-) -> None:
-    """The closed loop, live: apply the example fleet, serve it, drift some models, watch them
-    retrain and get promoted (run by `make demo`, on the fleet `make demo` starts)."""
-    from .demo import DemoOptions
-    from .demo import run as run_demo
-
-    # Without a terminal (a log file, CI) rich would wrap the tables at 80 columns and squeeze the
-    # model names out; a log reader scrolls sideways instead.
-    out = console if console.is_terminal else Console(width=200)
-    code = run_demo(DemoOptions(fleet_dir=fleet, drift=drift, timeout=timeout, rate=rate), out)
-    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local._process import default_home
 from modelfleet_common.mlflow_auth import use_mlflow_credentials
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts.topics import CLI
+
+from .local_home import default_home
+from .local_home import mlflow as local_mlflow
 
 
 def sign_in(settings: ServiceSettings, home: Path | None = None) -> str | None:

@@ -26,9 +26,10 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from modelfleet_common.local._process import default_home
 from modelfleet_contracts import DataBatchSubmitted
 from modelfleet_contracts.envelope import Event
+
+from .local_home import default_home
 
 UPLOADS = "uploads"
 CHUNK = 1024 * 1024

@@ -9,7 +9,7 @@ users) are in a database of their own, ``mlflow``, owned by the role ``mlflow``.
 
 `provision` makes that layout, as a superuser, idempotently: roles are created or their passwords
 reset to the given ones (so a rotated Secret applies on the next run), databases and schemas made
-when missing, ownership and grants put right. The local launcher (`modelfleet_common.local.postgres`)
+when missing, ownership and grants put right. The local launcher (`modelfleet_devkit.postgres`)
 runs it after each start; compose and Kubernetes run the CLI as a one-shot job:
 
     python -m modelfleet_common.postgres_roles provision --host postgres --port 5432 \\

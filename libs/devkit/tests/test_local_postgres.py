@@ -12,20 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local import postgres as local_postgres
-from modelfleet_common.local._process import LaunchError
-from modelfleet_common.local.mlflow_security import LocalMlflowSecurity
-from modelfleet_common.local.postgres import (
-    LocalPostgresSecurity,
-    OsUser,
-    blocked_directory,
-    find_bin_dir,
-    hba_conf,
-    os_user,
-    pgpass_line,
-    server_argv,
-)
 from modelfleet_common.postgres_roles import (
     FLEET_DATABASE,
     MLFLOW,
@@ -38,6 +24,20 @@ from modelfleet_common.postgres_roles import (
 )
 from modelfleet_common.postgres_roles import main as roles_main
 from modelfleet_contracts.topics import SERVICES
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit import postgres as local_postgres
+from modelfleet_devkit._process import LaunchError
+from modelfleet_devkit.mlflow_security import LocalMlflowSecurity
+from modelfleet_devkit.postgres import (
+    LocalPostgresSecurity,
+    OsUser,
+    blocked_directory,
+    find_bin_dir,
+    hba_conf,
+    os_user,
+    pgpass_line,
+    server_argv,
+)
 
 
 def mode(path: Path) -> int:

@@ -11,8 +11,7 @@ import pytest
 from mlflow.tracking.request_auth.registry import fetch_auth
 from requests.auth import HTTPBasicAuth
 
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local.mlflow_security import ADMIN, USERS, LocalMlflowSecurity
+from modelfleet_cli.local_home.mlflow import ADMIN, USERS
 from modelfleet_common.mlflow_auth import (
     GRANTS,
     PROVIDER_NAME,
@@ -22,6 +21,8 @@ from modelfleet_common.mlflow_auth import (
 )
 from modelfleet_common.mlflow_users import provision_users
 from modelfleet_common.settings import ServiceSettings
+from modelfleet_devkit import mlflow as local_mlflow
+from modelfleet_devkit.mlflow_security import LocalMlflowSecurity
 
 
 def mode(path: Path) -> int:

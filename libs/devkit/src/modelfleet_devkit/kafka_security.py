@@ -1,16 +1,9 @@
 """What secures the local broker: a local CA and broker certificate, one SCRAM password per principal.
 
-Files under ``<home>/kafka`` (private keys and passwords ``0600``, their folders ``0700``):
-
-- ``tls/ca.pem`` (the CA certificate clients verify the broker with), ``tls/ca.key``,
-- ``tls/broker.pem`` (the broker's key and certificate; also its client certificate towards its
-  own controller listener, which accepts mutual TLS only),
-- ``credentials/<principal>.password`` for ``admin`` (a super user) and every principal of the
-  topic catalog (each service and ``cli``).
-
-They are made on the first start and kept: the broker's SCRAM users are created from them when
-its storage is formatted. `client_environment` gives a process the `FLEET_KAFKA_*` settings of one
-principal, with the password as a file (it never goes into the environment).
+Where those files are and how a client uses them is the CLI's to read
+(`modelfleet_cli.local_home.kafka.KafkaCredentials`, private keys and passwords ``0600``, their
+folders ``0700``); making them is this module's. They are made on the first start and kept: the
+broker's SCRAM users are created from them when its storage is formatted.
 """
 
 from __future__ import annotations
@@ -18,7 +11,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -26,53 +18,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from modelfleet_cli.local_home.kafka import SCRAM_MECHANISM, KafkaCredentials
 from modelfleet_common.private_files import write_private
-from modelfleet_contracts.topics import PRINCIPALS
 
-#: The local broker's super user: provisions topics and ACLs, nothing else uses it.
-ADMIN = "admin"
 #: Subject of the broker's certificate; `User:CN=<this>` is the controller listener's principal.
 BROKER_CN = "modelfleet-local-broker"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 _VALID_DAYS = 3650
 
 
-@dataclass(frozen=True)
-class LocalSecurity:
-    """Paths of the local broker's TLS material and credentials."""
-
-    root: Path
-
-    @property
-    def tls_dir(self) -> Path:
-        return self.root / "tls"
-
-    @property
-    def credentials_dir(self) -> Path:
-        return self.root / "credentials"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.tls_dir / "ca.pem"
-
-    @property
-    def broker_pem(self) -> Path:
-        return self.tls_dir / "broker.pem"
-
-    def password_file(self, principal: str) -> Path:
-        return self.credentials_dir / f"{principal}.password"
-
-    def password(self, principal: str) -> str:
-        return self.password_file(principal).read_text(encoding="utf-8").strip()
-
-    @property
-    def principals(self) -> tuple[str, ...]:
-        return (ADMIN, *PRINCIPALS)
-
-    def is_complete(self) -> bool:
-        """Whether the CA, the broker certificate and every principal's password exist."""
-        files = [self.ca_file, self.broker_pem, *(self.password_file(p) for p in self.principals)]
-        return all(path.is_file() for path in files)
+class LocalSecurity(KafkaCredentials):
+    """The local broker's TLS material and credentials, made when missing."""
 
     def ensure(self) -> None:
         """Make whatever is missing: the CA and broker certificate, then each principal's password."""
@@ -95,19 +50,6 @@ class LocalSecurity:
                 f"{SCRAM_MECHANISM}=[name={principal},password={self.password(principal)}]",
             ]
         return arguments
-
-    def client_environment(self, principal: str, bootstrap: str) -> dict[str, str]:
-        """The `FLEET_KAFKA_*` settings that connect as `principal` (SASL_SSL, SCRAM-SHA-512)."""
-        if principal not in self.principals:
-            raise ValueError(f"the local broker has no principal {principal!r}: {list(self.principals)}")
-        return {
-            "FLEET_KAFKA_BOOTSTRAP": bootstrap,
-            "FLEET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "FLEET_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
-            "FLEET_KAFKA_SASL_USERNAME": principal,
-            "FLEET_KAFKA_SASL_PASSWORD_FILE": str(self.password_file(principal)),
-            "FLEET_KAFKA_SSL_CAFILE": str(self.ca_file),
-        }
 
 
 def _name(common_name: str) -> x509.Name:

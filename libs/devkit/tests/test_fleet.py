@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_cli import local
+from modelfleet_devkit import fleet as local
 
 
 def test_the_policy_directory_comes_from_the_environment(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`modelfleet demo`: the whole fleet's closed loop, live in the terminal.
+"""`modelfleet-dev demo`: the whole fleet's closed loop, live in the terminal.
 
 Against the local fleet `make demo` starts (demo-speed policies from `examples/demo/policies/`):
 
@@ -36,7 +36,21 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from modelfleet_common.local._process import default_home
+from modelfleet_cli.applying import plan
+from modelfleet_cli.approving import signed_approval
+from modelfleet_cli.connecting import fleet_settings
+from modelfleet_cli.fleet_state import (
+    LIFECYCLE_TOPICS,
+    ModelStatus,
+    fold_status,
+    read_desired_state,
+    read_events,
+)
+from modelfleet_cli.local_home import REPO, default_home
+from modelfleet_cli.manifests import DeclaredModel, check_columns, load_path
+from modelfleet_cli.publishing import publish_events
+from modelfleet_cli.tokens import LOCAL_TOKEN_NAME, local_serving_token, local_tokens_file
+from modelfleet_cli.uploading import Uploader, UploadFailed, UploadSettings, upload_batches
 from modelfleet_common.policies import load_policies
 from modelfleet_common.signing import ArtifactSigner
 from modelfleet_contracts import (
@@ -56,11 +70,7 @@ from modelfleet_contracts.topics import (
     RETRAIN_REQUESTS,
 )
 
-from . import local
-from .applying import plan
-from .approving import signed_approval
-from .connecting import fleet_settings
-from .fleet_state import LIFECYCLE_TOPICS, ModelStatus, fold_status, read_desired_state, read_events
+from . import fleet as local
 from .loop_driver import (
     DriftCandidate,
     LoopTimeline,
@@ -77,10 +87,6 @@ from .loop_driver import (
     rollout_requests,
     traffic_for,
 )
-from .manifests import DeclaredModel, check_columns, load_path
-from .publishing import publish_events
-from .tokens import LOCAL_TOKEN_NAME, local_serving_token, local_tokens_file
-from .uploading import Uploader, UploadFailed, UploadSettings, upload_batches
 
 #: What the demo reads from Kafka on every poll.
 DEMO_TOPICS = (*LIFECYCLE_TOPICS, DRIFT, PERFORMANCE_DEGRADATIONS, RETRAIN_REQUESTS, APPROVALS_GRANTED)
@@ -102,7 +108,7 @@ STUCK_PREFIXES = ("failed", "rejected", "rolled back", "retired")
 
 @dataclass
 class DemoOptions:
-    """What `modelfleet demo` was asked to do."""
+    """What `modelfleet-dev demo` was asked to do."""
 
     fleet_dir: Path
     drift: int = 5
@@ -257,7 +263,7 @@ class Demo:
         running = local.running_environment(self.home)
         if running is None:
             raise DemoError("the local fleet is not running: `make demo` starts it, then runs this command")
-        policy_dir = Path(running.get(local.POLICY_DIR_ENV) or local.REPO / "policies")
+        policy_dir = Path(running.get(local.POLICY_DIR_ENV) or REPO / "policies")
         if policy_dir.resolve() != local.DEMO_POLICY_DIR.resolve():
             raise DemoError(
                 f"the running fleet uses the policies in {policy_dir}, not the demo's "
@@ -268,9 +274,7 @@ class Demo:
         except httpx.HTTPError:
             ready = False
         if not ready:
-            raise DemoError(
-                f"serving does not answer at {SERVING_URL}: see `python -m modelfleet_cli.local status`"
-            )
+            raise DemoError(f"serving does not answer at {SERVING_URL}: see `modelfleet-dev status`")
         return policy_dir
 
     def prepare_approver(self) -> None:
@@ -357,7 +361,7 @@ class Demo:
                 approver=DEMO_APPROVER,
                 producer=self.producer,
                 topic_prefix=self.settings.topic_prefix,
-                comment="approved by `modelfleet demo` with its demo key",
+                comment="approved by `modelfleet-dev demo` with its demo key",
                 **e.caused(),
             )
             for e in waiting

@@ -14,8 +14,10 @@ the fleet's, per topic prefix: ``modelfleet provision`` applies them (see
 Files under ``<home>/kafka``: ``lib/`` (jars), ``data/`` (log.dirs), ``logs/``
 (``server.log`` from log4j2, ``kafka.out`` = JVM stdout/stderr), ``server.properties`` (0600),
 ``log4j2.properties``, ``kafka.pid``, and ``tls/`` and ``credentials/`` (see `kafka_security`).
+Reading them (is it running, secured; a principal's settings) is the CLI's:
+`modelfleet_cli.local_home.kafka`, whose functions this module also offers.
 
-CLI: ``python -m modelfleet_common.local.kafka start|stop|status [--home DIR]
+CLI: ``python -m modelfleet_devkit.kafka start|stop|status [--home DIR]
 [--port N] [--controller-port N] [--timeout S] [--plaintext]``.
 """
 
@@ -40,19 +42,19 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from modelfleet_cli.local_home import kafka as files
+from modelfleet_cli.local_home.kafka import ADMIN, MODE_FILE, NAME, SCRAM_MECHANISM
 from modelfleet_common.kafka import connection_options
-from modelfleet_common.local._process import (
-    LaunchError,
-    ManagedProcess,
-    make_parser,
-    progress,
-    run_cli,
-    tail,
-)
-from modelfleet_common.local.kafka_security import ADMIN, BROKER_CN, SCRAM_MECHANISM, LocalSecurity
-from modelfleet_common.settings import KafkaSettings
 
-NAME = "kafka"
+from ._process import LaunchError, ManagedProcess, make_parser, progress, run_cli, tail
+from .kafka_security import BROKER_CN, LocalSecurity
+
+#: What a client of the local broker reads (`modelfleet_cli.local_home.kafka`), offered here too.
+client_environment = files.client_environment
+client_settings = files.client_settings
+admin_settings = files.admin_settings
+is_secured = files.is_secured
+endpoint = files.endpoint
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 MIN_JAVA = 17
@@ -70,13 +72,12 @@ JVM_OPTS = (
 )
 
 
-def _root(home: Path) -> Path:
-    return Path(home).expanduser().resolve() / NAME
+_root = files.root
 
 
 def _process(root: Path) -> ManagedProcess:
-    # server.properties' absolute path is unique per home, so it identifies our JVM.
-    return ManagedProcess(NAME, root, marker=str(root / "server.properties"))
+    found = files.process(root)
+    return ManagedProcess(found.name, found.root, found.marker)
 
 
 def _pom_text() -> str:
@@ -213,7 +214,7 @@ super.users=User:{ADMIN};User:CN={BROKER_CN}
 
 def _server_properties(root: Path, port: int, controller_port: int, secured: bool = True) -> str:
     return f"""\
-# Written by modelfleet_common.local.kafka on every start; edits are overwritten.
+# Written by modelfleet_devkit.kafka on every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
 # Kafka 4 dynamic quorum (KIP-853), paired with `StorageTool format --standalone`.
@@ -241,7 +242,7 @@ auto.create.topics.enable={"false" if secured else "true"}
 def _log4j2_properties(root: Path) -> str:
     logs = (root / "logs").as_posix()
     return f"""\
-# Written by modelfleet_common.local.kafka: INFO to server.log, chatty loggers quieted.
+# Written by modelfleet_devkit.kafka: INFO to server.log, chatty loggers quieted.
 status = warn
 name = modelfleet-local-kafka
 appender.file.type = RollingFile
@@ -291,10 +292,6 @@ def _java_cmd(java: str, root: Path, *args: str) -> list[str]:
         f"{root / 'lib'}{os.sep}*",
         *args,
     ]
-
-
-#: Written into ``data/`` once formatted: the mode its metadata (SCRAM users) was made for.
-MODE_FILE = ".modelfleet-mode"
 
 
 def _format_storage(root: Path, java: str, secured: bool) -> None:
@@ -355,30 +352,6 @@ def _prepare(root: Path, port: int, controller_port: int, secured: bool) -> tupl
     return _java_cmd(java, root, "kafka.Kafka", str(props)), None
 
 
-def admin_settings(home: Path, bootstrap: str) -> KafkaSettings:
-    """Settings that connect to the local broker of ``home`` as its ``admin`` super user."""
-    return client_settings(home, ADMIN, bootstrap)
-
-
-def client_settings(home: Path, principal: str, bootstrap: str) -> KafkaSettings:
-    """Settings that connect to the local broker of ``home`` as ``principal``."""
-    env = client_environment(home, principal, bootstrap)
-    return KafkaSettings.model_validate(
-        {key.removeprefix("FLEET_KAFKA_").lower(): v for key, v in env.items()}
-    )
-
-
-def client_environment(home: Path, principal: str, bootstrap: str) -> dict[str, str]:
-    """The ``FLEET_KAFKA_*`` variables a process of ``principal`` connects to this broker with."""
-    return LocalSecurity(_root(home)).client_environment(principal, bootstrap)
-
-
-def is_secured(home: Path) -> bool:
-    """Whether the broker of ``home`` was formatted secured (SASL_SSL and ACLs)."""
-    marker = _root(home) / "data" / MODE_FILE
-    return marker.is_file() and marker.read_text().strip() == "sasl_ssl"
-
-
 def start(
     home: Path,
     port: int = DEFAULT_PORT,
@@ -418,12 +391,6 @@ def status(home: Path, port: int | None = None) -> tuple[bool, str]:
     """
     endpoint = f"127.0.0.1:{port}" if port else None
     return _process(_root(home)).status(_probe(home, secured=is_secured(home)), endpoint)
-
-
-def endpoint(home: Path) -> str | None:
-    """The bootstrap of the broker of ``home`` if it runs."""
-    process = _process(_root(home))
-    return process.endpoint() if process.running_pid() else None
 
 
 def _probe(home: Path, *, secured: bool) -> Callable[[str, float], bool]:

@@ -6,16 +6,17 @@ what secures it (`mlflow_security`): ``basic_auth.ini``, ``auth.db``, ``credenti
 
 The backend store is SQLite (``mlflow.db``, the zero-setup default) or, with
 ``backend="postgres"`` (``--backend postgres``, ``make mlflow MLFLOW_BACKEND=postgres``), the
-database ``mlflow`` of the local PostgreSQL of the same home (`modelfleet_common.local.postgres`,
+database ``mlflow`` of the local PostgreSQL of the same home (`modelfleet_devkit.postgres`,
 started first), through psycopg 3 (``postgresql+psycopg://``); the auth app's users then live in
 that database too (its tables and migration history are apart from the tracking store's), so
 nothing of the server's state stays in local files but the artifacts. The password is in libpq's
 password file (``PGPASSFILE``), never on the command line. Nobody may
 do anything without a grant (anonymous requests get 401); after each start the fleet's users
 (`modelfleet_common.mlflow_auth.GRANTS`) are created or reset, as admin, with their roles.
-`user_environment` gives a process the settings that sign in as one of them.
+`user_environment` gives a process the settings that sign in as one of them (it and the other
+readers of these files are the CLI's, `modelfleet_cli.local_home.mlflow`, offered here too).
 
-CLI: ``python -m modelfleet_common.local.mlflow start|stop|status [--home DIR]
+CLI: ``python -m modelfleet_devkit.mlflow start|stop|status [--home DIR]
 [--port N] [--timeout S] [--backend sqlite|postgres]``.
 """
 
@@ -29,25 +30,25 @@ from pathlib import Path
 
 import httpx
 
-from modelfleet_common.local._process import (
-    LaunchError,
-    ManagedProcess,
-    _cmdline,
-    make_parser,
-    progress,
-    run_cli,
-)
-from modelfleet_common.local.mlflow_security import USERS, LocalMlflowSecurity
+from modelfleet_cli.local_home import cmdline
+from modelfleet_cli.local_home import mlflow as files
+from modelfleet_cli.local_home.mlflow import ADMIN, DEFAULT_PORT, NAME, USERS
 
-NAME = "mlflow"
-DEFAULT_PORT = 5000
+from ._process import LaunchError, ManagedProcess, make_parser, progress, run_cli
+from .mlflow_security import LocalMlflowSecurity
+
+#: What a client of the local server reads (`modelfleet_cli.local_home.mlflow`), offered here too.
+is_secured = files.is_secured
+password_file = files.password_file
+client_environment = files.client_environment
+user_environment = files.user_environment
+EXPLICIT_CREDENTIALS = files.EXPLICIT_CREDENTIALS
 #: Where the server keeps runs, models and (with auth) its users.
 BACKENDS = ("sqlite", "postgres")
 DEFAULT_BACKEND = "sqlite"
 
 
-def _root(home: Path) -> Path:
-    return Path(home).expanduser().resolve() / NAME
+_root = files.root
 
 
 def _backend_uri(root: Path) -> str:
@@ -57,8 +58,8 @@ def _backend_uri(root: Path) -> str:
 
 
 def _process(root: Path) -> ManagedProcess:
-    # The artifact root is this home's absolute path, whatever the backend: it identifies our server.
-    return ManagedProcess(NAME, root, marker=str(root / "artifacts"))
+    found = files.process(root)
+    return ManagedProcess(found.name, found.root, found.marker)
 
 
 def _backend(home: Path, backend: str) -> tuple[str, dict[str, str]]:
@@ -66,7 +67,7 @@ def _backend(home: Path, backend: str) -> tuple[str, dict[str, str]]:
     if backend == "sqlite":
         return _backend_uri(_root(home)), {}
     if backend == "postgres":
-        from modelfleet_common.local import postgres
+        from . import postgres
 
         return postgres.mlflow_backend_uri(home), postgres.mlflow_environment(home)
     raise LaunchError(f"unknown MLflow backend {backend!r}: one of {', '.join(BACKENDS)}")
@@ -132,7 +133,7 @@ def start(home: Path, port: int = DEFAULT_PORT, timeout: float = 120, backend: s
     backend_uri, backend_env = _backend(home, backend)
     process = _process(root)
     pid = process.running_pid()
-    if pid is not None and backend_uri not in (_cmdline(pid) or backend_uri):
+    if pid is not None and backend_uri not in (cmdline(pid) or backend_uri):
         raise LaunchError(
             f"MLflow from {root} already runs on another backend than {backend}: "
             "stop it first (`make mlflow-stop`) to change it"
@@ -164,7 +165,7 @@ def provision_users(home: Path, uri: str) -> None:
     from modelfleet_common.mlflow_users import provision_users as provision
 
     try:
-        provision(uri, security.password("admin"), security.passwords())
+        provision(uri, security.password(ADMIN), security.passwords())
     except MlflowException as error:
         raise LaunchError(
             f"could not create the MLflow users at {uri} as admin of {security.root}: {error.message}"
@@ -183,54 +184,6 @@ def requires_auth(uri: str, timeout: float = 10.0) -> bool:
         trust_env=False,
     )
     return response.status_code == httpx.codes.UNAUTHORIZED
-
-
-def is_secured(home: Path) -> bool:
-    """Whether ``home`` has a local MLflow server behind auth (its credentials exist)."""
-    return LocalMlflowSecurity(_root(home)).is_complete()
-
-
-def password_file(home: Path, user: str) -> Path:
-    """The file holding ``user``'s password on the local server of ``home`` (0600)."""
-    return LocalMlflowSecurity(_root(home)).password_file(user)
-
-
-def client_environment(home: Path, user: str) -> dict[str, str]:
-    """Settings that make a process's MLflow clients sign in as ``user`` of the server of ``home``
-    (`MLFLOW_TRACKING_AUTH` and ``FLEET_MLFLOW_USERNAME``/``FLEET_MLFLOW_PASSWORD_FILE``; the password
-    stays in its file)."""
-    return {
-        "MLFLOW_TRACKING_AUTH": "modelfleet-password-file",
-        "FLEET_MLFLOW_USERNAME": user,
-        "FLEET_MLFLOW_PASSWORD_FILE": str(password_file(home, user)),
-    }
-
-
-#: Variables that name MLflow credentials of their own (an MLflow server of your own).
-EXPLICIT_CREDENTIALS = (
-    "MLFLOW_TRACKING_AUTH",
-    "FLEET_MLFLOW_USERNAME",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_TOKEN",
-)
-
-
-def user_environment(
-    home: Path, user: str, tracking_uri: str, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """`client_environment` of ``user`` when ``tracking_uri`` is the running secured server of
-    ``home`` and ``environ`` (default: this process's) names no MLflow credentials of its own;
-    else empty (the local passwords never go to another server).
-
-    Only the fleet's MLflow users (`USERS`, and ``admin``) have one: other services get nothing.
-    """
-    environ = os.environ if environ is None else environ
-    if any(environ.get(name) for name in EXPLICIT_CREDENTIALS) or user not in (*USERS, "admin"):
-        return {}
-    running = _process(_root(home)).endpoint() if _process(_root(home)).running_pid() else None
-    if running is None or running.rstrip("/") != tracking_uri.rstrip("/") or not is_secured(home):
-        return {}
-    return client_environment(home, user)
 
 
 def stop(home: Path) -> None:

@@ -1,6 +1,6 @@
 """Driving the closed loop from outside the fleet: live traffic with labels, drift, and the clock.
 
-What `modelfleet demo` (and a closed-loop benchmark) needs besides the services themselves:
+What `modelfleet-dev demo` (and a closed-loop benchmark) needs besides the services themselves:
 
 - `traffic_for`: a model's requests, sampled from its own slice of its dataset (`where`): the
   model's features as `inputs` and every other column but the target as `context` (serving refuses

@@ -10,18 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelfleet_cli.demo import DemoState, load_policies, prepare_models
-from modelfleet_cli.local import DEMO_POLICY_DIR
-from modelfleet_cli.loop_driver import (
-    DriftCandidate,
-    choose_drift_models,
-    drift_features,
-    drifted_rows,
-    loop_timelines,
-    model_slice,
-    rollout_requests,
-    traffic_for,
-)
 from modelfleet_cli.manifests import DeclaredModel
 from modelfleet_contracts import (
     DriftDetected,
@@ -35,6 +23,18 @@ from modelfleet_contracts import (
 from modelfleet_contracts.envelope import Event
 from modelfleet_contracts.monitoring import FeatureDrift
 from modelfleet_contracts.specs import MonitoringPolicy, RolloutPolicy
+from modelfleet_devkit.demo import DemoState, load_policies, prepare_models
+from modelfleet_devkit.fleet import DEMO_POLICY_DIR
+from modelfleet_devkit.loop_driver import (
+    DriftCandidate,
+    choose_drift_models,
+    drift_features,
+    drifted_rows,
+    loop_timelines,
+    model_slice,
+    rollout_requests,
+    traffic_for,
+)
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -302,13 +302,13 @@ def test_a_decay_found_before_any_drift_starts_the_loop_too() -> None:
 def test_a_retrained_version_rolled_back_by_its_canary_settles_the_models_turn() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from modelfleet_cli.loop_driver import loop_timelines
     from modelfleet_contracts import (
         DriftDetected,
         ModelRegistered,
         ModelRolledBack,
         RetrainRequested,
     )
+    from modelfleet_devkit.loop_driver import loop_timelines
 
     t0 = datetime(2026, 11, 22, tzinfo=UTC)
     drift = DriftDetected(

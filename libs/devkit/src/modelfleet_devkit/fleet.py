@@ -1,9 +1,10 @@
 """The embedded local fleet: every service as a background process on 127.0.0.1.
 
-    python -m modelfleet_cli.local up     # start (idempotent) and print a health table
-    python -m modelfleet_cli.local down   # stop every service (SIGTERM, then SIGKILL)
+    modelfleet-dev up       # start (idempotent) and print a health table
+    modelfleet-dev status   # the health table
+    modelfleet-dev down     # stop every service (SIGTERM, then SIGKILL)
 
-Kafka and MLflow are started before by `make kafka mlflow` (modelfleet_common.local). On the
+Kafka and MLflow are started before by `make kafka mlflow` (`modelfleet_devkit.kafka`, `.mlflow`). On the
 secured local broker `up` first provisions the fleet's topics and ACLs as `admin`, then starts each
 service as its own Kafka principal (password from its 0600 file, never in the environment). Every
 other `FLEET_*` variable of the caller's environment reaches the services; `FLEET_POLICY_DIR` picks the
@@ -25,16 +26,16 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from modelfleet_common.local import mlflow as local_mlflow
-from modelfleet_common.local._process import ManagedProcess, default_home
+from modelfleet_cli.connecting import admin_settings, local_broker, principal_environment
+from modelfleet_cli.local_home import REPO
+from modelfleet_cli.local_home import mlflow as local_mlflow
+from modelfleet_cli.provisioning import provision
+from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.signing import ArtifactSigner
 
-from .connecting import admin_settings, local_broker, principal_environment
-from .provisioning import provision
-from .tokens import local_serving_token
+from ._process import ManagedProcess
 
-REPO = Path(__file__).resolve().parents[4]
 #: Host ports of the local fleet (the same as docker-compose.yml's).
 PORTS = {
     "ingest": 8101,
@@ -252,14 +253,3 @@ def show(home: Path) -> None:
 def down(home: Path) -> None:
     for service in PORTS:
         _process(home, service).stop(timeout=40.0)
-
-
-def main(argv: list[str]) -> int:
-    command = argv[1] if len(argv) > 1 else "up"
-    home = default_home()
-    {"up": up, "down": down, "status": show}[command](home)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))

@@ -1,5 +1,8 @@
 """Process plumbing shared by the local service launchers (POSIX only).
 
+Where a service's files are (`ProcessFiles`: pid, endpoint, log) and whether it runs is the CLI's
+to read (`modelfleet_cli.local_home`); starting and stopping it is this module's.
+
 A service runs as a detached session leader (``start_new_session=True``): it outlives
 the Python process that started it, and ``stop`` can signal its whole process group
 (MLflow, for instance, runs uvicorn as a child process).
@@ -22,7 +25,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-HOME_ENV = "FLEET_LOCAL_HOME"
+from modelfleet_cli.local_home import HOME_ENV, ProcessFiles, default_home
+from modelfleet_cli.local_home import is_alive as _is_alive
+
 TAIL_LINES = 40
 
 # Probe(endpoint, per-try timeout in seconds) -> the service answers.
@@ -47,12 +52,6 @@ class LaunchError(RuntimeError):
         super().__init__(f"{summary}\n{self.details}" if self.details else summary)
 
 
-def default_home() -> Path:
-    """Return the local-services root: ``$FLEET_LOCAL_HOME`` or ``<cwd>/.local``."""
-    env = os.environ.get(HOME_ENV)
-    return Path(env).expanduser() if env else Path.cwd() / ".local"
-
-
 def progress(service: str, message: str) -> None:
     """Print a progress line to stderr (stdout carries the CLI's result)."""
     print(f"[{service}] {message}", file=sys.stderr, flush=True)
@@ -64,37 +63,10 @@ def _reap(pid: int) -> None:
         del _CHILDREN[pid]
 
 
-def _proc_state(pid: int) -> str:
-    """Return the /proc state letter of ``pid`` ("" where /proc is unavailable)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # Field 2 (the command) may hold spaces and ")"; the state follows the last ")".
-    fields = stat.rpartition(")")[2].split()
-    return fields[0] if fields else ""
-
-
-def _cmdline(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
 def is_alive(pid: int) -> bool:
-    """Return True if ``pid`` is a running (non-zombie) process."""
-    if pid <= 0:
-        return False
+    """Return True if ``pid`` is a running (non-zombie) process; reaps it if it is our exited child."""
     _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    return _proc_state(pid) != "Z"
+    return _is_alive(pid)
 
 
 def _group_states(pgid: int) -> list[str] | None:
@@ -201,31 +173,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 @dataclass(frozen=True)
-class ManagedProcess:
-    """One background service whose files (pid, endpoint, logs) live under ``root``.
-
-    ``marker`` must occur in the service's command line (e.g. a path unique to
-    ``root``) so a recycled pid is never mistaken for the service.
-    """
-
-    name: str
-    root: Path
-    marker: str
-
-    @property
-    def pid_file(self) -> Path:
-        """File holding the service's pid (the leader of its process group)."""
-        return self.root / f"{self.name}.pid"
-
-    @property
-    def endpoint_file(self) -> Path:
-        """File holding the address the running service was started for."""
-        return self.root / "endpoint"
-
-    @property
-    def log_file(self) -> Path:
-        """File that the process's stdout and stderr are appended to."""
-        return self.root / "logs" / f"{self.name}.out"
+class ManagedProcess(ProcessFiles):
+    """One background service whose files (pid, endpoint, logs) live under ``root``: started
+    detached, waited for until its probe passes, stopped with its process group."""
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -237,25 +187,6 @@ class ManagedProcess:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def running_pid(self) -> int | None:
-        """Return the service's pid if it runs; remove a stale pid file otherwise."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        cmdline = _cmdline(pid)
-        if is_alive(pid) and (cmdline is None or self.marker in cmdline):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
-
-    def endpoint(self) -> str | None:
-        """Return the address recorded by the last start, if any."""
-        try:
-            return self.endpoint_file.read_text().strip() or None
-        except OSError:
-            return None
 
     def spawn(self, argv: Sequence[str], endpoint: str, env: Mapping[str, str] | None = None) -> int:
         """Start ``argv`` detached with output to ``log_file``; return its pid."""
@@ -408,7 +339,7 @@ class ManagedProcess:
 def make_parser(service: str, default_port: int) -> argparse.ArgumentParser:
     """Build the ``start|stop|status [--home DIR] [--port N]`` parser."""
     parser = argparse.ArgumentParser(
-        prog=f"python -m modelfleet_common.local.{service}",
+        prog=f"python -m modelfleet_devkit.{service}",
         description=f"Run a local {service} in the background (no Docker).",
     )
     parser.add_argument("action", choices=("start", "stop", "status"))

@@ -21,7 +21,7 @@ Where that user cannot enter the home (one below root's own ``/root``, mode 0700
 made in ``/var/tmp/modelfleet-postgres/<hash of the home>/data`` and ``data`` links to it
 (delete both to start afresh).
 
-CLI: ``python -m modelfleet_common.local.postgres start|stop|status [--home DIR] [--port N]
+CLI: ``python -m modelfleet_devkit.postgres start|stop|status [--home DIR] [--port N]
 [--timeout S]``.
 """
 
@@ -43,16 +43,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelfleet_common.local._process import (
-    LaunchError,
-    ManagedProcess,
-    Probe,
-    is_alive,
-    make_parser,
-    progress,
-    run_cli,
-    terminate,
-)
 from modelfleet_common.postgres_roles import (
     FLEET_DATABASE,
     MLFLOW,
@@ -65,6 +55,17 @@ from modelfleet_common.postgres_roles import (
 )
 from modelfleet_common.private_files import write_private
 from modelfleet_contracts.topics import SERVICES
+
+from ._process import (
+    LaunchError,
+    ManagedProcess,
+    Probe,
+    is_alive,
+    make_parser,
+    progress,
+    run_cli,
+    terminate,
+)
 
 NAME = "postgres"
 #: Not 5432: that is where the cluster Debian's `postgresql` package makes for itself listens.
@@ -281,7 +282,7 @@ def hba_conf() -> str:
     """``pg_hba.conf``: SCRAM over TCP from 127.0.0.1; each role to its own database only."""
     services = ",".join(SERVICES)
     return (
-        "# Written by modelfleet_common.local.postgres on every start; edits are overwritten.\n"
+        "# Written by modelfleet_devkit.postgres on every start; edits are overwritten.\n"
         "# TCP from 127.0.0.1 only, a SCRAM-SHA-256 password always: no trust, no peer, no socket.\n"
         "# A connection no line matches is refused.\n"
         "# TYPE  DATABASE        USER            ADDRESS         METHOD\n"
