@@ -402,7 +402,7 @@ def test_an_error_rate_above_the_slo_in_a_health_window_rolls_back_with_the_numb
     deployer.apply(health("2", 200, errors=20))
     (rolled_back,) = deployer.of(ModelRolledBack)
     assert isinstance(rolled_back, ModelRolledBack)
-    assert "error rate 0.1000 (20/200) exceeds the SLO 0.0500 (canary at 10%)" in rolled_back.reason
+    assert "error rate 10% (20/200) exceeds the SLO 5% (canary at 10%)" in rolled_back.reason
     assert deployer.serving() == ("1", None, 0.0)
 
 
