@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_common.state import KeyLocks, StateEngine
+from modelfleet_common.telemetry import Evidence, current_traceparent, root_span
 from modelfleet_contracts import (
     ColumnInfo,
     DataBatchSubmitted,
@@ -117,6 +119,10 @@ class IngestDeps:
     locks: KeyLocks = field(default_factory=KeyLocks)
     records_ttl_seconds: float = 14 * 86400.0
     state_engine: StateEngine | None = None
+    #: The spans each model's joins were made in (the prediction-log flush or the `/feedback`
+    #: request that completed them), the newest kept: what the periodic publications, which summarise
+    #: many joins, link to. In memory, per replica.
+    join_evidence: dict[str, Evidence] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -435,7 +441,19 @@ async def publish_labeled(deps: IngestDeps, model: str | None = None, *, page: i
     while True:
         waiting = deps.feedback.unpublished(model, limit=page)
         for outbox in waiting:
-            await deps.publish(labeled_event(outbox))
+            event = labeled_event(outbox)
+            # From a handler it stays in the trace of the event that joined it; the periodic
+            # publish starts a trace linked to the model's recent joins.
+            with (
+                contextlib.nullcontext()
+                if model is not None
+                else root_span(
+                    "predictions labeled",
+                    evidence=deps.join_evidence.get(outbox.model, ()),
+                    attributes={"modelfleet.model": outbox.model, "modelfleet.event_type": event.event_type},
+                )
+            ):
+                await deps.publish(event)
             deps.feedback.mark_published(outbox.id)
             published += 1
         if len(waiting) < page:
@@ -469,6 +487,7 @@ async def _publish_joins(model: str, arrival: Arrival, deps: IngestDeps) -> None
     """Publish the model's joins at once; when that fails they wait for the periodic publish."""
     if not arrival.joined:
         return
+    deps.join_evidence.setdefault(model, Evidence()).add(current_traceparent())
     try:
         await publish_labeled(deps, model)
     except Exception:
@@ -575,22 +594,16 @@ def _build_feedback_version(
 async def _announce_feedback(
     claim: Claim, record: VersionRecord, feedback_uri: str, feedback_rows: int, deps: IngestDeps
 ) -> None:
+    models = sorted({row.model for row in claim.rows})
+
     async def announce() -> None:
         # A root event: no single event caused it, the rows come from many requests and labels.
-        await deps.publish(
-            DatasetVersionCreated(
-                producer=SERVICE,
-                dataset=record.dataset,
-                version=record.version,
-                uri=record.uri,
-                row_count=record.row_count,
-                columns=[ColumnInfo(name=name, dtype=dtype) for name, dtype in record.columns],
-                source_uri=feedback_uri,
-                profile_uri=record.profile_uri,
-                origin="feedback",
-                feedback_rows=feedback_rows,
-            )
-        )
+        with root_span(
+            "feedback version created",
+            evidence=[parent for model in models for parent in deps.join_evidence.get(model, ())],
+            attributes={"modelfleet.dataset": record.dataset, "modelfleet.rows": feedback_rows},
+        ):
+            await _publish_feedback_version(record, feedback_uri, feedback_rows, deps)
         logger.info(
             "feedback version created",
             extra={"dataset": record.dataset, "version": record.version, "feedback_rows": feedback_rows},
@@ -600,6 +613,25 @@ async def _announce_feedback(
         logger.info(
             "feedback version already announced", extra={"dataset": record.dataset, "flush": claim.flush}
         )
+
+
+async def _publish_feedback_version(
+    record: VersionRecord, feedback_uri: str, feedback_rows: int, deps: IngestDeps
+) -> None:
+    await deps.publish(
+        DatasetVersionCreated(
+            producer=SERVICE,
+            dataset=record.dataset,
+            version=record.version,
+            uri=record.uri,
+            row_count=record.row_count,
+            columns=[ColumnInfo(name=name, dtype=dtype) for name, dtype in record.columns],
+            source_uri=feedback_uri,
+            profile_uri=record.profile_uri,
+            origin="feedback",
+            feedback_rows=feedback_rows,
+        )
+    )
 
 
 async def _reject_feedback(claim: Claim, rejection: Rejection, deps: IngestDeps) -> None:
