@@ -65,6 +65,10 @@ asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service ap
 	@$(SERVING_VENV)/bin/python -m modelfleet_common.asyncapi modelfleet_serving.app:app docs/asyncapi/serving.yaml
 	@echo "docs/asyncapi/*.yaml regenerated"
 
+.PHONY: cli-docs
+cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its options, the exit codes) from the typer app
+	$(PY) -m modelfleet_cli.reference > docs/cli.md
+
 .PHONY: k8s-generate
 k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors
 	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from modelfleet_cli import main
 from modelfleet_cli.audit import audit_trail
+from modelfleet_cli.exit_codes import ExitCode
 from modelfleet_cli.main import app
 from modelfleet_contracts import (
     DatasetVersionCreated,
@@ -359,12 +360,13 @@ def test_audit_json_lists_every_entry_with_iso_times_and_causes(fleet: list[Even
     assert entries[-1]["event_id"] == str(fleet[-1].event_id)
 
 
-def test_audit_of_an_unknown_model_says_so_and_fails(fleet: list[Event]) -> None:
+def test_audit_of_an_unknown_model_says_so_on_stderr_and_exits_not_found(fleet: list[Event]) -> None:
     result = runner.invoke(
         app, ["audit", "pump-9"], env={"COLUMNS": "250", "FLEET_KAFKA_BOOTSTRAP": "kafka:9092"}
     )
-    assert result.exit_code == 1
-    assert "no events for model pump-9 on kafka:9092" in " ".join(result.output.split())
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "no events for model pump-9 on kafka:9092" in " ".join(result.stderr.split())
+    assert result.stdout == ""
 
 
 def test_audit_refuses_a_since_that_is_not_a_time(fleet: list[Event]) -> None:

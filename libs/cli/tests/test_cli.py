@@ -7,6 +7,7 @@ import base64
 import pytest
 from typer.testing import CliRunner
 
+from modelfleet_cli.exit_codes import ExitCode
 from modelfleet_cli.main import app
 
 runner = CliRunner()
@@ -32,14 +33,15 @@ def test_retire_needs_a_reason() -> None:
     assert "say why the model is retired" in result.output
 
 
-def test_an_unreachable_broker_is_one_clear_error() -> None:
+def test_an_unreachable_broker_is_one_clear_error_on_stderr_with_its_own_exit_status() -> None:
     result = runner.invoke(
         app,
         ["retrain", "churn-se"],
         env={"COLUMNS": "250", "FLEET_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
     )
-    assert result.exit_code == 1
-    assert "could not publish to Kafka at 127.0.0.1:1" in result.output
+    assert result.exit_code == ExitCode.UNREACHABLE
+    assert "could not publish to Kafka at 127.0.0.1:1" in result.stderr
+    assert result.stdout == ""
 
 
 def test_an_approval_is_signed_with_the_approvers_key_over_the_artifact_fleet_expiry_and_nonce(
@@ -53,11 +55,11 @@ def test_an_approval_is_signed_with_the_approvers_key_over_the_artifact_fleet_ex
     from modelfleet_contracts.rollout import approval_message
 
     published = []
-    monkeypatch.setattr(main, "_publish", published.append)
+    monkeypatch.setattr(main, "_publish", lambda event, as_json=False: published.append(event))
     key = tmp_path / "alice.pem"
     made = runner.invoke(app, ["keygen", str(key), "--approver", "alice"], env={"COLUMNS": "250"})
     assert made.exit_code == 0, made.output
-    name, public_key = made.output.strip().splitlines()[-1].split()
+    name, public_key = made.stdout.split()
     assert name == "alice"
 
     def approve(*options: str) -> None:

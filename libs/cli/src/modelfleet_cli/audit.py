@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from modelfleet_common.humanize import duration, number, percent, slo_value
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_contracts import (
     ApprovalGranted,
@@ -235,12 +236,13 @@ def _describe(event: Event) -> tuple[str, str, str | None]:
     if isinstance(event, PerformanceDegraded):
         side = "<" if event.observed < event.threshold else ">"
         why = (
-            f"live {event.metric} {_num(event.observed)} {side} bound {_num(event.threshold)} "
-            f"(baseline {_num(event.baseline)}, {event.labelled_rows} labels)"
+            f"live {event.metric} {number(event.observed)} {side} bound {number(event.threshold)} "
+            f"(baseline {number(event.baseline)}, {event.labelled_rows} labels)"
         )
         return "performance degraded", why, event.version
     if isinstance(event, SloBreached):
-        why = f"{event.slo} {_num(event.observed)} vs objective {_num(event.objective)}"
+        observed, objective = slo_value(event.slo, event.observed), slo_value(event.slo, event.objective)
+        why = f"{event.slo} {observed} vs objective {objective}"
         return f"SLO breached: {event.slo}", why, event.version
     if isinstance(event, ModelReviewed):
         return f"review: {event.decision}", event.reason, event.champion
@@ -312,7 +314,7 @@ def _drift_why(event: DriftDetected) -> str:
 
 def _feature(drift: FeatureDrift) -> str:
     side = "<" if drift.method in _P_VALUE_METHODS else ">"
-    return f"{drift.feature} {drift.method} {_num(drift.statistic)} {side} {_num(drift.threshold)}"
+    return f"{drift.feature} {drift.method} {number(drift.statistic)} {side} {number(drift.threshold)}"
 
 
 def _dataset_version(event: DatasetVersionCreated) -> tuple[str, str, str | None]:
@@ -335,8 +337,8 @@ def _training(event: TrainingStarted | TrainingFinished | TrainingFailed) -> tup
     if isinstance(event, TrainingStarted):
         return "training started", f"{inputs}, run {event.run_id[:12]}, attempt {event.attempt}", None
     if isinstance(event, TrainingFinished):
-        metrics = ", ".join(f"{name} {_num(value)}" for name, value in sorted(event.metrics.items()))
-        why = f"{inputs}, run {event.run_id[:12]} in {event.duration_seconds:.1f}s"
+        metrics = ", ".join(f"{name} {number(value)}" for name, value in sorted(event.metrics.items()))
+        why = f"{inputs}, run {event.run_id[:12]} in {duration(event.duration_seconds)}"
         return "training finished", f"{why}; {metrics}" if metrics else why, None
     why = f"{event.failure}: {event.error_type}: {event.message} (attempt {event.attempt}; {inputs})"
     return "training failed", why, None
@@ -355,9 +357,9 @@ def _evaluation(event: ModelEvaluated) -> tuple[str, str, str | None]:
 def _gate(gate: GateResult) -> str:
     text = gate.gate
     if gate.value is not None:
-        text = f"{text} {_num(gate.value)}"
+        text = f"{text} {number(gate.value)}"
     if gate.threshold is not None:
-        text = f"{text} (threshold {_num(gate.threshold)})"
+        text = f"{text} (threshold {number(gate.threshold)})"
     return f"{text}: {gate.detail}" if gate.detail else text
 
 
@@ -366,7 +368,7 @@ def _routing(table: DeploymentChanged) -> tuple[str, str, str | None]:
     challenger = table.challenger.version if table.challenger else None
     parts = [f"champion v{champion}" if champion else "no champion"]
     if challenger:
-        parts.append(f"challenger v{challenger} at {table.challenger_weight * 100:g}%")
+        parts.append(f"challenger v{challenger} at {percent(table.challenger_weight)}")
     if table.shadows:
         parts.append(f"shadows {', '.join(f'v{s.version}' for s in table.shadows)}")
     if table.pending_approval:
@@ -375,7 +377,7 @@ def _routing(table: DeploymentChanged) -> tuple[str, str, str | None]:
         parts.append(table.reason)
     version: str | None
     if table.stage == "canary" and challenger:
-        what, version = f"canary v{challenger} {table.challenger_weight * 100:g}%", challenger
+        what, version = f"canary v{challenger} {percent(table.challenger_weight)}", challenger
     elif table.stage == "shadow" and table.shadows:
         what, version = f"shadow v{table.shadows[0].version}", table.shadows[0].version
     elif table.stage == "awaiting_approval" and table.pending_approval:
@@ -383,17 +385,6 @@ def _routing(table: DeploymentChanged) -> tuple[str, str, str | None]:
     else:
         what, version = f"routing: {table.stage.replace('_', ' ')}", champion
     return what, "; ".join(parts), version
-
-
-def _num(value: float) -> str:
-    """Short but recognisable: whole numbers as such, tiny ones (p-values) in two significant
-    digits, the rest with two or three decimals (0.30, 0.412)."""
-    if value.is_integer() and abs(value) >= 1:
-        return str(int(value))
-    if 0 < abs(value) < 0.001:
-        return f"{value:.2g}"
-    text = f"{value:.3f}"
-    return text[:-1] if text.endswith("0") else text
 
 
 async def read_audit_events(settings: ServiceSettings) -> list[Event]:

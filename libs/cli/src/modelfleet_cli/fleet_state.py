@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from modelfleet_common.humanize import duration, percent
 from modelfleet_common.kafka import read_snapshot
 from modelfleet_common.naming import TopicNamer
 from modelfleet_common.settings import ServiceSettings
@@ -160,7 +161,7 @@ def _apply(row: ModelStatus, event: Event) -> None:
             f"{event.template}@{event.template_version} run {event.run_id[:8]}",
         )
     elif isinstance(event, TrainingFinished):
-        row.stage, row.detail = "trained", f"run {event.run_id[:8]} in {event.duration_seconds:.1f}s"
+        row.stage, row.detail = "trained", f"run {event.run_id[:8]} in {duration(event.duration_seconds)}"
     elif isinstance(event, TrainingFailed):
         row.stage, row.detail = f"failed ({event.failure})", f"{event.error_type}: {event.message}"
     elif isinstance(event, ModelEvaluated):
@@ -200,7 +201,7 @@ def _apply_routing_table(row: ModelStatus, table: DeploymentChanged) -> None:
         row.champion = table.champion.version
     if table.stage == "canary" and table.challenger is not None:
         row.challenger = table.challenger.version
-        row.stage = f"canary {table.challenger_weight * 100:g}%"
+        row.stage = f"canary {percent(table.challenger_weight)}"
         row.detail = table.reason
     elif table.stage == "shadow" and table.shadows:
         row.challenger = table.shadows[0].version

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from modelfleet_common.acls import AclBinding, fleet_acls
@@ -17,9 +15,8 @@ from modelfleet_common.naming import TopicNamer
 from modelfleet_contracts.topics import ALL_TOPICS, PRINCIPALS
 
 from .connecting import admin_settings, fleet_settings
-
-console = Console()
-err_console = Console(stderr=True)
+from .exit_codes import ExitCode
+from .output import JsonFlag, emit_json, fail, out
 
 #: The Strimzi cluster the generated `KafkaUser`s belong to (label `strimzi.io/cluster`).
 STRIMZI_CLUSTER = "modelfleet"
@@ -153,7 +150,7 @@ def acls(
     principal: Annotated[
         list[str] | None, typer.Option("--principal", "-p", help="Only these principals (repeatable).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonFlag = False,
     strimzi: Annotated[
         bool, typer.Option("--strimzi", help="Print Strimzi KafkaUser resources (YAML).")
     ] = False,
@@ -164,6 +161,8 @@ def acls(
     under `<prefix>fleet.<service>.`); the CLI writes only the human requests (specs, data batches,
     approvals, retrain and rollback requests) and reads decisions. Everything else is denied.
     """
+    if strimzi and as_json:
+        raise typer.BadParameter("choose one output: --strimzi or --json", param_hint="--json")
     unknown = sorted(set(principal or ()) - set(PRINCIPALS))
     if unknown:
         raise typer.BadParameter(f"unknown principal(s) {unknown}; known: {', '.join(PRINCIPALS)}")
@@ -184,7 +183,7 @@ def acls(
             }
             for b in bindings
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     table = Table("principal", "operation", "resource", "pattern", "name", title="allowed (all else denied)")
     for binding in bindings:
@@ -195,11 +194,12 @@ def acls(
             binding.pattern_type,
             binding.resource_name,
         )
-    console.print(table)
+    out.print(table)
 
 
 def provision(
     no_acls: Annotated[bool, typer.Option("--no-acls", help="Create the topics only.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create the fleet's topics and ACLs on Kafka, as the Kafka admin (idempotent).
 
@@ -214,9 +214,17 @@ def provision(
     try:
         done = provision_fleet(settings.kafka, namer, acls=not no_acls)
     except (ProvisioningError, ValueError) as error:
-        err_console.print(f"[red]could not provision the fleet on {settings.kafka.bootstrap}:[/] {error}")
-        raise typer.Exit(1) from error
-    console.print(
+        fail(f"could not provision the fleet on {settings.kafka.bootstrap}", error, code=ExitCode.UNREACHABLE)
+    if as_json:
+        emit_json(
+            {
+                "created_topics": done.created_topics,
+                "existing_topics": done.existing_topics,
+                "acl_bindings": len(done.acls),
+            }
+        )
+        return
+    out.print(
         f"topics: {len(done.created_topics)} created, {len(done.existing_topics)} already there; "
         f"ACL bindings in force: {len(done.acls)}"
     )

@@ -28,6 +28,8 @@ import yaml
 
 from modelfleet_common.private_files import write_private
 
+from .output import JsonFlag, emit_json
+
 SCOPES = ("predict", "feedback")
 TOKEN_PREFIX = "mfs_"
 
@@ -117,6 +119,7 @@ def create(
     file: Annotated[
         Path | None, typer.Option(help="Append the entry to this tokens file (created 0600).")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Make a token: prints it once, and its tokens-file entry (or appends the entry to --file)."""
     if not _NAME.match(name):
@@ -128,6 +131,9 @@ def create(
             add_entry(file, entry)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
+    if as_json:
+        emit_json({"name": name, "token": token, "entry": entry, "file": str(file) if file else None})
+        return
     typer.echo(f"token (shown once, give it to {name}; send it as 'Authorization: Bearer <token>'):")
     typer.echo(f"  {token}")
     if file is not None:
