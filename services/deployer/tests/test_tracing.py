@@ -53,6 +53,9 @@ async def test_an_approved_promotion_is_published_in_the_trace_of_the_registrati
     assert decision.parent is not None
     assert decision.parent.span_id == registration.get_span_context().span_id
     assert [link.context.span_id for link in decision.links] == [granted.get_span_context().span_id]
+    assert decision.attributes is not None
+    assert "model.promoted" in decision.attributes["modelfleet.published"]  # type: ignore[operator]
+    assert decision.attributes["modelfleet.stage"] == "promoted"
     assert deps.state.get(ROLLOUT_TRACES, MODEL)["version"] == "1"
 
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import IdempotencyStore, once
@@ -37,6 +39,7 @@ from modelfleet_common.telemetry import continued_span, current_traceparent
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
+    DeploymentChanged,
     ModelHealthReported,
     ModelRegistered,
     ModelSpecRetired,
@@ -214,6 +217,7 @@ async def _apply(
         transition = transition_of(before, policy, deps.clock())
         # Publish first: a crash before the store is written replays the same events (see above).
         with _rollout_span(event, model, deps) if transition.events else contextlib.nullcontext():
+            _describe(trace.get_current_span(), transition.events)
             for published in transition.events:
                 await deps.publish(published)
         after = transition.state
@@ -246,6 +250,14 @@ def _rollout_span(event: Event, model: str, deps: DeployerDeps) -> AbstractConte
         remembered.get("traceparent"),
         attributes={"modelfleet.model": model, "modelfleet.version": str(remembered.get("version", ""))},
     )
+
+
+def _describe(span: trace.Span, events: Sequence[Event]) -> None:
+    """What a decision published, on the span current while it does (for trace search)."""
+    span.set_attribute("modelfleet.published", [event.event_type for event in events])
+    stages = [event.stage for event in events if isinstance(event, DeploymentChanged)]
+    if stages:
+        span.set_attribute("modelfleet.stage", stages[-1])
 
 
 def _remember_rollout_trace(

@@ -431,7 +431,12 @@ def _note_for_review(model: str, deps: MonitorDeps) -> None:
 
 
 def _span_attributes(event: Event, **more: str | int | float) -> dict[str, str | int | float]:
-    return {"modelfleet.model": event.key, "modelfleet.event_type": event.event_type, **more}
+    return {
+        "modelfleet.model": event.key,
+        "modelfleet.event_type": event.event_type,
+        "modelfleet.event_id": str(event.event_id),
+        **more,
+    }
 
 
 async def _publish_or_keep(event: Event, deps: MonitorDeps) -> bool:
