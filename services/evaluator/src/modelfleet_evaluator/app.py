@@ -9,16 +9,18 @@ from modelfleet_contracts.topics import MODEL_EVALUATIONS, TRAINING_FINISHED
 from . import handlers
 from .bootstrap import bootstrap
 from .config import EvaluatorSettings
+from .metrics import EvaluatorMetrics
 
 settings = EvaluatorSettings()
 service = FleetService("evaluator", settings)
 publish = service.publisher(MODEL_EVALUATIONS)
+metrics = EvaluatorMetrics(service.metrics.registry)
 
 
 @cache
 def dependencies() -> handlers.EvaluatorDeps:
     """Built once, by the startup hook (or by the first event in tests)."""
-    return bootstrap(settings, publish=publish)
+    return bootstrap(settings, publish=publish, metrics=metrics)
 
 
 @service.subscriber(TRAINING_FINISHED, max_workers=settings.consumer_workers)

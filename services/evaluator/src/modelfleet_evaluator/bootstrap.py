@@ -1,6 +1,6 @@
 """evaluator's wiring: builds its ports (MLflow, state, Kafka publisher) once, for the app or a test.
 
-    deps = bootstrap(settings, publish=publish)                      # the service
+    deps = bootstrap(settings, publish=publish, metrics=metrics)     # the service
     deps = bootstrap(settings, publish=fake, evaluator=stub, handled=InMemoryIdempotencyStore())
 
 Nothing here runs at import: the app calls it from its startup hook, so a bad policy file, an
@@ -21,6 +21,7 @@ from modelfleet_contracts.envelope import Event
 from .config import EvaluatorSettings
 from .evaluation import Evaluator
 from .handlers import CandidateEvaluator, EvaluatorDeps
+from .metrics import EvaluatorMetrics
 from .mlflow_store import MlflowEvaluationStore
 
 logger = logging.getLogger("modelfleet.evaluator")
@@ -32,6 +33,7 @@ def bootstrap(
     publish: Callable[[Event], Awaitable[None]],
     evaluator: CandidateEvaluator | None = None,
     handled: IdempotencyStore | None = None,
+    metrics: EvaluatorMetrics | None = None,
 ) -> EvaluatorDeps:
     """The handlers' dependencies; any port given replaces the real one."""
     if evaluator is None:
@@ -60,4 +62,4 @@ def bootstrap(
         engine = open_service_state(settings, "evaluator")
         locks = engine.locks
         handled = durable_idempotency(engine, settings.state)
-    return EvaluatorDeps(evaluator=evaluator, handled=handled, publish=publish, locks=locks)
+    return EvaluatorDeps(evaluator=evaluator, handled=handled, publish=publish, locks=locks, metrics=metrics)

@@ -14,6 +14,8 @@ from modelfleet_common.state import KeyLocks
 from modelfleet_contracts import ModelEvaluated, TrainingFinished
 from modelfleet_contracts.envelope import Event
 
+from .metrics import EvaluatorMetrics
+
 logger = logging.getLogger("modelfleet.evaluator")
 
 
@@ -30,6 +32,8 @@ class EvaluatorDeps:
     publish: Callable[[Event], Awaitable[None]]
     #: Per-key locks shared by the replicas (PostgreSQL advisory locks), this process's otherwise.
     locks: KeyLocks = field(default_factory=KeyLocks)
+    #: Evaluations by risk class and verdict; None counts nothing.
+    metrics: EvaluatorMetrics | None = None
 
 
 async def evaluate_candidate(event: TrainingFinished, deps: EvaluatorDeps) -> None:
@@ -39,6 +43,8 @@ async def evaluate_candidate(event: TrainingFinished, deps: EvaluatorDeps) -> No
         # MLflow, the model and the plots block: keep the event loop (and /healthz) responsive.
         verdict = await asyncio.to_thread(deps.evaluator.evaluate, event)
         await deps.publish(verdict)
+        if deps.metrics is not None:
+            deps.metrics.count(verdict)
         log_event(logger, f"candidate evaluated: {'passed' if verdict.passed else 'failed'}", verdict)
 
     # The run id is the candidate's natural key; a redelivery whose mark was lost still gets the

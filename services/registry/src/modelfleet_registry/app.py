@@ -17,17 +17,19 @@ from modelfleet_contracts.topics import (
 from . import handlers
 from .bootstrap import bootstrap
 from .config import RegistrySettings
+from .metrics import RegistryMetrics
 
 settings = RegistrySettings()
 service = FleetService("registry", settings)
 # Archivals are declared for the AsyncAPI document; their handler comes later.
 publish = service.publisher(MODEL_REGISTRATIONS, MODEL_ARCHIVALS)
+metrics = RegistryMetrics(service.metrics.registry)
 
 
 @cache
 def dependencies() -> handlers.RegistryDeps:
     """Built once, by the startup hook (or by the first event in tests)."""
-    return bootstrap(settings, publish=publish)
+    return bootstrap(settings, publish=publish, metrics=metrics)
 
 
 @service.subscriber(MODEL_EVALUATIONS, max_workers=settings.consumer_workers)

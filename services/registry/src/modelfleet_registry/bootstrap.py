@@ -1,6 +1,6 @@
 """registry's wiring: builds its ports (MLflow registry, signing key, state, Kafka publisher) once.
 
-    deps = bootstrap(settings, publish=publish)                          # the service
+    deps = bootstrap(settings, publish=publish, metrics=metrics)         # the service
     deps = bootstrap(settings, publish=fake, registry=FakeRegistry(), handled=InMemoryIdempotencyStore())
 
 Nothing here runs at import: the app calls it from its startup hook, so an unreadable signing
@@ -21,6 +21,7 @@ from .aliases import AliasRegistry, ChampionAliases
 from .config import RegistrySettings
 from .handlers import RegistryDeps
 from .keys import load_signer
+from .metrics import RegistryMetrics
 from .mlflow_registry import MlflowModelRegistry
 from .registration import ModelRegistry, Registrar
 
@@ -35,6 +36,7 @@ def bootstrap(
     publish: Callable[[Event], Awaitable[None]],
     registry: FleetRegistry | None = None,
     handled: IdempotencyStore | None = None,
+    metrics: RegistryMetrics | None = None,
 ) -> RegistryDeps:
     """The handlers' dependencies; any port given replaces the real one."""
     if registry is None:
@@ -61,4 +63,5 @@ def bootstrap(
         publish=publish,
         aliases=ChampionAliases(registry),
         locks=locks,
+        metrics=metrics,
     )

@@ -22,6 +22,8 @@ from modelfleet_contracts import (
 )
 from modelfleet_contracts.envelope import Event
 
+from .metrics import RegistryMetrics
+
 logger = logging.getLogger("modelfleet.registry")
 
 
@@ -47,6 +49,8 @@ class RegistryDeps:
     aliases: ChampionAliasMover
     #: Per-key locks shared by the replicas (PostgreSQL advisory locks), this process's otherwise.
     locks: KeyLocks = field(default_factory=KeyLocks)
+    #: Registrations by risk class; None counts nothing.
+    metrics: RegistryMetrics | None = None
 
 
 async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
@@ -56,6 +60,8 @@ async def register_model(event: ModelEvaluated, deps: RegistryDeps) -> None:
         # MLflow calls block: keep the event loop (and /healthz) responsive.
         registered = await asyncio.to_thread(deps.registrar.register, event)
         await deps.publish(registered)
+        if deps.metrics is not None:
+            deps.metrics.count(registered)
         log_event(logger, f"registered as version {registered.version}", registered)
 
     # Natural key (model, run id); the registrar also finds the run's version in MLflow, so a

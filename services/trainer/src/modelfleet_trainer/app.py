@@ -25,17 +25,19 @@ from modelfleet_contracts.topics import (
 from . import handlers
 from .bootstrap import bootstrap
 from .config import TrainerSettings
+from .metrics import TrainerMetrics
 
 settings = TrainerSettings()
 service = FleetService("trainer", settings)
 # Declared at import so the AsyncAPI document shows what trainer produces.
 publish = service.publisher(TRAINING_STARTED, TRAINING_FINISHED, TRAINING_FAILED, RETRAIN_REQUESTS)
+metrics = TrainerMetrics(service.metrics.registry)
 
 
 @functools.cache
 def dependencies() -> handlers.TrainerDeps:
     """Built once, by the startup hook (or by the first event in tests)."""
-    return bootstrap(settings, publish=publish)
+    return bootstrap(settings, publish=publish, metrics=metrics)
 
 
 # Several partitions at once, and time for the trainings one event triggers before Kafka

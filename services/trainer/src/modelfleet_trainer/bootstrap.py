@@ -1,6 +1,6 @@
 """trainer's wiring: builds its ports (training runner, MLflow, state, Kafka publisher) once.
 
-    deps = bootstrap(settings, publish=publish)                            # the service
+    deps = bootstrap(settings, publish=publish, metrics=metrics)           # the service
     deps = bootstrap(settings, publish=fake, runner=InProcessRunner(...), state=InMemoryKeyValueStore())
 
 Nothing here runs at import: the app calls it from its startup hook, so an unusable state engine,
@@ -21,6 +21,7 @@ from .catalog import TrainerCatalog
 from .config import TrainerSettings
 from .coordinator import TrainingCoordinator
 from .handlers import TrainerDeps
+from .metrics import TrainerMetrics
 from .provenance import current_provenance
 from .runner import InProcessRunner, RayRunner, TrainingRunner
 from .task import TaskConfig
@@ -46,6 +47,7 @@ def bootstrap(
     runner: TrainingRunner | None = None,
     state: KeyValueStore | None = None,
     handled: IdempotencyStore | None = None,
+    metrics: TrainerMetrics | None = None,
 ) -> TrainerDeps:
     """The handlers' dependencies; any port given replaces the real one."""
     if runner is None:
@@ -67,6 +69,7 @@ def bootstrap(
             max_concurrent=settings.max_concurrent_trainings,
             max_attempts=settings.max_training_attempts,
             backoff_seconds=settings.training_backoff_seconds,
+            metrics=metrics,
         ),
         policies=load_policies(settings.policy_dir),
         data_wait_seconds=settings.retrain_data_wait_seconds,

@@ -26,6 +26,7 @@ from modelfleet_contracts import TrainingFailed, TrainingFinished, TrainingStart
 from modelfleet_contracts.envelope import Event
 
 from .domain import KnownSpec, PermanentTrainingError, TrainingJob, TransientTrainingError
+from .metrics import TrainerMetrics
 from .runner import TrainingRunner
 from .task import TrainingResult
 from .templates import get_template
@@ -51,6 +52,8 @@ class TrainingCoordinator:
     max_concurrent: int = 2
     max_attempts: int = 3
     backoff_seconds: float = 1.0
+    #: Trainings by trigger and outcome; None counts nothing.
+    metrics: TrainerMetrics | None = None
     _slots: asyncio.Semaphore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,9 +95,10 @@ class TrainingCoordinator:
         await self._publish_finished(job, cause, result)
 
     async def reject(
-        self, cause: Event, model: str, error: PermanentTrainingError, known: KnownSpec | None
+        self, cause: Event, model: str, error: PermanentTrainingError, known: KnownSpec | None, *, reason: str
     ) -> None:
-        """Publish a permanent failure for a request that could not become a training job."""
+        """Publish a permanent failure for a request (triggered by `reason`) that could not become a
+        training job."""
         pipeline = known.spec.spec.pipeline if known else None
         await self.publish(
             TrainingFailed(
@@ -111,6 +115,8 @@ class TrainingCoordinator:
                 **cause.caused(),
             )
         )
+        if self.metrics is not None:
+            self.metrics.count(reason, "failed")
         logger.warning(
             "training refused", extra={"model": model, "error_type": error.error_type, "error": str(error)}
         )
@@ -171,6 +177,8 @@ class TrainingCoordinator:
                 **cause.caused(),
             )
         )
+        if self.metrics is not None:
+            self.metrics.count(job.trigger, "succeeded")
         logger.info(
             "training finished",
             extra={"model": job.model, "run_id": result.run_id, "metrics": result.metrics},
@@ -199,6 +207,8 @@ class TrainingCoordinator:
                 **cause.caused(),
             )
         )
+        if self.metrics is not None:
+            self.metrics.count(job.trigger, "failed")
         logger.warning(
             "training failed",
             extra={"model": job.model, "failure": failure, "error_type": error.error_type, "error": message},

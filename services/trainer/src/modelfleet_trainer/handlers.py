@@ -117,7 +117,7 @@ async def retrain_model(event: RetrainRequested, deps: TrainerDeps) -> None:
                 f"cannot retrain {event.model!r}: the trainer knows no current spec of it (never "
                 "submitted, or retired); apply its spec first"
             )
-            await deps.coordinator.reject(event, event.model, error, None)
+            await deps.coordinator.reject(event, event.model, error, None, reason=event.reason)
             return
         data = deps.catalog.resolve(known.binding)
         if data is None:
@@ -127,7 +127,7 @@ async def retrain_model(event: RetrainRequested, deps: TrainerDeps) -> None:
                 f"cannot retrain {event.model!r}: dataset {binding.name!r} has no version "
                 f"{binding.version!r} yet (latest known: {latest or 'none'}); ingest a batch first"
             )
-            await deps.coordinator.reject(event, event.model, not_ready, known)
+            await deps.coordinator.reject(event, event.model, not_ready, known, reason=event.reason)
             return
         await deps.coordinator.train(_job(known, data, event.reason, event), event)
 
