@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from modelfleet_common.humanize import slo_value
 from modelfleet_common.logs import log_event
 from modelfleet_common.policies import Overrides, resolve_policy
 from modelfleet_common.state import InMemoryKeyValueStore
@@ -417,7 +418,8 @@ async def _publish_breaches(
             observed=violation.observed,
         )
         deps.metrics.slo_breaches.labels(deps.profile(model).risk_class, violation.slo).inc()
-        numbers = f"{violation.observed:g} > {violation.objective:g}"
+        observed, objective = (slo_value(violation.slo, v) for v in (violation.observed, violation.objective))
+        numbers = f"{observed} > {objective}"
         deps.review(model).add_incident(f"SLO {violation.slo} breached by v{summary.key.version}: {numbers}")
         log_event(logger, f"SLO {violation.slo} breached: {numbers}", breach)
         if await _publish_or_keep(breach, deps):
