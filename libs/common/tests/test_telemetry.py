@@ -3,12 +3,15 @@ log records that carry the current trace."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
+import requests
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pythonjsonlogger.json import JsonFormatter
@@ -144,3 +147,35 @@ def test_log_records_carry_the_trace_and_span_id_only_while_a_span_is_current(
     assert inside["trace_id"] == trace.format_trace_id(context.trace_id)
     assert inside["span_id"] == trace.format_span_id(context.span_id)
     assert inside["service"] == "tests"
+
+
+def test_an_http_call_made_with_requests_is_a_client_span_whose_context_goes_along(
+    spans: InMemorySpanExporter,
+) -> None:
+    received: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(self.headers.get("traceparent"))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with tracer().start_as_current_span("register version") as parent:
+            requests.get(
+                f"http://127.0.0.1:{server.server_port}/api/2.0/mlflow/registered-models/get", timeout=5
+            )
+    finally:
+        server.shutdown()
+    [client] = [span for span in spans.get_finished_spans() if span.kind == trace.SpanKind.CLIENT]
+    assert client.parent is not None
+    assert client.parent.span_id == parent.get_span_context().span_id
+    context = span_context_of(received[0])
+    assert context is not None
+    assert (context.trace_id, context.span_id) == (client.context.trace_id, client.context.span_id)

@@ -7,6 +7,10 @@ summarises (`root_span`): a flush of the prediction log links to the requests it
 `DriftDetected` to the requests of its window. At most `MAX_LINKS` links per span, the newest
 evidence kept (`Evidence`).
 
+HTTP calls made with `requests` (MLflow's tracking, registry and artifact calls) are client spans
+of the current trace when `opentelemetry-instrumentation-requests` is installed (the services that
+talk to MLflow declare it); the W3C headers go along.
+
 `FLEET_OTEL_EXPORTER=otlp` sends spans with the OTLP/HTTP exporter, which reads the standard
 `OTEL_EXPORTER_OTLP_ENDPOINT` (e.g. `http://collector:4318`) or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
 """
@@ -54,8 +58,25 @@ def configure_tracing(service: str, exporter: Literal["none", "console", "otlp"]
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(provider)
+        _install(provider)
     return provider
+
+
+def _install(provider: TracerProvider) -> None:
+    """Make `provider` the process's global one, which HTTP client spans use too."""
+    trace.set_tracer_provider(provider)
+    _trace_http_clients(provider)
+
+
+def _trace_http_clients(provider: TracerProvider) -> None:
+    """Client spans for `requests` calls (MLflow's), where the instrumentation is installed."""
+    try:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    except ImportError:
+        return
+    instrumentor = RequestsInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider)
 
 
 def global_provider() -> TracerProvider:
@@ -63,7 +84,7 @@ def global_provider() -> TracerProvider:
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+        _install(provider)
     return provider
 
 
