@@ -86,9 +86,13 @@ def test_importing_the_app_opens_nothing(
         assert module.dependencies.cache_info().currsize == 0
         assert not [path for path in opened.paths if path.startswith(str(tmp_path))]
         assert not tmp_path.joinpath("state").exists()
-        # The feedback flush and the publish of joined labels are the service's periodic tasks, run
-        # from startup to shutdown.
-        assert [entry[-1] for entry in module.service._periodic] == ["feedback-flush", "labeled-publish"]
+        # The feedback flush and the publish of joined labels are the service's periodic tasks (after
+        # every service's consumer-lag refresh), run from startup to shutdown.
+        assert [entry[-1] for entry in module.service._periodic] == [
+            "consumer-lag",
+            "feedback-flush",
+            "labeled-publish",
+        ]
     finally:
         sys.modules.pop("modelfleet_ingest.app", None)
 

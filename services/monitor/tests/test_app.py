@@ -98,7 +98,11 @@ async def test_the_periodic_report_publishes_the_health_of_logged_predictions() 
 
 
 def test_the_report_and_the_checkpoint_run_as_the_services_periodic_tasks() -> None:
-    assert [entry[-1] for entry in service._periodic] == ["health-report", "window-checkpoint"]
+    assert [entry[-1] for entry in service._periodic] == [
+        "consumer-lag",
+        "health-report",
+        "window-checkpoint",
+    ]
 
 
 async def test_a_stopped_service_writes_its_windows_to_the_state_engine() -> None:
