@@ -260,6 +260,7 @@ async def note_model_spec(event: SpecEvent, deps: MonitorDeps, *, partition: int
     if isinstance(event, ModelSpecRetired):
         await deps.models.retire(event.model)
         deps.tracker.forget(event.model)
+        deps.metrics.model.forget(event.model)
         log_event(logger, "model retired: stopped monitoring it", event)
         return
     spec = event.spec
@@ -313,6 +314,15 @@ async def note_deployment_changed(
         stage=event.stage,
     )
     deps.models.put_spec(event.model)
+    # The drill-down series of routes the table no longer has go; a new champion's holdout is shown.
+    routes = (
+        {"champion"}
+        | ({"challenger"} if event.challenger else set())
+        | ({"shadow"} if event.shadows else set())
+    )
+    deps.metrics.model.keep_routes(event.model, routes)
+    if event.model in deps.metrics.model.models():
+        deps.metrics.model.show_holdout(event.model, champion_holdout(event.model, deps))
 
 
 async def note_model_promoted(
@@ -395,7 +405,15 @@ async def _publish_health(report: ModelHealthReported, drained: Drained, deps: M
     )
     _note_for_review(model, deps)
     deps.models.changed(model)
+    deps.metrics.model.show(report)
+    deps.metrics.model.show_holdout(model, champion_holdout(model, deps))
     return True
+
+
+def champion_holdout(model: str, deps: MonitorDeps) -> float | None:
+    """The champion's live metric as its holdout measured it, when the monitor knows it."""
+    champion = deps.models.get(model).deployment.champion
+    return None if champion is None else deps.facts.baseline(model, champion, deps.profile(model).live_task)
 
 
 async def _publish_breaches(

@@ -73,6 +73,10 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]
         dropped = deps.models.assign(numbers)
         for model in dropped:
             deps.tracker.forget(model)
+        # Their drill-down series go with them: the new owner exports them from its next report.
+        owned = {state.model for state in deps.models.loaded()}
+        for model in deps.metrics.model.models() - owned:
+            deps.metrics.model.forget(model)
         logger.info(
             "partitions assigned",
             extra={"partitions": sorted(numbers), "models_handed_over": len(dropped)},
