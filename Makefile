@@ -70,14 +70,21 @@ cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its optio
 	$(PY) -m modelfleet_cli.reference > docs/cli.md
 
 .PHONY: k8s-generate
-k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors
+k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules
 	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml
 	$(VENV)/bin/modelfleet acls --strimzi > deploy/k8s/strimzi/kafka-users.yaml
 	$(PY) deploy/k8s/generate.py
+	$(PY) deploy/prometheus/generate.py
 
 .PHONY: k8s-validate
 k8s-validate: install ## Render deploy/k8s (base, local, production) and validate it offline: custom resources against their CRDs, the rest strictly
 	KUBERNETES_VALIDATE=$(VENV)/bin/kubernetes-validate deploy/k8s/validate.sh
+
+.PHONY: alerts-test
+alerts-test: install ## Check the alert rules are current, then promtool: check them and run their unit tests (deploy/prometheus/tests)
+	$(PY) deploy/prometheus/generate.py --check
+	promtool check rules deploy/prometheus/fleet-rules.yaml
+	cd deploy/prometheus && promtool test rules tests/*.yaml
 
 .PHONY: kafka
 kafka: install ## Start a local Kafka 4 (KRaft) on 127.0.0.1:9092, secured: SASL/SCRAM over TLS, ACLs
