@@ -203,7 +203,7 @@ def continued_span(
         with tracer().start_as_current_span(name, attributes=attributes) as span:
             yield span
         return
-    links = [Link(current, {"modelfleet.link": "trigger"})] if current.is_valid else []
+    links = [Link(current, {"modelfleet.link": "trigger"})] if current.is_valid and current != parent else []
     with tracer().start_as_current_span(
         name,
         context=trace.set_span_in_context(trace.NonRecordingSpan(parent), otel_context.Context()),

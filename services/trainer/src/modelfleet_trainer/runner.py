@@ -13,6 +13,8 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any
 
+from modelfleet_common.telemetry import current_traceparent
+
 from .domain import PermanentTrainingError, TrainingJob, TransientTrainingError
 from .provenance import Provenance
 from .task import TaskConfig, TaskFailure, TrainingResult, train_in_task
@@ -82,7 +84,16 @@ class InProcessRunner(_MlflowRunner):
     """Trains in a thread of this process: for development and tests, no Ray needed."""
 
     async def _execute(self, job: TrainingJob, run_id: str) -> TrainingResult | TaskFailure:
-        return await asyncio.to_thread(train_in_task, job, run_id, self.config)
+        return await asyncio.to_thread(train_in_task, job, run_id, self.config, current_traceparent())
+
+
+def _tracing_environment() -> dict[str, str]:
+    """The variables that say where this process's spans go, for Ray workers to send theirs there."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith("OTEL_") or name == "FLEET_OTEL_EXPORTER"
+    }
 
 
 class RayRunner(_MlflowRunner):
@@ -125,6 +136,9 @@ class RayRunner(_MlflowRunner):
                     # server then streams none back). Dashboard and CPUs are a local Ray's only:
                     # a cluster has its own, and Ray Client would forward them to its server.
                     options: dict[str, Any] = {"log_to_driver": False}
+                    if tracing := _tracing_environment():
+                        # The task's spans go to the trainer's collector (`task.train_in_task`).
+                        options["runtime_env"] = {"env_vars": tracing}
                     if self.address:
                         options["address"] = self.address
                     else:
@@ -140,7 +154,8 @@ class RayRunner(_MlflowRunner):
         import ray
 
         remote = await self._ensure_ray()
-        ref = remote.remote(job, run_id, self.config)
+        # The task's span is a child of the training's: the trace goes on in the Ray worker.
+        ref = remote.remote(job, run_id, self.config, current_traceparent())
         try:
             outcome: TrainingResult | TaskFailure = await asyncio.wrap_future(ref.future())
         except asyncio.CancelledError:

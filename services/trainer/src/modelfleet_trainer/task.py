@@ -12,6 +12,11 @@ import functools
 import logging
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from modelfleet_common.settings import ServiceSettings
+from modelfleet_common.telemetry import configure_tracing, continued_span
 from modelfleet_contracts.training import Task
 
 from .datasets import DatasetCache
@@ -59,8 +64,34 @@ def _dataset_cache(capacity: int) -> DatasetCache:
     return DatasetCache(capacity)
 
 
-def train_in_task(job: TrainingJob, run_id: str, config: TaskConfig) -> TrainingResult | TaskFailure:
-    """Read, fit and log one training into the already created run `run_id`."""
+@functools.cache
+def _tracing() -> None:
+    """A Ray worker's spans go where the trainer's go: `FLEET_OTEL_EXPORTER` and the `OTEL_*`
+    variables, which `RayRunner` forwards to its workers (a thread of the trainer has them)."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        configure_tracing("trainer", ServiceSettings().otel_exporter)
+
+
+def train_in_task(
+    job: TrainingJob, run_id: str, config: TaskConfig, traceparent: str | None = None
+) -> TrainingResult | TaskFailure:
+    """Read, fit and log one training into the already created run `run_id`, in a span that is a
+    child of `traceparent` (the span of the training's request, in the trainer)."""
+    _tracing()
+    with continued_span(
+        "training task", traceparent, attributes={"modelfleet.model": job.model, "mlflow.run_id": run_id}
+    ) as span:
+        outcome = _train(job, run_id, config)
+        if isinstance(outcome, TaskFailure):
+            span.set_status(trace.StatusCode.ERROR, outcome.message)
+    # A Ray worker lives on between tasks: send its spans now rather than at its next batch.
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(timeout_millis=2000)
+    return outcome
+
+
+def _train(job: TrainingJob, run_id: str, config: TaskConfig) -> TrainingResult | TaskFailure:
     label = f"dataset {job.data.dataset!r} version {job.data.version[:12]}"
     try:
         template = get_template(job.template, job.template_version)
