@@ -8,6 +8,7 @@ Debian's `prometheus` package for promtool; there a missing promtool fails inste
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -46,6 +47,18 @@ def _threshold(rule: Rule) -> float:
     match = re.search(r"\}\)? > ([0-9.e+-]+)", rule["expr"])
     assert match, f"no threshold in {rule['expr']}"
     return float(match.group(1))
+
+
+def _declared_metrics() -> set[str]:
+    """Every `fleet_...` name a metric object of the code is declared with (a literal first argument)."""
+    sources = [REPO / "contracts" / "src", *(REPO / "libs").glob("*/src"), *(REPO / "services").glob("*/src")]
+    names: set[str] = set()
+    for path in (file for source in sources for file in source.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            first = node.args[0] if isinstance(node, ast.Call) and node.args else None
+            if isinstance(first, ast.Constant) and str(first.value).startswith("fleet_"):
+                names.add(str(first.value))
+    return names
 
 
 def _promtool() -> str:
@@ -87,6 +100,33 @@ def test_each_risk_class_alerts_at_its_own_policys_error_rate_and_p99() -> None:
             expected = getattr(policies[risk_class].spec.monitoring, field) / scale
             assert _threshold(rule) == pytest.approx(expected), f"{name} of {risk_class}"
             assert f'risk_class="{risk_class}"' in rule["expr"]
+
+
+def test_every_metric_the_rules_read_is_one_a_service_declares() -> None:
+    declared = _declared_metrics()
+    read = {
+        re.sub(r"_bucket$", "", name)
+        for group in _groups()
+        for rule in group["rules"]
+        for name in re.findall(r"\bfleet_[a-z0-9_]+", rule["expr"])
+    }
+    assert read, "the rules read no fleet_ metric"
+    assert read - declared == set()
+
+
+def test_servings_latency_buckets_reach_past_every_classs_p99_slo() -> None:
+    """histogram_quantile never exceeds the largest finite bucket: an SLO above it could not fire."""
+    source = REPO / "services" / "serving" / "src" / "modelfleet_serving" / "request_metrics.py"
+    (buckets,) = [
+        ast.literal_eval(node.value)
+        for node in ast.parse(source.read_text()).body
+        if isinstance(node, ast.Assign)
+        and [getattr(target, "id", None) for target in node.targets] == ["DURATION_BUCKETS"]
+    ]
+    policies = load_policies(REPO / "policies")
+    for risk_class, policy in policies.items():
+        assert policy.spec.monitoring.max_latency_p99_ms is not None
+        assert max(buckets) > policy.spec.monitoring.max_latency_p99_ms / 1000, risk_class
 
 
 def test_every_alert_has_a_severity_a_summary_a_description_and_its_runbook() -> None:
