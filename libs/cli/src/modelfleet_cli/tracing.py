@@ -8,7 +8,6 @@ sends the command's spans to a collector, as the services do; they are flushed w
 from __future__ import annotations
 
 import typer
-from opentelemetry import trace
 
 from modelfleet_common.settings import ServiceSettings
 from modelfleet_common.telemetry import configure_tracing, tracer
@@ -20,8 +19,6 @@ def trace_command(ctx: typer.Context) -> None:
         return
     configure_tracing("cli", ServiceSettings().otel_exporter)
     name = f"modelfleet {ctx.invoked_subcommand}"
-    scope = tracer().start_as_current_span(
-        name, kind=trace.SpanKind.CLIENT, attributes={"modelfleet.command": ctx.invoked_subcommand}
-    )
+    scope = tracer().start_as_current_span(name, attributes={"modelfleet.command": ctx.invoked_subcommand})
     scope.__enter__()
     ctx.call_on_close(lambda: scope.__exit__(None, None, None))

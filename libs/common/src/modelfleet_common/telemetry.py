@@ -79,6 +79,31 @@ def _trace_http_clients(provider: TracerProvider) -> None:
         instrumentor.instrument(tracer_provider=provider)
 
 
+def ensure_tracing(service: str, exporter: Literal["none", "console", "otlp"]) -> None:
+    """Configure tracing unless this process already has a provider (e.g. in a Ray worker)."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        configure_tracing(service, exporter)
+
+
+def flush_spans(timeout_seconds: float = 2.0) -> None:
+    """Send the spans ended so far now (a long-lived worker between tasks)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(timeout_millis=int(timeout_seconds * 1000))
+
+
+def annotate(**attributes: AttributeValue) -> None:
+    """Set attributes on the current span (names prefixed `modelfleet.`), if one is recording."""
+    span = trace.get_current_span()
+    for name, value in attributes.items():
+        span.set_attribute(f"modelfleet.{name}", value)
+
+
+def mark_failed(span: Span, message: str) -> None:
+    """Mark `span` as failed with `message` (an outcome reported, not raised)."""
+    span.set_status(trace.StatusCode.ERROR, message)
+
+
 def global_provider() -> TracerProvider:
     """The process's SDK tracer provider (one without exporter is installed if there is none)."""
     provider = trace.get_tracer_provider()

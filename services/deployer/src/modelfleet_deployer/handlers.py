@@ -28,14 +28,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry import trace
-
 from modelfleet_common.consumer import PermanentError
 from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_common.policies import RISK_CLASSES, EffectivePolicy, InvalidPolicy, Overrides, resolve_policy
 from modelfleet_common.state import KeyLocks, KeyValueStore
-from modelfleet_common.telemetry import continued_span, current_traceparent
+from modelfleet_common.telemetry import annotate, continued_span, current_traceparent
 from modelfleet_contracts import (
     ApprovalGranted,
     ApprovalRejected,
@@ -217,7 +215,7 @@ async def _apply(
         transition = transition_of(before, policy, deps.clock())
         # Publish first: a crash before the store is written replays the same events (see above).
         with _rollout_span(event, model, deps) if transition.events else contextlib.nullcontext():
-            _describe(trace.get_current_span(), transition.events)
+            _describe(transition.events)
             for published in transition.events:
                 await deps.publish(published)
         after = transition.state
@@ -252,12 +250,12 @@ def _rollout_span(event: Event, model: str, deps: DeployerDeps) -> AbstractConte
     )
 
 
-def _describe(span: trace.Span, events: Sequence[Event]) -> None:
+def _describe(events: Sequence[Event]) -> None:
     """What a decision published, on the span current while it does (for trace search)."""
-    span.set_attribute("modelfleet.published", [event.event_type for event in events])
+    annotate(published=[event.event_type for event in events])
     stages = [event.stage for event in events if isinstance(event, DeploymentChanged)]
     if stages:
-        span.set_attribute("modelfleet.stage", stages[-1])
+        annotate(stage=stages[-1])
 
 
 def _remember_rollout_trace(

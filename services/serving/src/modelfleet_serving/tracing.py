@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.sdk.trace import TracerProvider
 
 
-def traced(app: Any, route: str, tracer_provider: TracerProvider | None = None) -> OpenTelemetryMiddleware:
-    """`app` (an ASGI app mounted at `route`) with a server span per request."""
+def traced(app: Any, route: str) -> OpenTelemetryMiddleware:
+    """`app` (an ASGI app mounted at `route`) with a server span per request (on the process's
+    tracer provider, which `FleetService` configures)."""
 
     def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         method = str(scope.get("method") or "HTTP")
@@ -25,7 +25,6 @@ def traced(app: Any, route: str, tracer_provider: TracerProvider | None = None) 
     return OpenTelemetryMiddleware(
         app,
         default_span_details=span_details,
-        tracer_provider=tracer_provider,
         # The body's receive and the answer's send are not worth a span each.
         exclude_spans=["receive", "send"],
     )

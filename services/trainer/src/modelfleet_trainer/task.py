@@ -12,11 +12,8 @@ import functools
 import logging
 from dataclasses import dataclass
 
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-
 from modelfleet_common.settings import ServiceSettings
-from modelfleet_common.telemetry import configure_tracing, continued_span
+from modelfleet_common.telemetry import continued_span, ensure_tracing, flush_spans, mark_failed
 from modelfleet_contracts.training import Task
 
 from .datasets import DatasetCache
@@ -68,8 +65,7 @@ def _dataset_cache(capacity: int) -> DatasetCache:
 def _tracing() -> None:
     """A Ray worker's spans go where the trainer's go: `FLEET_OTEL_EXPORTER` and the `OTEL_*`
     variables, which `RayRunner` forwards to its workers (a thread of the trainer has them)."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        configure_tracing("trainer", ServiceSettings().otel_exporter)
+    ensure_tracing("trainer", ServiceSettings().otel_exporter)
 
 
 def train_in_task(
@@ -83,11 +79,9 @@ def train_in_task(
     ) as span:
         outcome = _train(job, run_id, config)
         if isinstance(outcome, TaskFailure):
-            span.set_status(trace.StatusCode.ERROR, outcome.message)
+            mark_failed(span, outcome.message)
     # A Ray worker lives on between tasks: send its spans now rather than at its next batch.
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        provider.force_flush(timeout_millis=2000)
+    flush_spans()
     return outcome
 
 
