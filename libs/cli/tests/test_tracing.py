@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typer.testing import CliRunner
 
+from modelfleet_cli import main
 from modelfleet_cli.publishing import cli_broker
 from modelfleet_cli.tracing import trace_command
 from modelfleet_common.kafka import EventPublisher
@@ -72,3 +73,22 @@ async def test_an_event_the_cli_publishes_carries_the_current_spans_trace() -> N
     assert context is not None
     assert context.trace_id == command.get_span_context().trace_id
     assert trace.format_trace_id(context.trace_id) in sent["traceparent"]
+
+
+def test_modelfleet_retrain_publishes_its_request_inside_the_commands_span(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, str | None]] = []
+
+    async def publish_events(settings: ServiceSettings, events: list[RetrainRequested]) -> None:
+        sent.extend((event.event_type, current_traceparent()) for event in events)
+
+    monkeypatch.setattr(main, "publish_events", publish_events)
+    result = CliRunner().invoke(main.app, ["retrain", "churn-se", "--note", "traced"])
+    assert result.exit_code == 0, result.output
+    [(event_type, traceparent)] = sent
+    [command] = [span for span in spans.get_finished_spans() if span.name == "modelfleet retrain"]
+    context = span_context_of(traceparent)
+    assert event_type == "model.retrain.requested"
+    assert context is not None
+    assert (context.trace_id, context.span_id) == (command.context.trace_id, command.context.span_id)

@@ -47,6 +47,7 @@ from .mlflow_access import sign_in
 from .output import Activity, JsonFlag, emit_json, err, fail, out
 from .publishing import publish_events
 from .tokens import app as tokens_app
+from .tracing import trace_command
 from .uploading import Uploader, UploadFailed, upload_batches
 
 T = TypeVar("T")
@@ -72,6 +73,7 @@ def _print_version(wanted: bool) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     _version: Annotated[
         bool,
         typer.Option(
@@ -80,6 +82,8 @@ def _options(
     ] = False,
 ) -> None:
     """Options of `modelfleet` itself, before the command."""
+    # The command is a span: the events it publishes start (or continue) its trace.
+    trace_command(ctx)
 
 
 def _producer() -> str:
