@@ -50,14 +50,12 @@ RUNBOOKS = REPO / "docs" / "runbooks"
 #: Where the runbooks are read: the repository as published (its images are ghcr.io/modelfleet/*).
 RUNBOOK_BASE = "https://github.com/modelfleet/modelfleet/blob/main/docs/runbooks/"
 
-#: Who is woken: a breach of a class whose versions need a signed approval to take traffic pages
-#: (`critical`), the others wait for working hours (`warning`).
-SEVERITY: dict[RiskClass, str] = {
-    "critical": "critical",
-    "high": "critical",
-    "medium": "warning",
-    "low": "warning",
-}
+
+def severity(policy: RiskPolicy) -> str:
+    """Who is woken by a serving SLO breach: a class whose versions need a signed approval to take
+    traffic (`rollout.requires_approval`) pages (`critical`); the others wait for working hours."""
+    return "critical" if resolve_policy(policy).rollout.requires_approval else "warning"
+
 
 #: Fewest /predict requests per second of a risk class for its error rate and p99 to be judged
 #: (30 in the 5-minute window): below it a single slow or failed request is the whole statistic.
@@ -205,7 +203,7 @@ def serving_group(policies: dict[RiskClass, RiskPolicy]) -> Group:
                     f"fleet:serving_request_errors:ratio_rate5m{selector} > {max_error_rate:g}\nand {traffic}"
                 ),
                 duration="10m",
-                severity=SEVERITY[risk_class],
+                severity=severity(policy),
                 summary=(
                     f"{risk_class}-risk models answer /predict with errors above their "
                     f"{_percent(max_error_rate)} SLO"
@@ -226,7 +224,7 @@ def serving_group(policies: dict[RiskClass, RiskPolicy]) -> Group:
                     f"\nand {traffic}"
                 ),
                 duration="10m",
-                severity=SEVERITY[risk_class],
+                severity=severity(policy),
                 summary=(
                     f"{risk_class}-risk models answer /predict slower than their p99 SLO of {max_p99_ms:g} ms"
                 ),

@@ -100,6 +100,8 @@ def test_each_risk_class_alerts_at_its_own_policys_error_rate_and_p99() -> None:
             expected = getattr(policies[risk_class].spec.monitoring, field) / scale
             assert _threshold(rule) == pytest.approx(expected), f"{name} of {risk_class}"
             assert f'risk_class="{risk_class}"' in rule["expr"]
+            paged = policies[risk_class].spec.rollout.requires_approval
+            assert rule["labels"]["severity"] == ("critical" if paged else "warning")
 
 
 def test_every_metric_the_rules_read_is_one_a_service_declares() -> None:
