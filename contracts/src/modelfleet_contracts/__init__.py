@@ -25,7 +25,7 @@ from .monitoring import (
     SloBreached,
 )
 from .policies import GateDefaults, RiskPolicy
-from .registry import ModelArchived, ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
+from .registry import ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
 from .rollout import (
     ApprovalGranted,
     ApprovalRejected,
@@ -72,7 +72,6 @@ __all__ = [
     "GateResult",
     "GroundTruthObserved",
     "LabeledPrediction",
-    "ModelArchived",
     "ModelArtifactRefused",
     "ModelEvaluated",
     "ModelFleet",

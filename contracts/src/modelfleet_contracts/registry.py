@@ -65,16 +65,6 @@ class ModelRolledBack(Event):
     reason: str = Field(description="Why, with the numbers.")
 
 
-class ModelArchived(Event):
-    """A version was archived and will not serve again."""
-
-    event_type: Literal["model.archived"] = "model.archived"
-    schema_version: Literal[1] = 1
-    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name.")
-    version: str = Field(description="Archived version.")
-    reason: str = Field(description="Why it was archived.")
-
-
 class ModelArtifactRefused(Event):
     """A service refused to load a version: its files failed the digest, signature or safe-load check.
 

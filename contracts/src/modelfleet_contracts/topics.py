@@ -30,7 +30,7 @@ from .monitoring import (
     PerformanceDegraded,
     SloBreached,
 )
-from .registry import ModelArchived, ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
+from .registry import ModelArtifactRefused, ModelPromoted, ModelRegistered, ModelRolledBack
 from .rollout import (
     ApprovalGranted,
     ApprovalRejected,
@@ -105,7 +105,7 @@ MODEL_SPECS = Topic(
     (ModelSpecSubmitted, ModelSpecRetired),
     "Desired state of every model: its latest spec, or its retirement.",
     producers=_principals(CLI),
-    consumers=_principals("ingest", "trainer", "registry", "deployer", "monitor", CLI),
+    consumers=_principals("ingest", "trainer", "deployer", "monitor", CLI),
     compacted=True,
 )
 DATASET_SPECS = Topic(
@@ -193,13 +193,6 @@ MODEL_ROLLBACKS = Topic(
     producers=_principals("deployer"),
     consumers=_principals("registry", "monitor", CLI),
 )
-MODEL_ARCHIVALS = Topic(
-    "model-archivals",
-    (ModelArchived,),
-    "Archived versions.",
-    producers=_principals("registry"),
-    consumers=_principals(CLI),
-)
 ARTIFACT_REFUSALS = Topic(
     "artifact-refusals",
     (ModelArtifactRefused,),
@@ -241,7 +234,7 @@ DEPLOYMENTS = Topic(
     "Routing table of every model: champion, challenger and weight, shadows.",
     producers=_principals("deployer"),
     # The deployer reads its own tables back when it rebuilds its state.
-    consumers=_principals("deployer", "registry", "monitor", "serving", CLI),
+    consumers=_principals("deployer", "monitor", "serving", CLI),
     compacted=True,
 )
 PREDICTION_LOGS = Topic(
@@ -316,7 +309,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
     MODEL_REGISTRATIONS,
     MODEL_PROMOTIONS,
     MODEL_ROLLBACKS,
-    MODEL_ARCHIVALS,
     ARTIFACT_REFUSALS,
     ROLLBACK_REQUESTS,
     APPROVAL_REQUESTS,

@@ -9,8 +9,8 @@ from polyfactory.factories.pydantic_factory import ModelFactory
 
 from modelfleet_common.kafka import event_headers
 from modelfleet_common.signing import TrustedKeys
-from modelfleet_contracts import ModelEvaluated, ModelPromoted, ModelSpecRetired
-from modelfleet_contracts.topics import MODEL_EVALUATIONS, MODEL_PROMOTIONS, MODEL_SPECS
+from modelfleet_contracts import ModelEvaluated, ModelPromoted
+from modelfleet_contracts.topics import MODEL_EVALUATIONS, MODEL_PROMOTIONS
 from modelfleet_registry import app as registry_app
 from modelfleet_registry.app import service
 from modelfleet_registry.registration import Registrar
@@ -25,15 +25,6 @@ def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     registry_app.dependencies.cache_clear()
     yield tmp_path
     registry_app.dependencies.cache_clear()
-
-
-async def test_a_valid_event_on_a_subscribed_topic_is_handled_and_counted() -> None:
-    event = ModelFactory.create_factory(ModelSpecRetired).build()
-    topic = service.namer.topic(MODEL_SPECS)
-    async with TestKafkaBroker(service.broker) as broker:
-        await broker.publish(event.model_dump_json().encode(), topic=topic, headers=event_headers(event))
-    handled = service.metrics.events_handled.labels(topic, event.event_type)._value.get()
-    assert handled == 1
 
 
 async def test_an_evaluation_without_a_digest_is_dead_lettered_with_the_reason(isolated_state: Path) -> None:

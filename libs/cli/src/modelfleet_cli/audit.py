@@ -21,7 +21,6 @@ from modelfleet_contracts import (
     DatasetVersionCreated,
     DeploymentChanged,
     DriftDetected,
-    ModelArchived,
     ModelArtifactRefused,
     ModelEvaluated,
     ModelPromoted,
@@ -48,7 +47,6 @@ from modelfleet_contracts.topics import (
     DATASET_VERSIONS,
     DEPLOYMENTS,
     DRIFT,
-    MODEL_ARCHIVALS,
     MODEL_EVALUATIONS,
     MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
@@ -91,7 +89,6 @@ AUDIT_TOPICS: tuple[Topic, ...] = (
     APPROVALS_REJECTED,
     MODEL_PROMOTIONS,
     MODEL_ROLLBACKS,
-    MODEL_ARCHIVALS,
 )
 
 _AUDITED: frozenset[type[Event]] = frozenset(c for topic in AUDIT_TOPICS for c in topic.contracts)
@@ -294,8 +291,6 @@ def _describe(event: Event) -> tuple[str, str, str | None]:
     if isinstance(event, ModelRolledBack):
         target = f"v{event.to_version}" if event.to_version else "nothing"
         return f"rolled back v{event.from_version} → {target}", event.reason, event.from_version
-    if isinstance(event, ModelArchived):
-        return f"archived v{event.version}", event.reason, event.version
     return event.event_type, "", getattr(event, "version", None)
 
 

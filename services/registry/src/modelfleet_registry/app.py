@@ -3,15 +3,12 @@
 from functools import cache
 
 from modelfleet_common.service import FleetService
-from modelfleet_contracts import DeploymentChanged, ModelEvaluated, ModelPromoted, ModelRolledBack, SpecEvent
+from modelfleet_contracts import ModelEvaluated, ModelPromoted, ModelRolledBack
 from modelfleet_contracts.topics import (
-    DEPLOYMENTS,
-    MODEL_ARCHIVALS,
     MODEL_EVALUATIONS,
     MODEL_PROMOTIONS,
     MODEL_REGISTRATIONS,
     MODEL_ROLLBACKS,
-    MODEL_SPECS,
 )
 
 from . import handlers
@@ -21,8 +18,7 @@ from .metrics import RegistryMetrics
 
 settings = RegistrySettings()
 service = FleetService("registry", settings)
-# Archivals are declared for the AsyncAPI document; their handler comes later.
-publish = service.publisher(MODEL_REGISTRATIONS, MODEL_ARCHIVALS)
+publish = service.publisher(MODEL_REGISTRATIONS)
 metrics = RegistryMetrics(service.metrics.registry)
 
 
@@ -45,16 +41,6 @@ async def on_model_promoted(event: ModelPromoted) -> None:
 @service.subscriber(MODEL_ROLLBACKS)
 async def on_model_rolled_back(event: ModelRolledBack) -> None:
     await handlers.move_champion_on_rollback(event, dependencies())
-
-
-@service.subscriber(DEPLOYMENTS)
-async def on_deployment_changed(event: DeploymentChanged) -> None:
-    await handlers.note_deployment_changed(event)
-
-
-@service.subscriber(MODEL_SPECS)
-async def on_model_spec(event: SpecEvent) -> None:
-    await handlers.note_model_spec(event)
 
 
 app = service.app()

@@ -12,13 +12,10 @@ from modelfleet_common.idempotency import IdempotencyStore, once
 from modelfleet_common.logs import log_event
 from modelfleet_common.state import KeyLocks
 from modelfleet_contracts import (
-    DeploymentChanged,
     ModelEvaluated,
     ModelPromoted,
     ModelRegistered,
     ModelRolledBack,
-    ModelSpecRetired,
-    ModelSpecSubmitted,
 )
 from modelfleet_contracts.envelope import Event
 
@@ -85,13 +82,3 @@ async def move_champion_on_rollback(event: ModelRolledBack, deps: RegistryDeps) 
     await asyncio.to_thread(deps.aliases.roll_back, event)
     where = f"version {event.to_version}" if event.to_version else "no version (alias removed)"
     log_event(logger, f"champion alias rolled back to {where}", event)
-
-
-async def note_deployment_changed(event: DeploymentChanged) -> None:
-    """Receive a routing change that moves aliases."""
-    log_event(logger, "received", event)
-
-
-async def note_model_spec(event: ModelSpecSubmitted | ModelSpecRetired) -> None:
-    """Receive a retirement archives versions."""
-    log_event(logger, "received", event)
