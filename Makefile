@@ -69,6 +69,10 @@ asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service ap
 cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its options, the exit codes) from the typer app
 	$(PY) -m modelfleet_cli.reference > docs/cli.md
 
+.PHONY: metrics-doc
+metrics-doc: install ## Regenerate the metrics table of docs/monitoring.md from the services' metric objects
+	$(PY) docs/generate_metrics.py
+
 .PHONY: k8s-generate
 k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules
 	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml

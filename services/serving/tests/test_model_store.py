@@ -23,6 +23,7 @@ from modelfleet_serving.model_store import (
     ModelKey,
     ModelStore,
     ModelUnavailable,
+    StoreMetrics,
 )
 
 from .conftest import Lab, signed_for
@@ -275,7 +276,7 @@ async def test_concurrent_first_requests_for_one_version_load_it_once(
 def test_the_store_refuses_to_start_without_trusted_keys(tmp_path: Path) -> None:
     settings = ServingSettings(trusted_keys_file=None)
     with pytest.raises(ValueError, match="set FLEET_TRUSTED_KEYS_FILE"):
-        ModelStore.from_settings(settings, CollectorRegistry())
+        ModelStore.from_settings(settings, StoreMetrics(CollectorRegistry()))
 
 
 def test_settings_build_a_store_with_the_budget_in_megabytes(lab: Lab, tmp_path: Path) -> None:
@@ -287,6 +288,6 @@ def test_settings_build_a_store_with_the_budget_in_megabytes(lab: Lab, tmp_path:
         serving_memory_budget_mb=2,
         serving_model_dir=tmp_path / "models",
     )
-    store = ModelStore.from_settings(settings, CollectorRegistry())
+    store = ModelStore.from_settings(settings, StoreMetrics(CollectorRegistry()))
     assert store.memory_budget_bytes == 2 * 1024 * 1024
     assert store.trusted.key_ids == [lab.signer.key_id]

@@ -16,6 +16,7 @@ from . import handlers
 from .api import AnsweredRequests, DataPlane, Limits, json_endpoint
 from .bootstrap import bootstrap
 from .config import ServingSettings
+from .model_store import StoreMetrics
 from .prediction_log import PredictionLog
 from .request_metrics import RequestMetrics
 from .routing_table import RoutingTable
@@ -27,6 +28,7 @@ publish = service.publisher(PREDICTION_LOGS, GROUND_TRUTH, ARTIFACT_REFUSALS)
 
 table = RoutingTable()
 routing_metrics = handlers.RoutingMetrics(service.metrics.registry)
+store_metrics = StoreMetrics(service.metrics.registry)
 prediction_log = PredictionLog(
     publish,
     batch_size=settings.serving_log_batch_size,
@@ -75,7 +77,7 @@ async def unload_idle_models() -> None:
 
 
 async def start_data_plane() -> None:
-    bootstrap(settings, plane, registry=service.metrics.registry)
+    bootstrap(settings, plane, store_metrics=store_metrics)
 
 
 async def stop_data_plane() -> None:

@@ -1,7 +1,7 @@
 """serving's wiring: the ports its data plane gets at startup (MLflow, trusted keys, tokens).
 
-    bootstrap(settings, plane, registry=service.metrics.registry)          # the service
-    bootstrap(settings, plane, registry=..., store=FakeStore(), auth=OpenDoor())   # a test
+    bootstrap(settings, plane, store_metrics=store_metrics)                 # the service
+    bootstrap(settings, plane, store_metrics=..., store=FakeStore(), auth=OpenDoor())   # a test
 
 Nothing here runs at import: the app calls it from its startup hook, so a missing tokens or
 trusted-keys file, or an unreadable MLflow password, stops the service naming it. Until then
@@ -11,21 +11,19 @@ compacted routing tables itself (in no consumer group) and holds its loaded mode
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
 from modelfleet_common.mlflow_auth import use_mlflow_credentials
 
 from .api import DataPlane
 from .auth import Authenticator, authenticator_from_settings
 from .config import ServingSettings
-from .model_store import ModelStore
+from .model_store import ModelStore, StoreMetrics
 
 
 def bootstrap(
     settings: ServingSettings,
     plane: DataPlane,
     *,
-    registry: CollectorRegistry,
+    store_metrics: StoreMetrics,
     store: ModelStore | None = None,
     auth: Authenticator | None = None,
 ) -> None:
@@ -35,5 +33,5 @@ def bootstrap(
     if store is None:
         # Its own MLflow user (FLEET_MLFLOW_USERNAME, password from FLEET_MLFLOW_PASSWORD_FILE).
         use_mlflow_credentials(settings)
-        store = ModelStore.from_settings(settings, registry)
+        store = ModelStore.from_settings(settings, store_metrics)
     plane.store = store

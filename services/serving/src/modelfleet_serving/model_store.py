@@ -179,6 +179,7 @@ class ModelStore:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         topic_prefix: str = "",
+        metrics: StoreMetrics | None = None,
     ) -> None:
         self.source = source
         self.trusted = trusted
@@ -189,7 +190,7 @@ class ModelStore:
         self.memory_factor = memory_factor
         self.idle_unload_seconds = idle_unload_seconds
         self.refusal_retry_seconds = refusal_retry_seconds
-        self.metrics = StoreMetrics(registry if registry is not None else CollectorRegistry())
+        self.metrics = metrics or StoreMetrics(registry if registry is not None else CollectorRegistry())
         self.clock = clock
         self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
         self._memory_used = 0
@@ -198,8 +199,9 @@ class ModelStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: ServingSettings, registry: CollectorRegistry) -> ModelStore:
-        """The store serving runs with; refuses to start without trusted keys to verify against."""
+    def from_settings(cls, settings: ServingSettings, metrics: StoreMetrics) -> ModelStore:
+        """The store serving runs with (its metrics built with the service's, at import); refuses to
+        start without trusted keys to verify against."""
         if settings.trusted_keys_file is None:
             raise ValueError(
                 "serving verifies every model's signature: set FLEET_TRUSTED_KEYS_FILE to the file "
@@ -217,7 +219,7 @@ class ModelStore:
             memory_factor=settings.serving_memory_factor,
             idle_unload_seconds=settings.serving_idle_unload_seconds,
             refusal_retry_seconds=settings.serving_refusal_retry_seconds,
-            registry=registry,
+            metrics=metrics,
             topic_prefix=settings.topic_prefix,
         )
 
