@@ -51,6 +51,7 @@ lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src libs/devkit/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
 	$(VENV)/bin/mypy --python-executable $(SERVING_VENV)/bin/python services/serving/src
+	$(VENV)/bin/mypy deploy/grafana
 
 .PHONY: schemas
 schemas: install ## Refresh the JSON Schema snapshots of the contracts (refuses breaking changes)
@@ -73,8 +74,12 @@ cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its optio
 metrics-doc: install ## Regenerate the metrics table of docs/monitoring.md from the services' metric objects
 	$(PY) docs/generate_metrics.py
 
+.PHONY: dashboards
+dashboards: install ## Regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json) from deploy/grafana/generate.py
+	$(PY) deploy/grafana/generate.py
+
 .PHONY: k8s-generate
-k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules
+k8s-generate: asyncapi dashboards ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules, dashboards
 	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml
 	$(VENV)/bin/modelfleet acls --strimzi > deploy/k8s/strimzi/kafka-users.yaml
 	$(PY) deploy/k8s/generate.py
