@@ -51,7 +51,6 @@ lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src libs/devkit/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
 	$(VENV)/bin/mypy --python-executable $(SERVING_VENV)/bin/python services/serving/src
-	$(VENV)/bin/mypy deploy/grafana
 
 .PHONY: schemas
 schemas: install ## Refresh the JSON Schema snapshots of the contracts (refuses breaking changes)
@@ -65,6 +64,7 @@ asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service ap
 	done
 	@$(SERVING_VENV)/bin/python -m modelfleet_common.asyncapi modelfleet_serving.app:app docs/asyncapi/serving.yaml
 	@echo "docs/asyncapi/*.yaml regenerated"
+	@$(PY) docs/service_table.py
 
 .PHONY: cli-docs
 cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its options, the exit codes) from the typer app
@@ -74,12 +74,8 @@ cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its optio
 metrics-doc: install ## Regenerate the metrics table of docs/monitoring.md from the services' metric objects
 	$(PY) docs/generate_metrics.py
 
-.PHONY: dashboards
-dashboards: install ## Regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json) from deploy/grafana/generate.py
-	$(PY) deploy/grafana/generate.py
-
 .PHONY: k8s-generate
-k8s-generate: asyncapi dashboards ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules, dashboards
+k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules
 	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml
 	$(VENV)/bin/modelfleet acls --strimzi > deploy/k8s/strimzi/kafka-users.yaml
 	$(PY) deploy/k8s/generate.py
