@@ -51,13 +51,14 @@ lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src libs/devkit/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
 	$(VENV)/bin/mypy --python-executable $(SERVING_VENV)/bin/python services/serving/src
+	$(VENV)/bin/mypy deploy/grafana
 
 .PHONY: schemas
 schemas: install ## Refresh the JSON Schema snapshots of the contracts (refuses breaking changes)
 	$(PY) -m modelfleet_contracts.snapshots write
 
 .PHONY: asyncapi
-asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service apps
+asyncapi: install ## Regenerate docs/asyncapi/<service>.yaml from the service apps, and the service table of docs/architecture.md from them
 	@mkdir -p docs/asyncapi
 	@for s in $(CONTROL_PLANE); do \
 	  $(PY) -m modelfleet_common.asyncapi modelfleet_$$s.app:app docs/asyncapi/$$s.yaml || exit 1; \
@@ -74,8 +75,12 @@ cli-docs: install ## Regenerate docs/cli.md (every modelfleet command, its optio
 metrics-doc: install ## Regenerate the metrics table of docs/monitoring.md from the services' metric objects
 	$(PY) docs/generate_metrics.py
 
+.PHONY: dashboards
+dashboards: install ## Regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json) from deploy/grafana/generate.py
+	$(PY) deploy/grafana/generate.py
+
 .PHONY: k8s-generate
-k8s-generate: asyncapi ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules
+k8s-generate: asyncapi dashboards ## Regenerate the manifests made from the code: Strimzi topics/users, KEDA scaling, ServiceMonitors, alert rules, dashboards
 	$(VENV)/bin/modelfleet topics --strimzi > deploy/k8s/strimzi/kafka-topics.yaml
 	$(VENV)/bin/modelfleet acls --strimzi > deploy/k8s/strimzi/kafka-users.yaml
 	$(PY) deploy/k8s/generate.py
