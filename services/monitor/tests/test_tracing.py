@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -19,9 +20,12 @@ from modelfleet_contracts import (
     SloBreached,
 )
 from modelfleet_contracts.envelope import Event
+from modelfleet_contracts.specs import MonitoringPolicy
 from modelfleet_monitor import handlers
+from modelfleet_monitor.snapshots import jsonable, watch_from_state, watch_state
+from modelfleet_monitor.watch import VersionWatch
 
-from .test_handlers import logged
+from .test_handlers import T0, logged
 from .test_signals import WINDOW, fleet_with_one_model, traffic
 
 
@@ -116,3 +120,15 @@ async def test_requests_without_a_trace_give_spans_without_links(spans: InMemory
     await handlers.report_health(clock.advance(5), deps)
     [span] = named(spans, "model health reported")
     assert span.links == ()
+
+
+def test_a_checkpointed_drift_window_keeps_the_request_spans_it_will_link_to() -> None:
+    watch = VersionWatch("pump", "1", "classification")
+    parents = [f"00-{index:032x}-{index:016x}-01" for index in range(1, 4)]
+    watch.add([{"x": 1.0}] * 3, [1] * 3, MonitoringPolicy(), T0, traceparents=parents)
+
+    copy = watch_from_state("pump", "1", json.loads(json.dumps(jsonable(watch_state(watch)))))
+
+    assert list(copy.evidence) == parents
+    copy.close_drift_window(T0)
+    assert list(copy.evidence) == [], "a new window starts without evidence"
