@@ -11,9 +11,10 @@
   latency p99, error rate, requests, live metric against its holdout metric and business value,
   from the monitor's latest window (the `fleet_model_*` gauges).
 
-Every query may only read metrics the code declares (`catalogue.py` reads them from the source);
-the generator refuses to write a dashboard that names another, and `tests/docs/
-test_grafana_dashboards.py` checks the files are current, their metrics declared and their
+Every query may only read metrics the services export, with labels they have (`catalogue.py`
+reads them from the metrics table of docs/monitoring.md, generated from the services' metric
+objects); the generator refuses to write a dashboard that reads another, and `tests/docs/
+test_grafana_dashboards.py` checks the files are current, their metrics and labels exported and their
 PromQL valid (`promtool`). `make dashboards` runs this; the production overlay ships the JSON as
 a ConfigMap for the Grafana sidecar (`deploy/grafana/kustomization.yaml`).
 """
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from catalogue import REPO, dashboard_expressions, declared_metrics, unknown_metrics
+from catalogue import REPO, dashboard_expressions, declared_metrics, problems
 from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
@@ -597,13 +598,15 @@ BUILDERS = {"fleet-overview.json": fleet_overview, "model-drilldown.json": model
 def render(build: Any) -> str:
     document = json.loads(json.dumps(build().build(), cls=JSONEncoder))
     catalogue = declared_metrics()
-    unknown = sorted(
-        {name for expr in dashboard_expressions(document) for name in unknown_metrics(expr, catalogue)}
-    )
-    if unknown:
+    wrong = [
+        f"  {expression}: {problem}"
+        for expression in dashboard_expressions(document)
+        for problem in problems(expression, catalogue)
+    ]
+    if wrong:
         raise SystemExit(
-            f"{document['title']}: no service declares {', '.join(unknown)} "
-            "(catalogue.py reads the metrics from the code; a metric renamed?)"
+            f"{document['title']}: queries the services' metrics do not answer (the table of "
+            "docs/monitoring.md, `make metrics-doc`, lists what they export):\n" + "\n".join(wrong)
         )
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 

@@ -1,11 +1,11 @@
 """The Grafana dashboards are generated from code, current, and read only what the fleet exports.
 
 `deploy/grafana/generate.py` builds them with the Grafana foundation SDK. These tests keep the
-committed JSON equal to its output, every metric a query reads declared by the code (the catalogue
-is read from the services' sources by `deploy/grafana/catalogue.py`; an integration test scrapes a
-running fleet for the same names), every expression valid PromQL for Prometheus's own parser
-(`promtool`, Debian's `prometheus` package), each risk class's SLO line its policy's value, and the
-production overlay shipping the files to Grafana's dashboard sidecar.
+committed JSON equal to its output, every metric and label a query reads one the services export
+(the generated metrics table of docs/monitoring.md, read by `deploy/grafana/catalogue.py`; an
+integration test scrapes a running fleet for the same names), every expression valid PromQL for
+Prometheus's own parser (`promtool`, Debian's `prometheus` package), each risk class's SLO line
+its policy's value, and the production overlay shipping the files to Grafana's dashboard sidecar.
 """
 
 from __future__ import annotations
@@ -89,35 +89,53 @@ def test_the_committed_dashboards_are_what_the_generator_writes() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_every_query_reads_only_metrics_the_services_declare(dashboards: dict[str, dict[str, Any]]) -> None:
-    declared = catalogue.declared_metrics()
+def test_every_query_reads_only_metrics_and_labels_the_services_export(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    exported = catalogue.declared_metrics()
     for name, document in dashboards.items():
         expressions = catalogue.dashboard_expressions(document)
         assert len(expressions) > 5, f"{name} has almost no queries"
-        unknown = {metric for e in expressions for metric in catalogue.unknown_metrics(e, declared)}
-        assert not unknown, f"{name} reads metrics no service declares: {sorted(unknown)}"
+        wrong = {f"{e}: {problem}" for e in expressions for problem in catalogue.problems(e, exported)}
+        assert not wrong, f"{name}:\n" + "\n".join(sorted(wrong))
 
 
-def test_the_catalogue_check_knows_histogram_series_and_catches_undeclared_metrics() -> None:
-    declared = catalogue.declared_metrics()
-    assert declared["fleet_dead_letters_total"].type == "Counter"
-    histogram = next(metric.name for metric in declared.values() if metric.type == "Histogram")
-    gauge = next(metric.name for metric in declared.values() if metric.type == "Gauge")
-    assert not catalogue.unknown_metrics(
-        f"rate({histogram}_bucket[5m]) / rate({histogram}_count[5m])", declared
+def test_the_catalogue_is_the_generated_table_of_what_each_service_exports() -> None:
+    exported = catalogue.declared_metrics()
+    assert exported["fleet_serving_requests_total"].labels == {"route", "risk_class", "code"}
+    assert exported["fleet_serving_request_duration_seconds"].type == "histogram"
+    assert exported["fleet_model_holdout_metric"].labels == {"model"}
+    assert exported["fleet_ready"].labels == frozenset()
+
+
+def test_the_catalogue_check_catches_unknown_metrics_and_labels_but_knows_histogram_series() -> None:
+    exported = catalogue.declared_metrics()
+    latency = "fleet_serving_request_duration_seconds"
+    assert not catalogue.problems(
+        f"histogram_quantile(0.99, sum by (route, le) (rate({latency}_bucket[5m])))"
+        f" / sum by (job) (rate({latency}_count[5m]))",
+        exported,
     )
-    assert catalogue.unknown_metrics(f"{gauge}_bucket + fleet_not_a_metric_total", declared) == {
-        f"{gauge}_bucket",
+    assert catalogue.unknown_metrics("fleet_ready_bucket + fleet_not_a_metric_total", exported) == {
+        "fleet_ready_bucket",
         "fleet_not_a_metric_total",
     }
+    assert catalogue.unknown_labels('fleet_models{risk_class="low", model="m"}', exported) == {
+        "fleet_models{model}"
+    }
+    assert catalogue.unknown_labels("sum by (model) (fleet_models)", exported) == {"model"}
+    assert catalogue.unknown_labels(f"sum by (le) (rate({latency}_count[5m]))", exported) == {"le"}
 
 
-def test_a_metric_named_by_an_f_string_cannot_hide_from_the_catalogue(tmp_path: Path) -> None:
-    source = tmp_path / "services" / "x" / "src" / "x"
-    source.mkdir(parents=True)
-    (source / "metrics.py").write_text('from prometheus_client import Gauge\nGauge(f"fleet_{name}", "doc")\n')
-    with pytest.raises(catalogue.CatalogueError, match=r"services/x/src/x/metrics\.py:2"):
-        catalogue.declared_metrics(tmp_path)
+def test_a_variable_reads_a_label_its_metric_has() -> None:
+    document = {
+        "templating": {
+            "list": [{"name": "v", "type": "query", "query": {"query": "label_values(fleet_models, model)"}}]
+        }
+    }
+    (expression,) = catalogue.dashboard_expressions(document)
+    assert expression == "group by (model) (fleet_models)"
+    assert catalogue.unknown_labels(expression, catalogue.declared_metrics()) == {"model"}
 
 
 def test_every_expression_parses_as_promql(dashboards: dict[str, dict[str, Any]], tmp_path: Path) -> None:
