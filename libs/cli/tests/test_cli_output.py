@@ -240,3 +240,22 @@ def test_verify_of_a_version_the_registry_lacks_exits_not_found(
 
 def test_the_usage_status_is_the_one_typer_gives_a_bad_option() -> None:
     assert runner.invoke(app, ["status", "--no-such-option"]).exit_code == ExitCode.USAGE
+
+
+def test_in_a_terminal_progress_is_a_spinner_that_leaves_no_line_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from modelfleet_cli import output
+
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "err", Console(file=screen, force_terminal=True, width=80))
+    with output.Activity("verifying 2 version(s) of churn-se") as activity:
+        activity.step("churn-se v1 (1 of 2): downloading its files")
+    shown = screen.getvalue()
+    assert "verifying 2 version(s) of churn-se" in shown  # the spinner's text, redrawn in place
+    assert "verifying 2 version(s) of churn-se ...\n" not in shown
+    assert "churn-se v1 (1 of 2): downloading its files\n" not in shown
