@@ -30,7 +30,7 @@ $(VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml
 $(SERVING_VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml services/serving/pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	@test -x $(SERVING_VENV)/bin/python || $(UV) venv -q -p $(PYTHON) $(SERVING_VENV)
-	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving pytest pytest-asyncio pytest-timeout polyfactory
+	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving pytest pytest-asyncio pytest-timeout polyfactory deptry
 	@touch $@
 
 .PHONY: install
@@ -46,11 +46,16 @@ unit: install ## Run the fast unit tests only (serving's in its own environment)
 	$(SERVING_VENV)/bin/python -m pytest services/serving/tests
 
 .PHONY: lint
-lint: install ## ruff (lint + format check) and mypy
+# deptry: every package declares what its src imports (and imports what it declares), each in
+# the environment it runs in; a package's [tool.deptry] says why a declared one is never imported.
+DEPTRY_PACKAGES := contracts libs/common libs/cli libs/devkit $(addprefix services/,$(CONTROL_PLANE))
+lint: install ## ruff (lint + format check), mypy, and deptry (every package declares what it imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy contracts/src libs/common/src libs/cli/src libs/devkit/src $(foreach s,$(CONTROL_PLANE),services/$(s)/src)
 	$(VENV)/bin/mypy --python-executable $(SERVING_VENV)/bin/python services/serving/src
+	@for p in $(DEPTRY_PACKAGES); do echo "deptry $$p"; (cd $$p && $(CURDIR)/$(VENV)/bin/deptry src) || exit 1; done
+	@echo "deptry services/serving"; cd services/serving && $(CURDIR)/$(SERVING_VENV)/bin/deptry src
 	$(VENV)/bin/mypy deploy/grafana
 
 .PHONY: schemas
