@@ -520,8 +520,10 @@ def model_drilldown() -> dashboard_builder.Dashboard:
                 .height(5),
                 single(
                     "Holdout metric",
-                    "The champion's metric on the holdout set at evaluation: what the live metric "
-                    "is compared with. `modelfleet lineage MODEL` shows the evaluation behind it.",
+                    "The champion's score on its holdout set, in the live metric's measure (accuracy, "
+                    "or negated MAE): the bar the live metric is held to. No value: the monitor has "
+                    "no champion reference for the model yet; `modelfleet lineage MODEL` shows the "
+                    "evaluation behind it.",
                     "none",
                     query('max(fleet_model_holdout_metric{model="$model"})', "holdout"),
                 )
@@ -559,8 +561,9 @@ def model_drilldown() -> dashboard_builder.Dashboard:
                 ),
                 graph(
                     "Live metric vs. holdout",
-                    "The live metric on labelled predictions per route, against the holdout metric "
-                    "at evaluation. Live well below holdout: decay; the monitor asks for a retrain "
+                    "The live metric on labelled predictions per route (accuracy, or negated MAE: "
+                    "higher is better), against the champion's holdout score. Live well below "
+                    "holdout: decay; the monitor asks for a retrain "
                     "(retrain.on_decay) or `modelfleet retrain MODEL`. No live line: no labels "
                     "arrived (feedback)." + note,
                     "none",
