@@ -47,19 +47,24 @@ def _load(name: str) -> ModuleType:
 catalogue = _load("catalogue")
 
 
-def _promql(expression: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
+def _promql(expression: str, **values: str) -> str:
+    """The expression as Prometheus reads it, Grafana's variables replaced (by `values`, if given)."""
+    for variable, value in (GRAFANA_VARIABLES | {f"${name}": v for name, v in values.items()}).items():
         expression = expression.replace(variable, value)
     assert "$" not in expression, f"a Grafana variable this test does not know in {expression}"
     return expression
 
 
-def _promtool_check(tmp_path: Path, expressions: list[str]) -> subprocess.CompletedProcess[str]:
+def _promtool() -> str:
     promtool = shutil.which("promtool")
     if promtool is None:
         if os.environ.get("CI") == "true":
             pytest.fail("promtool is missing: CI installs Debian's `prometheus` package (.ci/run)")
         pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return promtool
+
+
+def _promtool_check(tmp_path: Path, expressions: list[str]) -> subprocess.CompletedProcess[str]:
     rules = {
         "groups": [
             {
@@ -73,7 +78,14 @@ def _promtool_check(tmp_path: Path, expressions: list[str]) -> subprocess.Comple
     }
     path = tmp_path / "dashboard-expressions.yaml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    return subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True)
+
+
+def _panel_query(document: dict[str, Any], title: str, ref_id: str = "A") -> str:
+    (panel,) = [panel for panel in document["panels"] if panel["title"] == title]
+    (target,) = [target for target in panel["targets"] if target["refId"] == ref_id]
+    expression: str = target["expr"]
+    return expression
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +223,90 @@ def test_the_production_overlay_ships_the_dashboards_to_grafanas_sidecar() -> No
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["metadata"]["namespace"] == "modelfleet"
     assert config_map["data"] == {name: path.read_text() for name, path in DASHBOARDS.items()}
+
+
+def test_the_queries_compute_what_their_panels_say_on_series_like_the_fleets(
+    dashboards: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Prometheus's own engine (`promtool test rules`) evaluates panel queries on made-up series."""
+    overview = dashboards["fleet-overview.json"]
+    requests = 'fleet_serving_requests_total{{risk_class="{risk}",route="/predict",code="{code}"}}'
+    bucket = (
+        'fleet_serving_request_duration_seconds_bucket{{risk_class="critical",route="/predict",le="{le}"}}'
+    )
+    checks = 'fleet_monitor_drift_checks_total{{risk_class="{risk}"}}'
+    drifted = 'fleet_monitor_drift_detected_total{{risk_class="{risk}"}}'
+    lag = 'fleet_consumer_lag{{group="fleet.monitor.prediction-logs",topic="t",instance="{replica}"}}'
+    cases = [
+        # (what, input series: values per minute, query, eval minute, expected samples)
+        (
+            "no 5xx is an error ratio of 0, not an empty panel",
+            {requests.format(risk="critical", code="200"): "0+60x10"},
+            _panel_query(overview, "Error ratio, critical"),
+            10,
+            [("{}", 0.0)],
+        ),
+        (
+            "6 503s a minute beside 60 200s are 6/66 of the answers",
+            {
+                requests.format(risk="critical", code="200"): "0+60x10",
+                requests.format(risk="critical", code="503"): "0+6x10",
+                requests.format(risk="low", code="500"): "0+600x10",  # another class's errors
+            },
+            _panel_query(overview, "Error ratio, critical"),
+            10,
+            [("{}", 6 / 66)],
+        ),
+        (
+            "every request between 50 and 100 ms is a p99 of 99.5 ms (linear within the bucket)",
+            {
+                bucket.format(le="0.05"): "0x10",
+                bucket.format(le="0.1"): "0+60x10",
+                bucket.format(le="+Inf"): "0+60x10",
+            },
+            _panel_query(overview, "p99 latency, critical"),
+            10,
+            [('{route="/predict"}', 0.0995)],
+        ),
+        (
+            "a class that never drifted has a drifted share of 0; one drift in ten windows is 0.1",
+            {
+                checks.format(risk="low"): "0+10x70",
+                checks.format(risk="high"): "0+10x70",
+                drifted.format(risk="high"): "0+1x70",
+            },
+            _panel_query(overview, "Drifted share of windows"),
+            70,
+            [('{risk_class="low"}', 0.0), ('{risk_class="high"}', 0.1)],
+        ),
+        (
+            "a group's lag is the sum over the replicas that own its partitions",
+            {lag.format(replica="a"): "5x10", lag.format(replica="b"): "7x10"},
+            _panel_query(overview, "Consumer lag"),
+            10,
+            [('{group="fleet.monitor.prediction-logs",topic="t"}', 12.0)],
+        ),
+    ]
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": what,
+                "interval": "1m",
+                "input_series": [{"series": series, "values": values} for series, values in inputs.items()],
+                "promql_expr_test": [
+                    {
+                        "expr": _promql(query, risk_class=".*"),
+                        "eval_time": f"{minute}m",
+                        "exp_samples": [{"labels": labels, "value": value} for labels, value in expected],
+                    }
+                ],
+            }
+            for what, inputs, query, minute, expected in cases
+        ],
+    }
+    path = tmp_path / "dashboard-queries.test.yaml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run([_promtool(), "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
