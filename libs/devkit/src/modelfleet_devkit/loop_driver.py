@@ -201,7 +201,6 @@ class TrafficCounts:
     answered: int = 0
     errors: int = 0
     feedback: int = 0
-    last_error: str = ""
     routes: Counter[str] = field(default_factory=Counter)
 
 
@@ -290,16 +289,14 @@ class TrafficDriver:
             answer = await client.post("/predict", json=body)
             if answer.status_code != 200:
                 counts.errors += 1
-                counts.last_error = f"HTTP {answer.status_code}: {answer.text[:200]}"
                 return
             counts.answered += 1
             counts.routes[f"{answer.json().get('route')} v{answer.json().get('version')}"] += 1
             label = {"model": traffic.model, "request_id": request_id, "label": traffic.labels[index]}
             if (await client.post("/feedback", json=label)).status_code == 202:
                 counts.feedback += 1
-        except httpx.HTTPError as error:
+        except httpx.HTTPError:
             counts.errors += 1
-            counts.last_error = f"{type(error).__name__}: {error}"
 
 
 @dataclass

@@ -57,8 +57,6 @@ DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = {
 }
 #: Name of the pseudo-feature that stands for a model's predictions.
 PREDICTION: Final = "__prediction__"
-#: Where values no reference category holds are counted.
-OTHER: Final = "__other__"
 
 
 class ProfileError(ValueError):
@@ -147,7 +145,8 @@ class NumericReference:
 
 @dataclass(frozen=True)
 class CategoricalReference:
-    """Reference value counts of a model's categorical features; the last column is `OTHER`."""
+    """Reference value counts of a model's categorical features; the last column counts the values no
+    reference category holds."""
 
     names: tuple[str, ...]
     categories: tuple[dict[str, int], ...]
