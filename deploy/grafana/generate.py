@@ -411,7 +411,9 @@ def fleet_rows(policies: dict[RiskClass, RiskPolicy]) -> Iterator[tuple[str, lis
                 "Consumer lag",
                 "Messages behind per consumer group and topic, summed over the replicas that own its "
                 "partitions. Lag that keeps growing: the service is too slow or stopped (Ready "
-                "replicas); KEDA adds replicas up to the partition count in the production overlay.",
+                "replicas); KEDA adds replicas up to the partition count in the production overlay. "
+                "Group none is serving's routing-table readers (every replica reads every table, "
+                "summed here over the replicas).",
                 COUNT,
                 query("sum by (group, topic) (fleet_consumer_lag)", "{{group}} {{topic}}"),
             ).span(12),
