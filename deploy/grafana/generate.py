@@ -34,7 +34,7 @@ from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DashboardLinkType,
@@ -59,8 +59,9 @@ TAGS = ["modelfleet"]
 #: Per-hour panels count over a sliding hour; rates use Grafana's interval (at least 4 scrapes).
 HOUR = "1h"
 RATE = "$__rate_interval"
-#: Units (Grafana's ids).
-SECONDS, RATIO, PER_SECOND, COUNT = "s", "percentunit", "reqps", "short"
+#: Units: seconds, a 0-1 ratio shown as %, requests and events per second, counts, plain numbers.
+SECONDS, RATIO, COUNT, NUMBER = units.Seconds, units.PercentUnit, units.Short, units.Number
+REQUESTS_PER_SECOND, EVENTS_PER_SECOND = units.RequestsPerSecond, units.EventsPerSecond
 
 Builder = Any  # a panel builder of the SDK (timeseries.Panel, stat.Panel)
 REF_IDS = "ABCDEFGH"
@@ -336,7 +337,7 @@ def fleet_rows(policies: dict[RiskClass, RiskPolicy]) -> Iterator[tuple[str, lis
             "Requests per route and risk class (`unknown`: a model serving does not know). A drop "
             "to 0 with clients still calling: serving is not ready (Ready replicas) or the "
             "ingress sends traffic elsewhere.",
-            PER_SECOND,
+            REQUESTS_PER_SECOND,
             query(
                 f"sum by (risk_class, route) (rate(fleet_serving_requests_total{{{RISK}}}[{RATE}]))",
                 "{{route}} {{risk_class}}",
@@ -347,7 +348,7 @@ def fleet_rows(policies: dict[RiskClass, RiskPolicy]) -> Iterator[tuple[str, lis
             "Responses per HTTP status code. 5xx are serving's errors (they count against the "
             "error SLO); 401/403 are callers without a valid token (`modelfleet tokens`); 404 a "
             "model or version serving does not route.",
-            PER_SECOND,
+            REQUESTS_PER_SECOND,
             query(
                 f"sum by (code) (rate(fleet_serving_requests_total{{{RISK}}}[{RATE}]))",
                 "{{code}}",
@@ -434,7 +435,7 @@ def fleet_rows(policies: dict[RiskClass, RiskPolicy]) -> Iterator[tuple[str, lis
                 "Events handled successfully (offset committed), per topic. A topic falling to 0 while "
                 "its producers publish: its consumers are stuck (Consumer lag grows) or failing "
                 "(retries and dead letters beside this panel).",
-                PER_SECOND,
+                EVENTS_PER_SECOND,
                 query(f"sum by (topic) (rate(fleet_events_handled_total[{RATE}]))", "{{topic}}"),
             ),
             graph(
@@ -442,7 +443,7 @@ def fleet_rows(policies: dict[RiskClass, RiskPolicy]) -> Iterator[tuple[str, lis
                 "Handler attempts that failed and were retried with backoff, per topic. Sustained "
                 "retries: a dependency (MLflow, PostgreSQL, the dataset store) is failing; the "
                 "service's log names it.",
-                PER_SECOND,
+                EVENTS_PER_SECOND,
                 query(f"sum by (topic) (rate(fleet_handler_retries_total[{RATE}]))", "{{topic}}"),
             ),
             single(
@@ -513,7 +514,7 @@ def model_drilldown() -> dashboard_builder.Dashboard:
                     "The version each route serves. No route: the monitor has no window for the "
                     "model yet (no traffic) or the model was retired; `modelfleet status` shows its "
                     "stage." + note,
-                    "none",
+                    NUMBER,
                     query(f"max by (route) (fleet_model_version{{{MODEL}}})", "{{route}}"),
                 )
                 .decimals(0)
@@ -526,7 +527,7 @@ def model_drilldown() -> dashboard_builder.Dashboard:
                     "or negated MAE): the bar the live metric is held to. No value: the monitor has "
                     "no champion reference for the model yet; `modelfleet lineage MODEL` shows the "
                     "evaluation behind it.",
-                    "none",
+                    NUMBER,
                     query('max(fleet_model_holdout_metric{model="$model"})', "holdout"),
                 )
                 .decimals(3)
@@ -568,7 +569,7 @@ def model_drilldown() -> dashboard_builder.Dashboard:
                     "holdout: decay; the monitor asks for a retrain "
                     "(retrain.on_decay) or `modelfleet retrain MODEL`. No live line: no labels "
                     "arrived (feedback)." + note,
-                    "none",
+                    NUMBER,
                     query(f"max by (route) (fleet_model_live_metric{{{MODEL}}})", "live {{route}}"),
                     query('max(fleet_model_holdout_metric{model="$model"})', "holdout"),
                 ),
@@ -577,14 +578,14 @@ def model_drilldown() -> dashboard_builder.Dashboard:
                     "Business KPI earned per window (labelled correct predictions x value), per "
                     "route. A challenger earning less than the champion at the same traffic share "
                     "should not be promoted: `modelfleet audit MODEL`." + note,
-                    "none",
+                    NUMBER,
                     query(f"max by (route) (fleet_model_business_value{{{MODEL}}})", "{{route}}"),
                 ),
                 graph(
                     "Versions per route",
                     "The version each route served over time: every step is a promotion, rollback "
                     "or new challenger; `modelfleet audit MODEL` says why each happened." + note,
-                    "none",
+                    NUMBER,
                     query(f"max by (route) (fleet_model_version{{{MODEL}}})", "{{route}}"),
                 )
                 .decimals(0)
