@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -206,6 +207,20 @@ def test_every_panel_reads_the_chosen_prometheus_and_says_what_to_do(
             assert ref_ids, f"{where}: no query"
             assert all(ref_ids), f"{where}: a query without refId"
             assert len(set(ref_ids)) == len(ref_ids), f"{where}: refIds repeat"
+
+
+def test_every_legend_names_only_labels_its_query_keeps(dashboards: dict[str, dict[str, Any]]) -> None:
+    """`{{label}}` in a legend shows nothing when the query aggregated that label away."""
+    for name, document in dashboards.items():
+        for panel in document["panels"]:
+            for target in panel.get("targets", []):
+                kept = {
+                    label.strip()
+                    for grouping in re.findall(r"\bby \(([^)]*)\)", target["expr"])
+                    for label in grouping.split(",")
+                }
+                shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target["legendFormat"]))
+                assert shown <= kept, f"{name}: {panel['title']}: legend {target['legendFormat']!r}"
 
 
 def test_the_production_overlay_ships_the_dashboards_to_grafanas_sidecar() -> None:
