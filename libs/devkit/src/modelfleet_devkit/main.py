@@ -20,8 +20,8 @@ app = typer.Typer(
 
 @app.command()
 def up() -> None:
-    """Start every service of the local fleet that is not running (Kafka and MLflow first: `make
-    kafka mlflow`), then show the fleet's health."""
+    """Start every service of the local fleet that is not running, then show the fleet's health
+    (Kafka and MLflow are started before, by `make kafka mlflow`)."""
     fleet.up(default_home())
 
 
