@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from modelfleet_common import humanize
@@ -657,7 +658,7 @@ def verify(
             elif r["result"] == "unsigned":
                 out.print(f"[yellow]{where}: failed its evaluation[/]: unsigned, never servable")
             else:
-                out.print(f"[red]{where}: NOT VERIFIED[/]: {r['problem']}")
+                out.print(f"[red]{where}: NOT VERIFIED[/]: {escape(r['problem'])}")
     if failures:
         fail(f"{len(failures)} of {len(results)} version(s) of {model} NOT VERIFIED")
 
@@ -692,7 +693,7 @@ def ingest(
         uri = Uploader.from_settings()(dataset, uri)
     except UploadFailed as error:
         raise typer.BadParameter(str(error), param_hint="FILE") from error
-    err.print(f"uploaded {file} to {uri}")
+    err.print(escape(f"uploaded {file} to {uri}"))
     event = DataBatchSubmitted(producer=_producer(), dataset=dataset, uri=uri, mode=mode)  # type: ignore[arg-type,call-arg]
     _send(event)
     result: dict[str, Any] = {
@@ -705,7 +706,9 @@ def ingest(
         if as_json:
             emit_json(result)
         else:
-            out.print(f"submitted {file} as a batch of {dataset} (event {event.event_id}); ingest decides")
+            out.print(
+                escape(f"submitted {file} as a batch of {dataset} (event {event.event_id}); ingest decides")
+            )
         return
     settings = fleet_settings()
     with Activity(f"waiting up to {humanize.duration(timeout)} for ingest's verdict") as activity:
