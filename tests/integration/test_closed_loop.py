@@ -10,6 +10,10 @@ labels through serving:
 - `steady`: its inputs look like its training data. Its windows are checked and nothing happens.
 - `noisy`: its inputs drift too, but its labels are coin flips. The retrain learns from them,
   fails its metric gate and is not promoted; the audit says which gate and why.
+
+Every service and the CLI export their spans over OTLP/HTTP to a receiver of the test's own
+(`otlp.py`): one trace leads from the drift incident (linked to a drifted request's span) through
+the retrain, the training in Ray, the evaluation and the registration to the promotion.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from modelfleet_contracts.topics import (
 from . import fleet as fleet_helpers
 from .assembly_data import OWNER, drifted, model_spec, sensors
 from .fleet import RunningFleet, SecuredBroker, running_fleet
+from .otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 
 # The module's fixture runs the whole loop (trainings, drift, retrains, a canary) once, in minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -144,6 +149,7 @@ class Outcome:
     registrations: list[ModelRegistered]
     promotions: list[ModelPromoted]
     feedback_versions: list[DatasetVersionCreated]
+    traces: OtlpReceiver
 
     def of(self, key: str, events: list[Any]) -> list[Any]:
         name = self.models[key].name
@@ -167,7 +173,10 @@ def outcome(
         "FLEET_INGEST_FEEDBACK_SECONDS": "2",
         "FLEET_RETRAIN_DATA_WAIT_SECONDS": "60",
     }
-    with running_fleet(root, kafka_broker, mlflow_uri, SERVICES, extra_env=extra_env) as fleet:
+    with (
+        otlp_receiver() as traces,
+        running_fleet(root, kafka_broker, mlflow_uri, SERVICES, extra_env=extra_env | traces.env()) as fleet,
+    ):
         models = {
             "drifting": LoopModel(
                 f"loop-drifting{fleet.suffix}",
@@ -200,7 +209,7 @@ def outcome(
         applied = fleet.cli("apply", str(path))
         assert applied.returncode == 0, applied.stdout + applied.stderr
         asyncio.run(_drive(fleet, models))
-        yield _read_outcome(fleet, models)
+        yield _read_outcome(fleet, models, traces)
 
 
 async def _drive(fleet: RunningFleet, models: dict[str, LoopModel]) -> None:
@@ -240,7 +249,7 @@ async def _drive(fleet: RunningFleet, models: dict[str, LoopModel]) -> None:
     await asyncio.sleep(5)
 
 
-def _read_outcome(fleet: RunningFleet, models: dict[str, LoopModel]) -> Outcome:
+def _read_outcome(fleet: RunningFleet, models: dict[str, LoopModel], traces: OtlpReceiver) -> Outcome:
     async def read_all() -> list[list[Any]]:
         topics = (
             DRIFT,
@@ -256,7 +265,7 @@ def _read_outcome(fleet: RunningFleet, models: dict[str, LoopModel]) -> Outcome:
     drift, retrains, trainings, evaluations, registrations, promotions, versions = asyncio.run(read_all())
     feedback = [v for v in versions if isinstance(v, DatasetVersionCreated) and v.origin == "feedback"]
     return Outcome(
-        fleet, models, drift, retrains, trainings, evaluations, registrations, promotions, feedback
+        fleet, models, drift, retrains, trainings, evaluations, registrations, promotions, feedback, traces
     )
 
 
@@ -342,3 +351,79 @@ def test_a_retrained_model_that_fails_its_gates_is_not_promoted_and_the_audit_sa
     verdict = next(entry for entry in entries if entry["what"] == "evaluation failed")
     assert "metric:roc_auc" in verdict["why"]
     assert any(entry["what"] == "registered v2" and "not promoted" in entry["why"] for entry in entries)
+
+
+def test_one_trace_leads_from_a_drifted_requests_incident_to_the_promotion(outcome: Outcome) -> None:
+    name = outcome.models["drifting"].name
+    first = outcome.of("drifting", outcome.drift)[0]
+
+    def promotion_path(spans: list[ReceivedSpan]) -> list[ReceivedSpan] | None:
+        """The spans from the promotion of v2 up to the root of its trace, once all have arrived."""
+        by_id = {(s.trace_id, s.span_id): s for s in spans}
+        promoted = [
+            s
+            for s in spans
+            if s.attributes.get("modelfleet.model") == name
+            and s.attributes.get("modelfleet.version") == "2"
+            and s.attributes.get("modelfleet.stage") == "promoted"
+        ]
+        for span in promoted:
+            path = [span]
+            while path[-1].parent_span_id:
+                parent = by_id.get((path[-1].trace_id, path[-1].parent_span_id))
+                if parent is None:
+                    break
+                path.append(parent)
+            else:
+                return path
+        return None
+
+    path = outcome.traces.wait_for(promotion_path, what=f"whole trace of the promotion of {name} v2")
+    root, promotion = path[-1], path[0]
+    spans = outcome.traces.snapshot()
+    by_id = {(s.trace_id, s.span_id): s for s in spans}
+
+    # The root is the drift incident that asked for the retrain, linked to drifted requests' spans.
+    assert (root.service, root.name) == ("modelfleet-monitor", "drift detected")
+    assert root.attributes["modelfleet.event_id"] == str(first.event_id)
+    requests = [by_id[link] for link in root.links if link in by_id and by_id[link].name == "POST /predict"]
+    assert requests, f"the drift span links to no request span: {root.links}"
+    assert {(r.service, r.kind) for r in requests} == {("modelfleet-serving", "server")}
+    assert all(r.trace_id != root.trace_id for r in requests), "each request is a trace of its own"
+
+    # Parent by parent, the services the loop went through, in order.
+    services = [span.service for span in reversed(path)]
+    hops = [service for index, service in enumerate(services) if index == 0 or services[index - 1] != service]
+    assert hops == [
+        "modelfleet-monitor",
+        "modelfleet-trainer",
+        "modelfleet-evaluator",
+        "modelfleet-registry",
+        "modelfleet-deployer",
+    ]
+    assert "model.promoted" in promotion.attributes["modelfleet.published"]
+
+    # The training ran in a Ray task and MLflow was called over HTTP, both in the loop's trace.
+    loop = [s for s in spans if s.trace_id == root.trace_id]
+    assert any(s.name == "training task" and s.service == "modelfleet-trainer" for s in loop)
+    http_calls = [
+        s for s in loop if s.kind == "client" and {"http.method", "http.request.method"} & set(s.attributes)
+    ]
+    assert http_calls, "MLflow's HTTP calls are spans of the loop"
+
+    # The CLI's `apply` started the trace of the first trainings.
+    [apply] = [s for s in spans if (s.service, s.name) == ("modelfleet-cli", "modelfleet apply")]
+    assert any(s.trace_id == apply.trace_id and s.name == "training task" for s in spans)
+
+    request = requests[0]
+    print("\none trace per loop (service, span, trace id, span id):")
+    print(f"  {request}")
+    print(f"    <- linked from ({len(root.links)} links): {root}")
+    for span in reversed(path[:-1]):
+        print(f"  {span}")
+    decided = promotion.attributes
+    print(f"    published {decided['modelfleet.published']}, stage {decided['modelfleet.stage']}")
+    print("  in the same trace, among others:")
+    for span in [s for s in loop if s.name == "training task"] + http_calls[:3]:
+        print(f"  {span}")
+    print(f"  ({len(loop)} spans in the loop's trace, {len(http_calls)} of them HTTP calls to MLflow)")
