@@ -611,6 +611,8 @@ async def _settle_drift(
             ):
                 await deps.publish(event)
                 _note_for_review(model, deps)
+                # In the incident's span: the log line carries its trace id.
+                log_event(logger, f"drift detected: {finding.summary()}", event)
         except Exception:
             logger.warning(
                 "drift not published: the window stays due and is published next cycle",
@@ -622,7 +624,6 @@ async def _settle_drift(
         published.append(event)
         deps.metrics.drift_detected.labels(risk_class).inc()
         deps.review(model).add_drift(finding.share, finding.summary())
-        log_event(logger, f"drift detected: {finding.summary()}", event)
     deps.metrics.drift_checks.labels(risk_class).inc()
     watch.close_drift_window(now)
     deps.models.changed(model)
