@@ -88,7 +88,7 @@ async def test_models_by_stage_and_the_oldest_canary_of_each_class() -> None:
     await remember_model_spec(spec("medium", model="fraud-de"), deps)
     await roll_out_version(registered("1").model_copy(update={"model": "fraud-de"}), deps)
     deps.clock = lambda: NOW + timedelta(hours=2)
-    refresh_fleet_metrics(deps, everyone)
+    await refresh_fleet_metrics(deps, everyone)
     assert values(registry, "fleet_models") == {("canary", "low"): 1.0, ("promoted", "medium"): 1.0}
     assert values(registry, "fleet_deployer_canary_age_seconds") == {
         ("low",): 7200.0,
@@ -100,7 +100,7 @@ async def test_models_by_stage_and_the_oldest_canary_of_each_class() -> None:
     # The canary is promoted: its stage reads 0 (not a stale 1), and no canary is in progress.
     await weigh_model_health(health("2", 10, hour=1), deps)
     await weigh_model_health(health("2", 10, hour=2), deps)
-    refresh_fleet_metrics(deps, everyone)
+    await refresh_fleet_metrics(deps, everyone)
     assert values(registry, "fleet_models") == {
         ("canary", "low"): 0.0,
         ("promoted", "low"): 1.0,

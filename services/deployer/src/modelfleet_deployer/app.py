@@ -88,7 +88,7 @@ async def refresh_metrics() -> None:
     """Count the models this replica owns (those keyed to its partitions of model-specs)."""
     owned = service.ownership(MODEL_SPECS)
     if owned is not None:  # not assigned yet: whose models are whose is not known
-        handlers.refresh_fleet_metrics(dependencies(), owned.owns)
+        await handlers.refresh_fleet_metrics(dependencies(), owned.owns)
 
 
 # The deployer reads its own routing tables back when it rebuilds its state.

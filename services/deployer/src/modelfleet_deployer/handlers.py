@@ -20,6 +20,7 @@ breach, a release on an approval — is published in a span of that trace
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -271,11 +272,13 @@ def _remember_rollout_trace(
         deps.state.put(ROLLOUT_TRACES, model, {"traceparent": traceparent, "version": event.version})
 
 
-def refresh_fleet_metrics(deps: DeployerDeps, owns: Callable[[str], bool]) -> None:
+async def refresh_fleet_metrics(deps: DeployerDeps, owns: Callable[[str], bool]) -> None:
     """Export the models `owns` says are this replica's by stage and risk class, and the oldest
-    shadow or canary (see `metrics`)."""
+    shadow or canary (see `metrics`). The stage records are read in a thread: the event loop
+    keeps consuming meanwhile."""
     if deps.metrics is not None:
-        deps.metrics.show(fleet_view(deps.state.items(STAGES), owns, deps.clock()))
+        records = await asyncio.to_thread(deps.state.items, STAGES)
+        deps.metrics.show(fleet_view(records, owns, deps.clock()))
 
 
 # --- handlers -----------------------------------------------------------------------------------
