@@ -391,6 +391,12 @@ def test_one_trace_leads_from_a_drifted_requests_incident_to_the_promotion(outco
     assert {(r.service, r.kind) for r in requests} == {("modelfleet-serving", "server")}
     assert all(r.trace_id != root.trace_id for r in requests), "each request is a trace of its own"
 
+    # The monitor's log line about the incident carries the incident's trace and span ids.
+    monitor_log = outcome.fleet.services["monitor"].log_path.read_text(errors="replace").splitlines()
+    records = [json.loads(line) for line in monitor_log if line.startswith("{")]
+    drift_lines = [r for r in records if r.get("key") == name and r["message"].startswith("drift detected")]
+    assert (root.trace_id, root.span_id) in [(r.get("trace_id"), r.get("span_id")) for r in drift_lines]
+
     # Parent by parent, the services the loop went through, in order.
     services = [span.service for span in reversed(path)]
     hops = [service for index, service in enumerate(services) if index == 0 or services[index - 1] != service]
