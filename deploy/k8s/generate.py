@@ -9,7 +9,9 @@
   signs KEDA in as that service's own principal (its Strimzi `KafkaUser` Secret). The groups come
   from the services' AsyncAPI documents (`docs/asyncapi/<service>.yaml`, generated from the apps
   by `make asyncapi`: each receive operation names its `groupId`). Serving reads no group (every
-  replica reads every routing table): it scales on CPU.
+  replica reads every routing table): it scales on its `/predict` request rate (KEDA's prometheus
+  scaler on `fleet_serving_requests_total`, through the Prometheus the ServiceMonitors feed) and
+  on CPU, whichever asks for more replicas.
 - `overlays/production/service-monitors.yaml`: one Prometheus Operator `ServiceMonitor` per
   service, scraping the Service's `http` port at `/metrics`.
 
@@ -69,6 +71,18 @@ SCALING: dict[str, Scaling] = {
 #: Serving: replicas on CPU (KEDA's cpu trigger, % of the request), two at least for availability.
 SERVING_CPU_PERCENT = 70
 SERVING_REPLICAS = (2, 10)
+#: ... and on `/predict` requests per second per replica (KEDA's prometheus trigger).
+SERVING_REQUESTS_PER_REPLICA = 200
+SERVING_REQUESTS_WHY = (
+    "one serving process answered 406 req/s closed-loop with 1,000 models on 2 cores "
+    "(benchmarks/serving.py); half of that leaves room for bursts within the p99 SLO"
+)
+#: The Prometheus that scrapes the ServiceMonitors: the Service the Prometheus Operator creates for
+#: a Prometheus in namespace `monitoring`. Patch the ScaledObject's `serverAddress` if yours differs.
+PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+#: The request rate KEDA divides by SERVING_REQUESTS_PER_REPLICA (the ServiceMonitor's job is the
+#: service's name; 2 m spans four 30 s scrapes).
+SERVING_REQUEST_RATE = 'sum(rate(fleet_serving_requests_total{job="serving",route="/predict"}[2m]))'
 
 
 def consumer_groups(service: str) -> dict[str, list[str]]:
@@ -174,7 +188,15 @@ def scaling_documents() -> list[dict[str, Any]]:
         {
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
-            "metadata": _metadata("serving", "serving"),
+            "metadata": _metadata("serving", "serving")
+            | {
+                "annotations": {
+                    "modelfleet/request-threshold": (
+                        f"{SERVING_REQUESTS_PER_REPLICA} /predict requests/s per replica: "
+                        + SERVING_REQUESTS_WHY
+                    )
+                }
+            },
             "spec": {
                 "scaleTargetRef": {"name": "serving"},
                 "minReplicaCount": SERVING_REPLICAS[0],
@@ -184,7 +206,15 @@ def scaling_documents() -> list[dict[str, Any]]:
                         "type": "cpu",
                         "metricType": "Utilization",
                         "metadata": {"value": str(SERVING_CPU_PERCENT), "containerName": "app"},
-                    }
+                    },
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": PROMETHEUS,
+                            "query": SERVING_REQUEST_RATE,
+                            "threshold": str(SERVING_REQUESTS_PER_REPLICA),
+                        },
+                    },
                 ],
             },
         }
@@ -219,7 +249,7 @@ def rendered() -> dict[Path, str]:
     """Each generated file and its content."""
     files = {
         PRODUCTION / "scaling.yaml": (
-            "KEDA: consumer-group lag from docs/asyncapi, CPU for serving",
+            "KEDA: consumer-group lag from docs/asyncapi, requests and CPU for serving",
             scaling_documents(),
         ),
         PRODUCTION / "service-monitors.yaml": ("one ServiceMonitor per service", service_monitor_documents()),

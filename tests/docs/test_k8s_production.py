@@ -18,6 +18,7 @@ import yaml
 from modelfleet_cli.local_home import REPO
 from modelfleet_contracts.topics import SERVICES
 
+from .test_grafana_dashboards import catalogue
 from .test_k8s_manifests import K8S, _environment, _of_kind, _render_command, _services
 
 Manifest = dict[str, Any]
@@ -56,7 +57,7 @@ def test_each_consumer_service_scales_on_the_lag_of_every_group_it_commits(
         triggers = scaled[service]["spec"]["triggers"]
         if service == "serving":
             assert not groups, "serving reads no consumer group (every replica reads every routing table)"
-            assert [trigger["type"] for trigger in triggers] == ["cpu"]
+            assert [trigger["type"] for trigger in triggers] == ["cpu", "prometheus"]
             continue
         assert groups, f"{service}'s AsyncAPI document names no consumer group"
         assert {trigger["metadata"]["consumerGroup"] for trigger in triggers} == groups
@@ -135,3 +136,18 @@ def test_every_namespaced_object_names_its_namespace(production: list[Manifest])
         if doc["kind"] != "Namespace" and not doc["metadata"].get("namespace")
     ]
     assert unplaced == []
+
+
+def test_serving_scales_on_a_request_rate_the_fleet_exports_with_the_labels_it_has(
+    production: list[Manifest],
+) -> None:
+    (trigger,) = [
+        trigger
+        for trigger in _of_kind(production, "ScaledObject")["serving"]["spec"]["triggers"]
+        if trigger["type"] == "prometheus"
+    ]
+    query = trigger["metadata"]["query"]
+    assert catalogue.problems(query, catalogue.declared_metrics()) == []
+    assert "fleet_serving_requests_total" in query
+    assert 'route="/predict"' in query
+    assert int(trigger["metadata"]["threshold"]) > 0
