@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pythonjsonlogger.json import JsonFormatter
 
-from modelfleet_common.logs import _EventContext
+from modelfleet_common.logs import _EventContext, event_id
 from modelfleet_common.telemetry import (
     MAX_LINKS,
     Evidence,
@@ -147,6 +147,28 @@ def test_log_records_carry_the_trace_and_span_id_only_while_a_span_is_current(
     assert inside["trace_id"] == trace.format_trace_id(context.trace_id)
     assert inside["span_id"] == trace.format_span_id(context.span_id)
     assert inside["service"] == "tests"
+
+
+def test_a_record_about_another_event_keeps_its_id_and_names_the_event_in_hand_beside_it() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_EventContext("tests"))
+    handler.setFormatter(JsonFormatter("%(message)s %(event_id)s"))
+    logger = logging.getLogger("modelfleet.tests.events")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    token = event_id.set("consumed-1")
+    try:
+        logger.info("handling")
+        logger.info("verdict published", extra={"event_id": "published-2"})
+    finally:
+        event_id.reset(token)
+        logger.removeHandler(handler)
+    handling, published = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert handling["event_id"] == "consumed-1"
+    assert "handled_event_id" not in handling
+    assert published["event_id"] == "published-2"
+    assert published["handled_event_id"] == "consumed-1"
 
 
 def test_an_http_call_made_with_requests_is_a_client_span_whose_context_goes_along(

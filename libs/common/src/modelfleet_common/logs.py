@@ -13,7 +13,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 #: Correlation id of the lifecycle the current handler works for ("" outside a handler).
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
-#: Id of the event the current handler works on.
+#: Id of the event the current handler works on (a record about another event names it as
+#: `handled_event_id`, and that event's own id as `event_id`).
 event_id: ContextVar[str] = ContextVar("event_id", default="")
 
 
@@ -28,7 +29,13 @@ class _EventContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.correlation_id = correlation_id.get()
-        record.event_id = event_id.get()
+        handled = event_id.get()
+        if getattr(record, "event_id", ""):
+            # The record names an event of its own (`log_event`'s verdict, say): keep that id and
+            # name the one in hand beside it.
+            record.handled_event_id = handled
+        else:
+            record.event_id = handled
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
             record.trace_id = trace.format_trace_id(span.trace_id)
