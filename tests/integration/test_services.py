@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from polyfactory.factories.pydantic_factory import ModelFactory
@@ -13,7 +14,7 @@ from modelfleet_contracts import (
     DataBatchSubmitted,
     DeploymentChanged,
     ModelRegistered,
-    ModelSpecRetired,
+    ModelRolledBack,
     PredictionLogged,
     RetrainRequested,
     TrainingFinished,
@@ -25,26 +26,37 @@ from .fleet import Kafka, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-#: One contract each service subscribes to and handles without other parts of the fleet. (A
-#: random `ModelEvaluated` names no real MLflow run: the registry rightly refuses it, and the
-#: assembly-line tests cover that path with real runs.)
-CONSUMED_BY: dict[str, type[Event]] = {
-    "ingest": DataBatchSubmitted,
-    "trainer": RetrainRequested,
-    "evaluator": TrainingFinished,
-    "registry": ModelSpecRetired,
-    "deployer": ModelRegistered,
-    "monitor": PredictionLogged,
-    "serving": DeploymentChanged,
+#: One contract each service subscribes to and handles without other parts of the fleet, with the
+#: fields it needs for that. (A random `ModelEvaluated` names no real MLflow run: the registry
+#: rightly refuses it, and the assembly-line tests cover that path with real runs; a rollback that
+#: leaves no champion removes an alias, and removing one that is not set is no error.)
+CONSUMED_BY: dict[str, tuple[type[Event], dict[str, Any]]] = {
+    "ingest": (DataBatchSubmitted, {}),
+    "trainer": (RetrainRequested, {}),
+    "evaluator": (TrainingFinished, {}),
+    "registry": (ModelRolledBack, {"to_version": None}),
+    "deployer": (ModelRegistered, {}),
+    "monitor": (PredictionLogged, {}),
+    "serving": (DeploymentChanged, {}),
 }
+#: Services whose handling calls MLflow (the registry moves its aliases there).
+NEEDS_MLFLOW = frozenset({"registry"})
 
 
 @pytest.mark.parametrize("name", list(CONSUMED_BY))
 async def test_a_service_starts_consumes_a_valid_event_and_stops_cleanly_on_sigterm(
-    name: str, start_service: Callable[..., ServiceProcess], kafka: Kafka, topic_prefix: str
+    name: str,
+    start_service: Callable[..., ServiceProcess],
+    kafka: Kafka,
+    topic_prefix: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    service = start_service(name)
-    event: Event = ModelFactory.create_factory(CONSUMED_BY[name]).build()
+    mlflow: dict[str, str] = {}
+    if name in NEEDS_MLFLOW:
+        mlflow["FLEET_MLFLOW_TRACKING_URI"] = request.getfixturevalue("mlflow_uri")
+    service = start_service(name, **mlflow)
+    contract, fields = CONSUMED_BY[name]
+    event: Event = ModelFactory.create_factory(contract).build(**fields)
     topic = TopicNamer(topic_prefix).topic(topic_of(type(event)))
 
     await kafka.publish(
