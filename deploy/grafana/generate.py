@@ -21,7 +21,6 @@ a ConfigMap for the Grafana sidecar (`deploy/grafana/kustomization.yaml`).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -48,6 +47,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from modelfleet_common.policies import RISK_CLASSES, load_policies
 from modelfleet_contracts.policies import RiskPolicy
 from modelfleet_contracts.specs import RiskClass
+from modelfleet_devkit.generated import generator_main
 
 GRAFANA = Path(__file__).resolve().parent
 DASHBOARDS = GRAFANA / "dashboards"
@@ -617,26 +617,10 @@ def render(build: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file is stale")
-    arguments = parser.parse_args()
-    stale = []
-    for name, build in BUILDERS.items():
-        path = DASHBOARDS / name
-        text = render(build)
-        if arguments.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(path.relative_to(REPO))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(REPO)}")
-    if stale:
-        print(f"stale: {', '.join(map(str, stale))}; run `make dashboards`", file=sys.stderr)
-        return 1
-    return 0
+def rendered() -> dict[Path, str]:
+    """Each dashboard file and its JSON."""
+    return {DASHBOARDS / name: render(build) for name, build in BUILDERS.items()}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(generator_main(rendered, description=__doc__.split("\n\n")[0], remake="make dashboards"))

@@ -26,7 +26,6 @@ holds promtool unit tests for every alert (`make alerts-test`).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import math
 import sys
@@ -41,6 +40,7 @@ from modelfleet_common.policies import RISK_CLASSES, load_policies, resolve_poli
 from modelfleet_contracts.policies import RiskPolicy
 from modelfleet_contracts.specs import RiskClass
 from modelfleet_contracts.topics import SERVICES
+from modelfleet_devkit.generated import generator_main
 
 PROMETHEUS = Path(__file__).resolve().parent
 REPO = PROMETHEUS.parents[1]
@@ -529,24 +529,7 @@ def rendered() -> dict[Path, str]:
     }
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
-    check = parser.parse_args(argv).check
-    stale = []
-    for path, content in rendered().items():
-        if check:
-            if not path.exists() or path.read_text() != content:
-                stale.append(path.relative_to(REPO))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            print(f"wrote {path.relative_to(REPO)}")
-    if stale:
-        print(f"stale: {', '.join(map(str, stale))}: run `make k8s-generate` and commit", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(
+        generator_main(rendered, description=__doc__.splitlines()[0], remake="make k8s-generate")
+    )
