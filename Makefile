@@ -26,11 +26,11 @@ $(VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml
 	$(UV) pip install -q -p $(PY) $(EDITABLE) -r requirements-dev.txt
 	@touch $@
 
-# serving has its own environment: BentoML pins its own dependency set (brief, section 3).
+# serving has its own environment (brief, section 3), so its dependency set can move on its own.
 $(SERVING_VENV)/.installed: Makefile contracts/pyproject.toml libs/common/pyproject.toml services/serving/pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	@test -x $(SERVING_VENV)/bin/python || $(UV) venv -q -p $(PYTHON) $(SERVING_VENV)
-	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e services/serving pytest pytest-asyncio pytest-timeout polyfactory deptry
+	$(UV) pip install -q -p $(SERVING_VENV)/bin/python -e contracts -e libs/common -e "services/serving[test]" pytest pytest-asyncio pytest-timeout polyfactory deptry
 	@touch $@
 
 .PHONY: install
