@@ -1,6 +1,7 @@
 """Write the metrics table of docs/monitoring.md from the services' metric objects.
 
     .venv/bin/python docs/generate_metrics.py          # rewrite the table (make metrics-doc)
+    .venv/bin/python docs/generate_metrics.py --check  # exit 1 when the committed table is stale
 
 Each service's `app` module is imported in the service's own environment (serving's is
 `.venv-serving`) by `python -m modelfleet_common.metric_catalogue`, which lists the metric families
@@ -18,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from modelfleet_devkit.generated import generator_main, with_section
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "monitoring.md"
@@ -73,18 +76,14 @@ def table(by_service: dict[str, list[dict[str, Any]]]) -> str:
 
 def with_table(document: str, generated: str) -> str:
     """The document with the text between the markers replaced by `generated`."""
-    head, begin, rest = document.partition(BEGIN)
-    _, end, tail = rest.partition(END)
-    if not begin or not end:
-        raise SystemExit(f"{DOC} lacks the markers {BEGIN!r} … {END!r}")
-    return f"{head}{BEGIN}\n{generated}\n{END}{tail}"
+    return with_section(document, BEGIN, END, generated)
 
 
-def main() -> None:
+def rendered() -> dict[Path, str]:
+    """docs/monitoring.md with the table of what each service's registry exports."""
     generated = table({service: exported(service) for service in SERVICES})
-    DOC.write_text(with_table(DOC.read_text(), generated))
-    print(f"{DOC.relative_to(REPO)}: metrics table regenerated")
+    return {DOC: with_table(DOC.read_text(), generated)}
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(generator_main(rendered, description=__doc__.splitlines()[0], remake="make metrics-doc"))

@@ -10,7 +10,6 @@ table names them as the topic catalog does (`modelfleet_contracts.topics`), in c
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import yaml
 
 from modelfleet_common.naming import TopicNamer
 from modelfleet_contracts.topics import ALL_TOPICS, SERVICES
+from modelfleet_devkit.generated import generator_main, with_section
 
 DOCS = Path(__file__).resolve().parent
 ARCHITECTURE = DOCS / "architecture.md"
@@ -59,18 +59,11 @@ def current(text: str) -> str:
     return text[start : end + len(END)] + "\n"
 
 
-def main(argv: list[str]) -> int:
-    text = ARCHITECTURE.read_text()
-    table = render()
-    if "--check" in argv:
-        if current(text) != table:
-            print(f"{ARCHITECTURE}: the service table is stale; run `make asyncapi`", file=sys.stderr)
-            return 1
-        return 0
-    ARCHITECTURE.write_text(text.replace(current(text), table))
-    print(f"{ARCHITECTURE}: service table regenerated")
-    return 0
+def rendered() -> dict[Path, str]:
+    """docs/architecture.md with its table as the AsyncAPI documents give it."""
+    table = render().removeprefix(BEGIN + "\n").removesuffix(END + "\n")
+    return {ARCHITECTURE: with_section(ARCHITECTURE.read_text(), BEGIN, END, table)}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))
+    raise SystemExit(generator_main(rendered, description=__doc__.splitlines()[0], remake="make asyncapi"))

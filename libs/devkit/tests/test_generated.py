@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet_devkit.generated import generator_main
+from modelfleet_devkit.generated import generator_main, with_section
 
 
 def _files(tmp_path: Path) -> dict[Path, str]:
@@ -43,3 +43,14 @@ def test_writing_makes_the_files_current_and_leaves_current_ones_alone(
     printed = capsys.readouterr().out
     assert "current" in printed
     assert "wrote" in printed
+
+
+def test_a_section_between_markers_is_replaced_and_missing_markers_are_named() -> None:
+    document = "intro\n<!-- b -->\nold\n<!-- e -->\noutro\n"
+
+    assert (
+        with_section(document, "<!-- b -->", "<!-- e -->", "new\n")
+        == "intro\n<!-- b -->\nnew\n<!-- e -->\noutro\n"
+    )
+    with pytest.raises(ValueError, match="<!-- e -->"):
+        with_section("intro\n<!-- b -->\n", "<!-- b -->", "<!-- e -->", "new")

@@ -28,6 +28,15 @@ def write_files(files: Mapping[Path, str]) -> list[Path]:
     return written
 
 
+def with_section(document: str, begin: str, end: str, generated: str) -> str:
+    """`document` with the text between the `begin` and `end` marker lines replaced by `generated`."""
+    head, found_begin, rest = document.partition(begin)
+    _, found_end, tail = rest.partition(end)
+    if not found_begin or not found_end:
+        raise ValueError(f"the document lacks the markers {begin!r} ... {end!r} of its generated section")
+    return f"{head}{begin}\n{generated.strip(chr(10))}\n{end}{tail}"
+
+
 def _shown(path: Path) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
