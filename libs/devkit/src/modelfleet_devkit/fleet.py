@@ -23,12 +23,12 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
 from modelfleet_cli.connecting import admin_settings, local_broker, principal_environment
 from modelfleet_cli.local_home import REPO
 from modelfleet_cli.local_home import mlflow as local_mlflow
+from modelfleet_cli.output import out
 from modelfleet_cli.provisioning import provision
 from modelfleet_cli.tokens import local_serving_token
 from modelfleet_common.naming import TopicNamer
@@ -46,7 +46,8 @@ PORTS = {
     "monitor": 8106,
     "serving": 8107,
 }
-console = Console()
+#: Tables whole in a pipe or a log file, as the CLI's (modelfleet_cli.output).
+console = out
 
 
 SERVICES = tuple(PORTS)

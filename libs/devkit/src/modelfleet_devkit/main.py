@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from modelfleet_cli.local_home import default_home
+from modelfleet_cli.output import out
 
 from . import fleet
 
@@ -54,10 +54,7 @@ def demo(
     from .demo import DemoOptions
     from .demo import run as run_demo
 
-    # Without a terminal (a log file, CI) rich would wrap the tables at 80 columns and squeeze the
-    # model names out; a log reader scrolls sideways instead.
-    console = Console()
-    out = console if console.is_terminal else Console(width=200)
+    # The CLI's console: as wide as the terminal, or unclipped in a log file or a pipe.
     code = run_demo(DemoOptions(fleet_dir=fleet_dir, drift=drift, timeout=timeout, rate=rate), out)
     raise typer.Exit(code)
 
